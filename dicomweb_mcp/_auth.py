@@ -1,0 +1,104 @@
+"""Authentication as pluggable httpx auth flows: none, HTTP Basic, static bearer, Azure (refreshing).
+
+None of these classes ever shows a secret in its repr.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncGenerator, Generator
+from typing import Any, Protocol
+
+import anyio
+import httpx
+
+from ._config import AuthMode, Config
+from ._errors import ConfigError
+
+__all__ = ["AzureTokenAuth", "BearerAuth", "TokenCredential", "build_auth"]
+
+# Refresh a token this long before it expires, so that a request never leaves with a token that dies
+# on the way (Entra tokens live about an hour).
+_REFRESH_MARGIN_SECONDS = 300.0
+
+
+class TokenCredential(Protocol):
+    """What azure-identity credentials offer (sync or async ``get_token``)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
+
+
+class BearerAuth(httpx.Auth):
+    """A static bearer token."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=***)"
+
+
+class AzureTokenAuth(httpx.Auth):
+    """Bearer tokens from an azure-identity credential.
+
+    Tokens are cached until shortly before they expire; a 401 forces one refresh and one retry (the token
+    may have been revoked or the clock skewed). Sync credentials run in a worker thread, so that their
+    blocking HTTP calls never stall the event loop; async credentials are awaited directly.
+    """
+
+    def __init__(self, credential: TokenCredential, scope: str) -> None:
+        self._credential = credential
+        self._scope = scope
+        self._token: str | None = None
+        self._expires_on = 0.0
+        self._lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"AzureTokenAuth(credential={type(self._credential).__name__}, scope={self._scope!r})"
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("AzureTokenAuth works with httpx.AsyncClient only")
+        yield request  # pragma: no cover - makes this a generator
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = f"Bearer {await self._get_token(force=False)}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {await self._get_token(force=True)}"
+            yield request
+
+    async def _get_token(self, *, force: bool) -> str:
+        async with self._lock:
+            if force or self._token is None or time.time() >= self._expires_on - _REFRESH_MARGIN_SECONDS:
+                get_token = self._credential.get_token
+                if inspect.iscoroutinefunction(get_token):
+                    access = await get_token(self._scope)
+                else:
+                    access = await anyio.to_thread.run_sync(get_token, self._scope)
+                self._token = str(access.token)
+                self._expires_on = float(access.expires_on)
+            return self._token
+
+
+def build_auth(config: Config, credential: TokenCredential | None = None) -> httpx.Auth | None:
+    """The auth flow for ``config``; ``credential`` overrides DefaultAzureCredential for Azure."""
+    if config.auth is AuthMode.NONE:
+        return None
+    if config.auth is AuthMode.BASIC:
+        assert config.username is not None and config.password is not None  # checked by Config
+        return httpx.BasicAuth(config.username, config.password)
+    if config.auth is AuthMode.BEARER:
+        assert config.token is not None
+        return BearerAuth(config.token)
+    if credential is None:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError as exc:  # pragma: no cover - azure-identity is a dependency
+            raise ConfigError("DICOMWEB_AUTH=azure needs the azure-identity package.") from exc
+        credential = DefaultAzureCredential()
+    return AzureTokenAuth(credential, config.azure_scope)

@@ -1,0 +1,661 @@
+"""The async DICOMweb client: QIDO-RS, WADO-RS, STOW-RS, delete and change feed over one httpx pool.
+
+It knows nothing of MCP. Server differences come from ``ServerProfile``; errors are ``DicomWebError``s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import anyio
+import httpx
+
+from ._auth import TokenCredential, build_auth
+from ._config import Config, ServerKind
+from ._errors import (
+    DicomWebError,
+    InvalidInputError,
+    NotFoundError,
+    ProtocolError,
+    ServerUnreachableError,
+    UnsupportedOperationError,
+    error_for_status,
+)
+from ._models import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    ChangeFeedEntry,
+    DeleteResult,
+    DicomFile,
+    QueryResult,
+    RenderedImage,
+    StoreOutcome,
+)
+from ._multipart import FilePart, MultipartFileBody, MultipartReader, boundary_of
+from ._query import MatchValue, build_query
+from ._servers import ServerProfile, guess_kind_from_url, orthanc_rest_root, profile_for
+from ._stow import outcomes_from_response
+from ._validation import validate_frames, validate_uid
+
+__all__ = ["DicomWebClient"]
+
+log = logging.getLogger("dicomweb_mcp")
+
+DICOM_JSON = "application/dicom+json"
+_MAX_ERROR_BODY = 64 * 1024
+# A STOW request carries at most this many instances / bytes: large enough to amortise the round trip,
+# small enough that one failure does not cost a whole study's upload.
+DEFAULT_STORE_BATCH_COUNT = 100
+DEFAULT_STORE_BATCH_BYTES = 256 * 1024 * 1024
+# Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
+_UID_LOOKUP_BATCH = 50
+
+Level = Literal["study", "series", "instance"]
+
+
+def _transfer_syntax(value: str) -> str:
+    return value if value == "*" else validate_uid(value, "transfer_syntax")
+
+
+def _level_path(study_uid: str, series_uid: str | None, instance_uid: str | None) -> tuple[Level, str]:
+    """Validate the UIDs of a study/series/instance reference and build its path."""
+    path = f"/studies/{validate_uid(study_uid, 'study_uid')}"
+    if series_uid is None:
+        if instance_uid is not None:
+            raise InvalidInputError("instance_uid needs series_uid too: give both, or neither.")
+        return "study", path
+    path += f"/series/{validate_uid(series_uid, 'series_uid')}"
+    if instance_uid is None:
+        return "series", path
+    return "instance", path + f"/instances/{validate_uid(instance_uid, 'instance_uid')}"
+
+
+class DicomWebClient:
+    """One connection pool to one DICOMweb server. Use ``async with`` or call ``aclose()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        credential: TokenCredential | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 10,
+    ) -> None:
+        self.config = config
+        self._root = config.url + (f"/partitions/{config.partition}" if config.partition else "")
+        self._http = httpx.AsyncClient(
+            auth=build_auth(config, credential),
+            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 15.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            headers={"User-Agent": "dicomweb-mcp"},
+        )
+        kind = config.server_kind
+        if kind is ServerKind.AUTO:
+            kind = guess_kind_from_url(config.url) or ServerKind.AUTO
+        self._profile: ServerProfile | None = None if kind is ServerKind.AUTO else profile_for(kind)
+        self._detect_lock = anyio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"DicomWebClient({self.config.base_url!r})"
+
+    # ----------------------------------------------------------------------------------------------
+    # Server kind
+
+    async def profile(self) -> ServerProfile:
+        """The server's profile, detecting the kind on first use when it was left ``auto``."""
+        if self._profile is None:
+            async with self._detect_lock:
+                if self._profile is None:
+                    kind, definitive = await self._detect_kind()
+                    if not definitive:
+                        return profile_for(kind)
+                    self._profile = profile_for(kind)
+        return self._profile
+
+    async def _detect_kind(self) -> tuple[ServerKind, bool]:
+        """Orthanc answers ``GET {rest root}/system`` with its name and version; others do not."""
+        url = orthanc_rest_root(self.config.url) + "/system"
+        try:
+            response = await self._http.get(url, headers={"Accept": "application/json"})
+        except httpx.TransportError as exc:
+            raise self._transport_error("Detecting the server kind", exc) from None
+        if response.status_code in (401, 403):
+            return ServerKind.GENERIC, False  # cannot tell yet; ask again once credentials work
+        if response.status_code == 200:
+            try:
+                info = response.json()
+            except ValueError:
+                info = None
+            if isinstance(info, dict) and "ApiVersion" in info and "DicomAet" in info:
+                log.info("detected an Orthanc server (version %s)", info.get("Version"))
+                return ServerKind.ORTHANC, True
+        return ServerKind.GENERIC, True
+
+    # ----------------------------------------------------------------------------------------------
+    # HTTP plumbing
+
+    def _transport_error(self, operation: str, exc: httpx.TransportError) -> DicomWebError:
+        base = self.config.base_url
+        if isinstance(exc, httpx.TimeoutException):
+            return ServerUnreachableError(
+                f"{operation} failed: {base} did not answer within {self.config.timeout:g} s. "
+                "The server may be overloaded or the request too large: try again, narrow the request, or "
+                "raise DICOMWEB_TIMEOUT."
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ServerUnreachableError(
+                f"{operation} failed: cannot connect to {base} ({exc}). Check DICOMWEB_URL and that the "
+                "server is running and reachable from this machine."
+            )
+        return ServerUnreachableError(
+            f"{operation} failed: the connection to {base} broke ({type(exc).__name__}: {exc}). Try again."
+        )
+
+    async def _raise_for_status(self, operation: str, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        body = b""
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= _MAX_ERROR_BODY:
+                break
+        raise error_for_status(operation, response.status_code, response.request.url.path, body)
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: Any = None,
+        ok: Sequence[int] = (),
+    ) -> AsyncIterator[httpx.Response]:
+        """Send a request and yield the streaming response; errors become ``DicomWebError``.
+
+        Status codes in ``ok`` are handed to the caller even when they are errors (STOW's 409 and 400
+        carry a per-instance answer).
+        """
+        request = self._http.build_request(method, url, headers=headers, content=content)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._transport_error(operation, exc) from None
+        try:
+            if response.status_code not in ok:
+                await self._raise_for_status(operation, response)
+            yield response
+        except httpx.TransportError as exc:
+            raise self._transport_error(operation, exc) from None
+        finally:
+            await response.aclose()
+
+    async def _read(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: Any = None,
+        ok: Sequence[int] = (),
+    ) -> httpx.Response:
+        async with self._stream(operation, method, url, headers=headers, content=content, ok=ok) as response:
+            await response.aread()
+            return response
+
+    @staticmethod
+    def _json(operation: str, response: httpx.Response) -> Any:
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise ProtocolError(
+                f"{operation}: the server answered HTTP {response.status_code} with a body that is not JSON "
+                f"({response.headers.get('content-type', 'no Content-Type')})."
+            ) from None
+
+    # ----------------------------------------------------------------------------------------------
+    # QIDO-RS
+
+    async def _search(
+        self,
+        operation: str,
+        path: str,
+        match: Mapping[str, MatchValue] | None,
+        include_fields: Sequence[str],
+        fuzzy: bool,
+        limit: int | None,
+        offset: int | None,
+    ) -> QueryResult:
+        profile = await self.profile()
+        query = build_query(
+            match, profile=profile, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset
+        )
+        encoded = query.encode(raw_values=profile.raw_query_values)
+        # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
+        url = self._root + path + (f"?{encoded}" if encoded else "")
+        response = await self._read(operation, "GET", url, headers={"Accept": DICOM_JSON})
+        data = self._json(operation, response)  # 204 (Azure) and 200 [] (Orthanc) both mean no match
+        if data is None:
+            data = []
+        if not isinstance(data, list):
+            raise ProtocolError(f"{operation}: expected a JSON array of datasets, got {type(data).__name__}.")
+        return QueryResult([d for d in data if isinstance(d, dict)], query.warnings)
+
+    async def search_studies(
+        self,
+        match: Mapping[str, MatchValue] | None = None,
+        *,
+        include_fields: Sequence[str] = (),
+        fuzzy: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> QueryResult:
+        """QIDO-RS ``/studies``: ``match`` maps keywords or tags to values (wildcards, ranges, UID lists)."""
+        return await self._search(
+            "Search for studies", "/studies", match, include_fields, fuzzy, limit, offset
+        )
+
+    async def search_series(
+        self,
+        match: Mapping[str, MatchValue] | None = None,
+        *,
+        study_uid: str | None = None,
+        include_fields: Sequence[str] = (),
+        fuzzy: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> QueryResult:
+        """QIDO-RS ``/series``, or ``/studies/{study}/series`` when ``study_uid`` scopes the search."""
+        path = "/series" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}/series"
+        return await self._search("Search for series", path, match, include_fields, fuzzy, limit, offset)
+
+    async def search_instances(
+        self,
+        match: Mapping[str, MatchValue] | None = None,
+        *,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        include_fields: Sequence[str] = (),
+        fuzzy: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> QueryResult:
+        """QIDO-RS ``/instances``, scoped by study, or by study and series."""
+        if series_uid is not None and study_uid is None:
+            raise InvalidInputError("series_uid scopes a search only together with study_uid.")
+        path = "/instances"
+        if study_uid is not None:
+            _, scope = _level_path(study_uid, series_uid, None)
+            path = scope + path
+        return await self._search("Search for instances", path, match, include_fields, fuzzy, limit, offset)
+
+    # ----------------------------------------------------------------------------------------------
+    # WADO-RS
+
+    @asynccontextmanager
+    async def _multipart(self, operation: str, url: str, accept: str) -> AsyncIterator[MultipartReader]:
+        async with self._stream(operation, "GET", url, headers={"Accept": accept}) as response:
+            boundary = boundary_of(response.headers.get("content-type", ""))
+            yield MultipartReader(self._chunks(operation, response), boundary)
+
+    async def _chunks(self, operation: str, response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.TransportError as exc:
+            raise self._transport_error(operation, exc) from None
+
+    @asynccontextmanager
+    async def stream_instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        instance_uid: str | None = None,
+        *,
+        transfer_syntax: str = "*",
+    ) -> AsyncIterator[MultipartReader]:
+        """WADO-RS retrieve of a study, series or instance; yields a reader of parts (DICOM Part 10 files).
+
+        ``transfer_syntax='*'`` asks for the files as stored; Azure answers 406 to a multi-instance retrieve
+        without it.
+        """
+        level, path = _level_path(study_uid, series_uid, instance_uid)
+        syntax = _transfer_syntax(transfer_syntax)
+        accept = f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'
+        async with self._multipart(f"Retrieve {level}", self._root + path, accept) as reader:
+            yield reader
+
+    @asynccontextmanager
+    async def stream_frames(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        frames: Sequence[int],
+        *,
+        transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
+    ) -> AsyncIterator[MultipartReader]:
+        """WADO-RS frames (1-based numbers), as uncompressed Explicit VR Little Endian unless asked."""
+        _, path = _level_path(study_uid, series_uid, instance_uid)
+        numbers = ",".join(str(n) for n in validate_frames(frames))
+        accept = (
+            f'multipart/related; type="application/octet-stream"; '
+            f"transfer-syntax={_transfer_syntax(transfer_syntax)}"
+        )
+        async with self._multipart(
+            "Retrieve frames", f"{self._root}{path}/frames/{numbers}", accept
+        ) as reader:
+            yield reader
+
+    async def retrieve_metadata(
+        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """WADO-RS metadata: one DICOM JSON dataset per instance (bulk data as BulkDataURI or left out)."""
+        level, path = _level_path(study_uid, series_uid, instance_uid)
+        operation = f"Retrieve {level} metadata"
+        response = await self._read(
+            operation, "GET", f"{self._root}{path}/metadata", headers={"Accept": DICOM_JSON}
+        )
+        data = self._json(operation, response) or []
+        if not isinstance(data, list):
+            raise ProtocolError(f"{operation}: expected a JSON array of datasets, got {type(data).__name__}.")
+        return [d for d in data if isinstance(d, dict)]
+
+    async def retrieve_rendered(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        *,
+        frame: int | None = None,
+        media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
+        quality: int | None = None,
+    ) -> RenderedImage:
+        """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG)."""
+        _, path = _level_path(study_uid, series_uid, instance_uid)
+        if frame is not None:
+            path += f"/frames/{validate_frames([frame])[0]}"
+        if media_type not in ("image/jpeg", "image/png"):
+            raise InvalidInputError(f"media_type {media_type!r} must be image/jpeg or image/png.")
+        url = f"{self._root}{path}/rendered"
+        if quality is not None:
+            if not 1 <= quality <= 100:
+                raise InvalidInputError(f"quality {quality} must be between 1 and 100.")
+            url += f"?quality={quality}"
+        response = await self._read("Retrieve rendered image", "GET", url, headers={"Accept": media_type})
+        returned = response.headers.get("content-type", media_type).split(";")[0].strip()
+        return RenderedImage(response.content, returned)
+
+    # ----------------------------------------------------------------------------------------------
+    # STOW-RS
+
+    async def store_instances(
+        self,
+        files: Sequence[DicomFile],
+        *,
+        study_uid: str | None = None,
+        encoding: Literal["multipart", "single-part"] = "multipart",
+        batch_count: int = DEFAULT_STORE_BATCH_COUNT,
+        batch_bytes: int = DEFAULT_STORE_BATCH_BYTES,
+    ) -> list[StoreOutcome]:
+        """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches.
+
+        ``study_uid`` posts to ``/studies/{study}`` (the server refuses instances of other studies).
+        ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
+        """
+        path = "/studies" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}"
+        if encoding not in ("multipart", "single-part"):
+            raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
+        outcomes: list[StoreOutcome] = []
+        if encoding == "single-part":
+            for file in files:
+                outcomes.extend(await self._store_batch(path, [file], single_part=True))
+            return outcomes
+        for batch in _batches(files, batch_count, batch_bytes):
+            outcomes.extend(await self._store_batch(path, batch, single_part=False))
+        return outcomes
+
+    async def _store_batch(
+        self, path: str, batch: Sequence[DicomFile], *, single_part: bool
+    ) -> list[StoreOutcome]:
+        profile = await self.profile()
+        known = await self._existing_instances(batch) if profile.silent_duplicates else set()
+        if single_part:
+            body: Any = MultipartFileBody([FilePart(batch[0].path, batch[0].size)])
+            content: Any = _SinglePartBody(body)
+            content_type, length = "application/dicom", batch[0].size
+        else:
+            body = MultipartFileBody([FilePart(f.path, f.size) for f in batch])
+            content, content_type, length = body, body.content_type, body.content_length
+        headers = {"Accept": DICOM_JSON, "Content-Type": content_type, "Content-Length": str(length)}
+        operation = "Store instances"
+        # 409 (all failed, e.g. already stored) and 400 (Orthanc: some failed) still carry the
+        # per-instance answer.
+        async with self._stream(
+            operation, "POST", self._root + path, headers=headers, content=content, ok=(200, 202, 400, 409)
+        ) as response:
+            raw = await response.aread()
+            dataset: Any = None
+            if raw.strip():
+                try:
+                    dataset = json.loads(raw)
+                except ValueError:
+                    dataset = None
+            if isinstance(dataset, list) and len(dataset) == 1:
+                dataset = dataset[0]
+            if not isinstance(dataset, dict):
+                if response.status_code >= 400:
+                    raise error_for_status(operation, response.status_code, response.request.url.path, raw)
+                raise ProtocolError(
+                    f"{operation}: the server's answer (HTTP {response.status_code}) is not a "
+                    "DICOM JSON dataset, so the outcome of each file is unknown."
+                )
+        return outcomes_from_response(dataset, batch, known_before=known)
+
+    async def _existing_instances(self, files: Sequence[DicomFile]) -> set[str]:
+        """The SOP instance UIDs of ``files`` the server already has (for servers that hide duplicates)."""
+        found: set[str] = set()
+        uids = sorted({f.instance_uid for f in files})
+        for start in range(0, len(uids), _UID_LOOKUP_BATCH):
+            chunk = uids[start : start + _UID_LOOKUP_BATCH]
+            result = await self.search_instances({"SOPInstanceUID": chunk}, limit=len(chunk))
+            for dataset in result.datasets:
+                value = (dataset.get("00080018") or {}).get("Value") or []
+                found.update(str(v) for v in value)
+        return found
+
+    # ----------------------------------------------------------------------------------------------
+    # Delete
+
+    async def delete(
+        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
+    ) -> DeleteResult:
+        """Delete a study, series or instance. On Orthanc (405 on DICOMweb DELETE) via its REST API."""
+        level, path = _level_path(study_uid, series_uid, instance_uid)
+        profile = await self.profile()
+        if profile.delete_method == "orthanc-rest":
+            await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
+            return DeleteResult(level, study_uid, series_uid, instance_uid, "orthanc-rest")
+        await self._read(f"Delete {level}", "DELETE", self._root + path, headers={"Accept": DICOM_JSON})
+        return DeleteResult(level, study_uid, series_uid, instance_uid, "dicomweb")
+
+    async def _orthanc_delete(
+        self, level: Level, study_uid: str, series_uid: str | None, instance_uid: str | None
+    ) -> None:
+        rest = orthanc_rest_root(self.config.url)
+        operation = f"Delete {level}"
+        uid = instance_uid or series_uid or study_uid
+        response = await self._read(
+            operation,
+            "POST",
+            f"{rest}/tools/lookup",
+            content=uid.encode(),
+            headers={"Accept": "application/json", "Content-Type": "text/plain"},
+        )
+        matches = self._json(operation, response) or []
+        wanted = {"study": "Study", "series": "Series", "instance": "Instance"}[level]
+        ids = [m.get("ID") for m in matches if isinstance(m, dict) and m.get("Type") == wanted]
+        resource = {"study": "studies", "series": "series", "instance": "instances"}[level]
+        # An Orthanc ID is a hash, but check it anyway: it goes into a URL.
+        orthanc_id = next((i for i in ids if isinstance(i, str) and i.replace("-", "").isalnum()), None)
+        if orthanc_id is not None and level != "study":
+            # The UID must belong to the study (and series) the caller named: never delete across studies.
+            parent = self._json(
+                operation,
+                await self._read(
+                    operation,
+                    "GET",
+                    f"{rest}/{resource}/{orthanc_id}/study",
+                    headers={"Accept": "application/json"},
+                ),
+            )
+            parent_study = ((parent or {}).get("MainDicomTags") or {}).get("StudyInstanceUID")
+            if parent_study != study_uid:
+                orthanc_id = None
+            elif level == "instance":
+                series = self._json(
+                    operation,
+                    await self._read(
+                        operation,
+                        "GET",
+                        f"{rest}/instances/{orthanc_id}/series",
+                        headers={"Accept": "application/json"},
+                    ),
+                )
+                if ((series or {}).get("MainDicomTags") or {}).get("SeriesInstanceUID") != series_uid:
+                    orthanc_id = None
+        _, path = _level_path(study_uid, series_uid, instance_uid)
+        if orthanc_id is None:
+            raise NotFoundError(operation, 404, path, f"no {level} with this UID in this study")
+        await self._read(
+            operation, "DELETE", f"{rest}/{resource}/{orthanc_id}", headers={"Accept": "application/json"}
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # Change feed (Azure DICOM service / Microsoft's open-source server)
+
+    async def _require_change_feed(self) -> None:
+        profile = await self.profile()
+        if not profile.change_feed and profile.kind is not ServerKind.GENERIC:
+            raise UnsupportedOperationError(
+                "The change feed is an Azure DICOM service feature; this "
+                f"{profile.kind.value} server has none. Use search_studies with a StudyDate range "
+                "to find recent studies instead."
+            )
+
+    async def change_feed(
+        self,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        include_metadata: bool = False,
+        start_time: str | None = None,
+        end_time: str | None = None,
+    ) -> list[ChangeFeedEntry]:
+        """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 adds a time window."""
+        await self._require_change_feed()
+        if offset < 0 or (limit is not None and not 1 <= limit <= 200):
+            raise InvalidInputError("offset must be at least 0 and limit between 1 and 200 (v1: 100).")
+        params: dict[str, str] = {"offset": str(offset), "includemetadata": str(include_metadata).lower()}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if start_time:
+            params["startTime"] = start_time
+        if end_time:
+            params["endTime"] = end_time
+        url = httpx.URL(self._root + "/changefeed", params=params)
+        operation = "Read the change feed"
+        response = await self._read(operation, "GET", str(url), headers={"Accept": "application/json"})
+        data = self._json(operation, response) or []
+        if not isinstance(data, list):
+            raise ProtocolError(f"{operation}: expected a JSON array of entries.")
+        return [_change_feed_entry(item) for item in data if isinstance(item, dict)]
+
+    async def change_feed_latest(self, *, include_metadata: bool = False) -> ChangeFeedEntry | None:
+        """``/changefeed/latest``: the newest entry, or None for an empty feed (204)."""
+        await self._require_change_feed()
+        operation = "Read the latest change feed entry"
+        url = f"{self._root}/changefeed/latest?includemetadata={str(include_metadata).lower()}"
+        data = self._json(
+            operation, await self._read(operation, "GET", url, headers={"Accept": "application/json"})
+        )
+        return _change_feed_entry(data) if isinstance(data, dict) else None
+
+
+def _change_feed_entry(item: Mapping[str, Any]) -> ChangeFeedEntry:
+    """Keys are camelCase on the wire and enum values PascalCase: read keys case-insensitively."""
+    lower = {str(k).lower(): v for k, v in item.items()}
+
+    def text(key: str) -> str | None:
+        value = lower.get(key)
+        return None if value is None else str(value)
+
+    try:
+        sequence = int(lower.get("sequence", -1))
+    except (TypeError, ValueError):
+        sequence = -1
+    metadata = lower.get("metadata")
+    return ChangeFeedEntry(
+        sequence=sequence,
+        timestamp=text("timestamp"),
+        action=text("action"),
+        state=text("state"),
+        study_uid=text("studyinstanceuid"),
+        series_uid=text("seriesinstanceuid"),
+        instance_uid=text("sopinstanceuid"),
+        partition=text("partitionname"),
+        metadata=metadata if isinstance(metadata, dict) else None,
+    )
+
+
+def _batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list[list[DicomFile]]:
+    batches: list[list[DicomFile]] = []
+    current: list[DicomFile] = []
+    size = 0
+    for file in files:
+        if current and (len(current) >= max_count or size + file.size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(file)
+        size += file.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _SinglePartBody:
+    """The file bytes of a one-part ``MultipartFileBody``, without the multipart framing (re-iterable)."""
+
+    def __init__(self, body: MultipartFileBody) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        part = self._body.parts[0]
+        remaining = part.size
+        with part.path.open("rb") as stream:
+            while remaining > 0:
+                chunk = stream.read(min(1024 * 1024, remaining))
+                if not chunk:
+                    raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
+                remaining -= len(chunk)
+                yield chunk

@@ -1,0 +1,80 @@
+"""Local DICOM files: find them, check they are DICOM, and read the UIDs a STOW needs.
+
+Only files that parse as DICOM Part 10 are ever sent, so a path handed to the store tool cannot be used
+to upload an arbitrary file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from ._models import DicomFile
+from ._validation import is_valid_uid
+
+__all__ = ["SkippedFile", "collect_dicom_files", "read_dicom_file"]
+
+# Only the header is read: the UIDs sit in the first few KiB, pixel data is never loaded.
+_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+def read_dicom_file(path: Path) -> DicomFile | SkippedFile:
+    """Read the UIDs of a DICOM Part 10 file, or say why it is not one we can send."""
+    try:
+        size = path.stat().st_size
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+    except InvalidDicomError:
+        return SkippedFile(path, "not a DICOM Part 10 file (no DICM preamble)")
+    except OSError as exc:
+        return SkippedFile(path, f"unreadable: {exc.strerror or exc}")
+    except Exception as exc:  # pydicom raises many types on damaged files
+        return SkippedFile(path, f"not a readable DICOM file ({type(exc).__name__})")
+    uids = {}
+    for keyword in _TAGS:
+        value = str(getattr(ds, keyword, "") or "").strip()
+        if not is_valid_uid(value):
+            return SkippedFile(path, f"missing or invalid {keyword}")
+        uids[keyword] = value
+    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return DicomFile(
+        path=path,
+        size=size,
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        instance_uid=uids["SOPInstanceUID"],
+        sop_class_uid=uids["SOPClassUID"],
+        transfer_syntax_uid=str(transfer_syntax) if transfer_syntax else None,
+    )
+
+
+def collect_dicom_files(paths: Iterable[Path]) -> tuple[list[DicomFile], list[SkippedFile]]:
+    """Files and directories (searched recursively, in a stable order) -> DICOM files and skipped ones."""
+    found: list[DicomFile] = []
+    skipped: list[SkippedFile] = []
+    seen: set[Path] = set()
+    for root in paths:
+        if root.is_dir():
+            candidates = sorted(p for p in root.rglob("*") if p.is_file())
+        elif root.exists():
+            candidates = [root]
+        else:
+            skipped.append(SkippedFile(root, "no such file or directory"))
+            continue
+        for path in candidates:
+            resolved = path.resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            result = read_dicom_file(path)
+            (found if isinstance(result, DicomFile) else skipped).append(result)  # type: ignore[arg-type]
+    return found, skipped

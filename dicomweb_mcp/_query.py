@@ -1,0 +1,112 @@
+"""QIDO-RS query strings: attribute matching validated against the DICOM dictionary, then encoded the way
+the server will really read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from ._dictionary import resolve_attribute
+from ._errors import InvalidInputError
+from ._servers import ServerProfile
+from ._validation import normalize_date_range, normalize_time_range, validate_uid
+
+__all__ = ["MatchValue", "Query", "build_query"]
+
+MatchValue = str | int | Sequence[str]
+
+# Characters an unescaped query value cannot carry: they would end the value or the URL, or be sent
+# percent-encoded, which Orthanc matches literally.
+_RAW_UNSENDABLE = frozenset(" &#%+;=")
+
+
+@dataclass
+class Query:
+    """A validated QIDO query: ``(name, value)`` pairs in order, and warnings for the caller."""
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def encode(self, *, raw_values: bool) -> str:
+        """The query string (without ``?``). ``raw_values`` sends values unescaped, for Orthanc."""
+        encoded = []
+        for name, value in self.pairs:
+            if raw_values:
+                sendable = "".join("?" if ch in _RAW_UNSENDABLE or not ch.isascii() else ch for ch in value)
+                if sendable != value:
+                    self.warnings.append(
+                        f"This server reads query values unescaped and cannot receive spaces or some "
+                        f"symbols, so {name}={value!r} was sent as {name}={sendable!r} ('?' matches any "
+                        "one character); check the results."
+                    )
+                encoded.append(f"{name}={sendable}")
+            else:
+                encoded.append(f"{name}={quote(value, safe='*?,')}")
+        return "&".join(encoded)
+
+
+def build_query(
+    match: Mapping[str, MatchValue] | None,
+    *,
+    profile: ServerProfile,
+    include_fields: Iterable[str] = (),
+    fuzzy: bool = False,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> Query:
+    """Validate attribute names (keyword or tag) and values by VR, and the paging arguments."""
+    query = Query()
+    for name, value in (match or {}).items():
+        attribute = resolve_attribute(name)
+        # Keywords are what every server knows (Azure's are case-sensitive); unknown tags go as tags.
+        key = attribute.keyword or attribute.tag
+        query.pairs.append((key, _match_value(key, attribute.vr, value)))
+    fields = list(include_fields)
+    for name in fields:
+        if name.strip().lower() == "all":
+            query.pairs.append(("includefield", "all"))
+        else:
+            attribute = resolve_attribute(name)
+            query.pairs.append(("includefield", attribute.keyword or attribute.tag))
+    if fuzzy:
+        query.pairs.append(("fuzzymatching", "true"))
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit {limit!r} must be a whole number of at least 1.")
+        cap = profile.qido_limit_cap
+        if cap is not None and limit > cap:
+            query.warnings.append(f"limit {limit} is above this server's maximum of {cap}; asked for {cap}.")
+            limit = cap
+        query.pairs.append(("limit", str(limit)))
+    if offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"offset {offset!r} must be a whole number of at least 0.")
+        if offset:
+            query.pairs.append(("offset", str(offset)))
+    return query
+
+
+def _match_value(key: str, vr: str, value: MatchValue) -> str:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{key}: a true/false value is not a DICOM match value.")
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str):
+        values = [str(v) for v in value]
+        if vr == "UI":
+            return ",".join(validate_uid(v.strip(), key) for v in values)
+        return ",".join(values)
+    text = value.strip()
+    if not text:
+        return ""  # universal matching: return the attribute, whatever its value
+    if vr == "UI":
+        return ",".join(validate_uid(v.strip(), key) for v in text.split(","))
+    if vr == "DA":
+        return normalize_date_range(text, key)
+    if vr == "TM":
+        return normalize_time_range(text, key)
+    if any(ord(ch) < 32 for ch in text):
+        raise InvalidInputError(f"{key} value {value!r} contains control characters.")
+    return text

@@ -1,0 +1,73 @@
+"""What differs between DICOMweb servers, in one place.
+
+Each server kind has a ``ServerProfile``; the client asks the profile, never the kind, so a new quirk is
+one field here. Facts come from the servers' conformance statements and probes of the real servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ._config import AZURE_HOST_SUFFIX, ServerKind
+
+__all__ = ["ServerProfile", "guess_kind_from_url", "orthanc_rest_root", "profile_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerProfile:
+    kind: ServerKind
+    # Orthanc does not percent-decode query values: wildcards, carets and commas must go raw, and a space,
+    # which cannot be sent raw, becomes the single-character wildcard "?".
+    raw_query_values: bool = False
+    # Azure answers 400 to a QIDO limit above 200.
+    qido_limit_cap: int | None = None
+    delete_method: Literal["dicomweb", "orthanc-rest", "unsupported"] = "dicomweb"
+    change_feed: bool = False
+    single_part_store: bool = False
+    rendered: bool = True
+    # Orthanc ignores a duplicate silently (200, stored copy kept): look the UIDs up before storing to
+    # report "already present" truthfully.
+    silent_duplicates: bool = False
+
+
+_PROFILES: dict[ServerKind, ServerProfile] = {
+    ServerKind.AZURE: ServerProfile(
+        ServerKind.AZURE, qido_limit_cap=200, change_feed=True, single_part_store=True
+    ),
+    ServerKind.ORTHANC: ServerProfile(
+        ServerKind.ORTHANC, raw_query_values=True, delete_method="orthanc-rest", silent_duplicates=True
+    ),
+    # dcm4chee deletes only rejected studies (403 otherwise): the DICOMweb DELETE is tried and its 403
+    # explained by the error hint.
+    ServerKind.DCM4CHEE: ServerProfile(ServerKind.DCM4CHEE),
+    ServerKind.GOOGLE: ServerProfile(ServerKind.GOOGLE),
+    ServerKind.GENERIC: ServerProfile(ServerKind.GENERIC),
+}
+
+
+def profile_for(kind: ServerKind) -> ServerProfile:
+    if kind is ServerKind.AUTO:
+        raise ValueError("resolve ServerKind.AUTO before asking for its profile")
+    return _PROFILES[kind]
+
+
+def guess_kind_from_url(url: str) -> ServerKind | None:
+    """The kind a URL alone gives away, or None when only asking the server can tell."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host.endswith(AZURE_HOST_SUFFIX):
+        return ServerKind.AZURE
+    if host == "healthcare.googleapis.com" or "/dicomstores/" in parts.path.lower():
+        return ServerKind.GOOGLE
+    if "/dcm4chee-arc/" in parts.path.lower():
+        return ServerKind.DCM4CHEE
+    return None
+
+
+def orthanc_rest_root(dicomweb_url: str) -> str:
+    """Orthanc's REST API lives at the DICOMweb root without its last path segment (``/dicom-web``)."""
+    parts = urlsplit(dicomweb_url)
+    path = parts.path.rstrip("/").rpartition("/")[0]
+    return f"{parts.scheme}://{parts.netloc}{path}"
