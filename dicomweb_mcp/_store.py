@@ -1,0 +1,177 @@
+"""The file store: where retrieved instances, frames and metadata are saved, and how.
+
+Every file is written to a temporary name and renamed only when complete and checked, so a file with
+its final name is always whole. Names are built from validated UIDs only, under the download directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._dicomfiles import read_dicom_file
+from ._errors import InvalidInputError, ProtocolError
+from ._models import DicomFile
+from ._multipart import BodyPart, MultipartReader
+from ._validation import validate_uid
+
+__all__ = ["FileStore", "SavedFile", "SavedFrame"]
+
+_FRAME_EXTENSIONS = {
+    "application/octet-stream": ".raw",
+    "image/jpeg": ".jpg",
+    "image/jp2": ".jp2",
+    "image/jpx": ".jpx",
+    "image/jls": ".jls",
+    "image/dicom-rle": ".rle",
+    "image/png": ".png",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SavedFile:
+    path: Path
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    size_bytes: int
+    transfer_syntax_uid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedFrame:
+    frame: int
+    path: Path
+    content_type: str
+    transfer_syntax_uid: str | None
+    size_bytes: int
+
+
+OnSaved = Callable[[SavedFile], Awaitable[None]]
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+
+    def directory(self, output_dir: str | None = None) -> Path:
+        """The directory to save into: the root, or ``output_dir`` which must resolve inside the root."""
+        root = self.root.resolve() if self.root.exists() else self.root
+        if not output_dir:
+            return root
+        candidate = Path(output_dir).expanduser()
+        if not candidate.is_absolute():
+            candidate = root / candidate
+        resolved = candidate.resolve()  # follows symlinks: a link pointing out is refused too
+        if not resolved.is_relative_to(root):
+            raise InvalidInputError(
+                f"output_dir {output_dir!r} is outside the download directory {root}: give a path inside it "
+                "(relative paths are taken from it), or leave output_dir empty."
+            )
+        return resolved
+
+    def _temporary(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f".incoming-{uuid.uuid4().hex}.partial"
+
+    async def _write(self, part: BodyPart, target: Path) -> int:
+        """Write a part's bytes to ``target``; on any failure (or cancellation) remove it and re-raise."""
+        size = 0
+        try:
+            with target.open("wb") as stream:
+                async for chunk in part.aiter_bytes():
+                    stream.write(chunk)
+                    size += len(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return size
+
+    async def save_instances(
+        self, reader: MultipartReader, directory: Path, on_saved: OnSaved | None = None
+    ) -> list[SavedFile]:
+        """Save each part as ``{directory}/{study}/{series}/{instance}.dcm``; parts that are not DICOM fail.
+
+        Files completed before a failure stay (they are whole); the failing one is removed.
+        """
+        saved: list[SavedFile] = []
+        async for part in reader:
+            temporary = self._temporary(directory)
+            size = await self._write(part, temporary)
+            info = read_dicom_file(temporary)
+            if not isinstance(info, DicomFile):
+                temporary.unlink(missing_ok=True)
+                raise ProtocolError(
+                    f"The server sent a part that is not a usable DICOM file ({info.reason}, "
+                    f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were saved."
+                )
+            final = self.instance_path(directory, info)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
+            record = SavedFile(
+                final, info.study_uid, info.series_uid, info.instance_uid, size, info.transfer_syntax_uid
+            )
+            saved.append(record)
+            if on_saved is not None:
+                await on_saved(record)
+        return saved
+
+    @staticmethod
+    def instance_path(directory: Path, info: DicomFile) -> Path:
+        # read_dicom_file validated the UIDs (digits and dots), so they are safe path components.
+        return directory / info.study_uid / info.series_uid / f"{info.instance_uid}.dcm"
+
+    async def save_frames(
+        self,
+        reader: MultipartReader,
+        directory: Path,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        frames: Sequence[int],
+    ) -> list[SavedFrame]:
+        """Save frames beside their instance: ``{instance}.frame-{N}{.raw|.jpg|...}``."""
+        base = (
+            directory
+            / validate_uid(study_uid, "study_uid")
+            / validate_uid(series_uid, "series_uid")
+            / validate_uid(instance_uid, "instance_uid")
+        )
+        saved: list[SavedFrame] = []
+        async for part in reader:
+            if len(saved) >= len(frames):
+                raise ProtocolError(f"The server sent more frames than the {len(frames)} asked for.")
+            number = _frame_number(part) or frames[len(saved)]
+            extension = _FRAME_EXTENSIONS.get(part.media_type, ".bin")
+            final = base.parent / f"{base.name}.frame-{number}{extension}"
+            temporary = self._temporary(base.parent)
+            size = await self._write(part, temporary)
+            os.replace(temporary, final)
+            saved.append(SavedFrame(number, final, part.media_type, part.transfer_syntax_uid, size))
+        if len(saved) != len(frames):
+            raise ProtocolError(f"The server sent {len(saved)} frames for the {len(frames)} asked for.")
+        return saved
+
+    def write_json(self, path: Path, data: Any) -> Path:
+        """Write JSON atomically (temporary name, then rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._temporary(path.parent)
+        try:
+            with temporary.open("w", encoding="utf-8") as stream:
+                json.dump(data, stream, indent=1)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _frame_number(part: BodyPart) -> int | None:
+    location = part.content_location or ""
+    tail = location.rstrip("/").rpartition("/frames/")[2]
+    return int(tail) if tail.isdigit() and int(tail) > 0 else None

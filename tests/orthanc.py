@@ -1,0 +1,150 @@
+"""A real Orthanc with the DICOMweb plugin, run by the tests on 127.0.0.1 and stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+_START_TIMEOUT = 30.0
+
+
+class OrthancMissing(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Orthanc:
+    """One Orthanc process with its own storage directory; ``start()`` returns once it serves DICOMweb."""
+
+    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
+        if not Path(ORTHANC_BINARY).exists() or not Path(DICOMWEB_PLUGIN).exists():
+            raise OrthancMissing(
+                "Orthanc with the DICOMweb plugin is not installed: apt-get install orthanc orthanc-dicomweb "
+                "(the README's test command does this)."
+            )
+        self.workdir = workdir
+        self.port = free_port()
+        self.users = users
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_lines: list[str] = []
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.root}/dicom-web"
+
+    def config(self) -> dict[str, Any]:
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {
+            "Name": "dicomweb-mcp-tests",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "HttpPort": self.port,
+            "RemoteAccessAllowed": False,
+            "DicomServerEnabled": False,
+            "HttpCompressionEnabled": False,
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "StudiesMetadata": "Full",
+                "SeriesMetadata": "Full",
+            },
+            "AuthenticationEnabled": bool(self.users),
+            "RegisteredUsers": self.users or {},
+        }
+        return config
+
+    def start(self) -> Orthanc:
+        config_path = self.workdir / "orthanc.json"
+        config_path.write_text(json.dumps(self.config()))
+        started = threading.Event()
+        self.process = subprocess.Popen(
+            [ORTHANC_BINARY, str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        # Orthanc logs "Orthanc has started" once its HTTP server is up: wait for that line, not a sleep.
+        threading.Thread(target=self._read_log, args=(started,), daemon=True).start()
+        if not started.wait(_START_TIMEOUT) or self.process.poll() is not None:
+            self.stop()
+            raise RuntimeError("Orthanc did not start:\n" + "\n".join(self._log_lines[-30:]))
+        auth = None
+        if self.users:
+            user, password = next(iter(self.users.items()))
+            auth = httpx.BasicAuth(user, password)
+        # A wrong plugin path does not stop Orthanc: check the DICOMweb plugin is really loaded.
+        response = httpx.get(f"{self.root}/plugins/dicom-web", auth=auth, timeout=10)
+        if response.status_code != 200:
+            self.stop()
+            raise RuntimeError(f"Orthanc started without the DICOMweb plugin (HTTP {response.status_code})")
+        return self
+
+    def _read_log(self, started: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._log_lines.append(line)
+            del self._log_lines[:-200]
+            if "Orthanc has started" in line:
+                started.set()
+        started.set()  # the process ended: let start() see it
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def clear(self) -> None:
+        """Delete every study, so that each test starts from an empty archive."""
+        auth = None
+        if self.users:
+            auth = httpx.BasicAuth(*next(iter(self.users.items())))
+        with httpx.Client(base_url=self.root, auth=auth, timeout=30) as http:
+            for study in http.get("/studies").json():
+                http.delete(f"/studies/{study}").raise_for_status()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll a condition with a deadline (for external processes that give no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

@@ -1,0 +1,221 @@
+"""The tutorial walk against a real Orthanc: store, retrieve, metadata, frames, every QIDO form, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicomweb_mcp import (
+    DicomWebClient,
+    InvalidInputError,
+    NotFoundError,
+    ServerKind,
+    StoreStatus,
+    UnsupportedOperationError,
+)
+from dicomweb_mcp._store import FileStore
+from tests.conftest import Samples
+
+pytestmark = pytest.mark.anyio
+
+STUDY_INSTANCE_UID = "0020000D"
+SERIES_INSTANCE_UID = "0020000E"
+SOP_INSTANCE_UID = "00080018"
+
+
+def uids(datasets: list[dict], tag: str) -> list[str]:
+    return sorted(d[tag]["Value"][0] for d in datasets)
+
+
+async def store_tutorial(client: DicomWebClient, samples: Samples) -> None:
+    """The tutorial's order: blue-circle to /studies, red-triangle to /studies/{study}, then green-square."""
+    outcomes = await client.store_instances([samples.blue])
+    outcomes += await client.store_instances([samples.red], study_uid=samples.study_uid)
+    outcomes += await client.store_instances([samples.green], study_uid=samples.study_uid)
+    assert [o.status for o in outcomes] == [StoreStatus.STORED] * 3, outcomes
+
+
+async def test_detects_orthanc(client: DicomWebClient) -> None:
+    assert (await client.profile()).kind is ServerKind.ORTHANC
+
+
+async def test_store_retrieve_study_series_instance(
+    client: DicomWebClient, samples: Samples, tmp_path: Path
+) -> None:
+    await store_tutorial(client, samples)
+    store = FileStore(tmp_path)
+
+    async with client.stream_instances(samples.study_uid) as reader:
+        study = await store.save_instances(reader, tmp_path / "study")
+    assert sorted(f.instance_uid for f in study) == sorted(f.instance_uid for f in samples.all)
+    for saved in study:
+        original = next(f for f in samples.all if f.instance_uid == saved.instance_uid)
+        assert (
+            saved.path
+            == tmp_path / "study" / original.study_uid / original.series_uid / f"{original.instance_uid}.dcm"
+        )
+        assert saved.size_bytes == saved.path.stat().st_size
+        assert pydicom.dcmread(saved.path).PixelData == pydicom.dcmread(original.path).PixelData
+
+    async with client.stream_instances(samples.study_uid, samples.red.series_uid) as reader:
+        series = await store.save_instances(reader, tmp_path / "series")
+    assert sorted(f.instance_uid for f in series) == sorted(
+        [samples.red.instance_uid, samples.green.instance_uid]
+    )
+
+    async with client.stream_instances(
+        samples.study_uid, samples.red.series_uid, samples.red.instance_uid
+    ) as reader:
+        instance = await store.save_instances(reader, tmp_path / "instance")
+    assert [f.instance_uid for f in instance] == [samples.red.instance_uid]
+    # No temporary file is left anywhere.
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+async def test_metadata_at_each_level(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    study = await client.retrieve_metadata(samples.study_uid)
+    series = await client.retrieve_metadata(samples.study_uid, samples.blue.series_uid)
+    instance = await client.retrieve_metadata(
+        samples.study_uid, samples.green.series_uid, samples.green.instance_uid
+    )
+    assert uids(study, SOP_INSTANCE_UID) == sorted(f.instance_uid for f in samples.all)
+    assert uids(series, SOP_INSTANCE_UID) == [samples.blue.instance_uid]
+    assert uids(instance, SOP_INSTANCE_UID) == [samples.green.instance_uid]
+    assert instance[0]["00100010"]["Value"][0]["Alphabetic"] == "Anony Mous"
+    # Pixel data is bulk data: a reference, never inline bytes in metadata.
+    assert "InlineBinary" not in instance[0].get("7FE00010", {})
+
+
+async def test_frame_of_red_triangle(client: DicomWebClient, samples: Samples, tmp_path: Path) -> None:
+    await store_tutorial(client, samples)
+    red = samples.red
+    async with client.stream_frames(red.study_uid, red.series_uid, red.instance_uid, [1]) as reader:
+        frames = await FileStore(tmp_path).save_frames(
+            reader, tmp_path, red.study_uid, red.series_uid, red.instance_uid, [1]
+        )
+    assert len(frames) == 1
+    frame = frames[0]
+    original = pydicom.dcmread(red.path)
+    assert frame.size_bytes == original.Rows * original.Columns * original.SamplesPerPixel == 2_892_945
+    assert frame.path.read_bytes() == original.PixelData[: frame.size_bytes]
+    assert frame.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert frame.path.name == f"{red.instance_uid}.frame-1.raw"
+
+
+async def test_rendered_instance(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    red = samples.red
+    jpeg = await client.retrieve_rendered(red.study_uid, red.series_uid, red.instance_uid)
+    png = await client.retrieve_rendered(
+        red.study_uid, red.series_uid, red.instance_uid, frame=1, media_type="image/png"
+    )
+    assert jpeg.media_type == "image/jpeg" and jpeg.content[:3] == b"\xff\xd8\xff"
+    assert png.media_type == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_every_tutorial_qido_form(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    study, red = samples.study_uid, samples.red
+    results = {
+        "studies by StudyInstanceUID": await client.search_studies({"StudyInstanceUID": study}),
+        "series by SeriesInstanceUID": await client.search_series({"SeriesInstanceUID": red.series_uid}),
+        "series in study": await client.search_series({"SeriesInstanceUID": red.series_uid}, study_uid=study),
+        "instances by SOPInstanceUID": await client.search_instances({"SOPInstanceUID": red.instance_uid}),
+        "instances in study": await client.search_instances(
+            {"SOPInstanceUID": red.instance_uid}, study_uid=study
+        ),
+        "instances in series": await client.search_instances(
+            {"SOPInstanceUID": red.instance_uid}, study_uid=study, series_uid=red.series_uid
+        ),
+        "PatientName=Anony*": await client.search_studies({"PatientName": "Anony*"}),
+        "PatientName=Anony Mous": await client.search_studies({"PatientName": "Anony Mous"}),
+        "StudyDate range": await client.search_studies({"StudyDate": "20200101-20201231"}),
+        "StudyDate by tag": await client.search_studies({"00080020": "20200922"}),
+    }
+    for name, result in results.items():
+        assert len(result.datasets) == 1, name
+    assert uids(results["instances in series"].datasets, SOP_INSTANCE_UID) == [red.instance_uid]
+    # The space cannot reach Orthanc: it went as '?', and the caller is told.
+    assert any("Anony?Mous" in w for w in results["PatientName=Anony Mous"].warnings)
+
+
+async def test_qido_no_match_is_empty_and_lists_work(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    assert (await client.search_studies({"PatientName": "Nobody*"})).datasets == []
+    assert (await client.search_studies({"StudyDate": "19900101-19901231"})).datasets == []
+    both = await client.search_instances(
+        {"SOPInstanceUID": [samples.red.instance_uid, samples.blue.instance_uid]}
+    )
+    assert uids(both.datasets, SOP_INSTANCE_UID) == sorted(
+        [samples.red.instance_uid, samples.blue.instance_uid]
+    )
+    page = await client.search_instances(study_uid=samples.study_uid, limit=2)
+    rest = await client.search_instances(study_uid=samples.study_uid, limit=2, offset=2)
+    assert len(page.datasets) == 2 and len(rest.datasets) == 1
+    assert set(uids(page.datasets + rest.datasets, SOP_INSTANCE_UID)) == {f.instance_uid for f in samples.all}
+    plain = await client.search_instances({"SOPInstanceUID": samples.red.instance_uid})
+    extra = await client.search_instances(
+        {"SOPInstanceUID": samples.red.instance_uid}, include_fields=["ImageComments"]
+    )
+    assert "00204000" not in plain.datasets[0]
+    assert extra.datasets[0]["00204000"]["Value"] == ["Fake DICOM - Red Triangle"]
+
+
+async def test_qido_rejects_bad_input_before_sending(client: DicomWebClient) -> None:
+    with pytest.raises(InvalidInputError, match="not a DICOM keyword"):
+        await client.search_studies({"PatientNmae": "x"})
+    with pytest.raises(InvalidInputError, match="not a date"):
+        await client.search_studies({"StudyDate": "2020-13-01"})
+    with pytest.raises(InvalidInputError, match="not a valid DICOM UID"):
+        await client.search_series(study_uid="1.2.3/../../etc")
+
+
+async def test_duplicate_and_foreign_study_outcomes(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    again = await client.store_instances([samples.blue])
+    assert again[0].status is StoreStatus.ALREADY_PRESENT
+    # An instance posted to a study it does not belong to is refused (Orthanc: 409 with reason 272).
+    await client.delete(samples.study_uid, samples.blue.series_uid, samples.blue.instance_uid)
+    wrong = await client.store_instances([samples.blue], study_uid="1.2.3.4")
+    assert wrong[0].status is StoreStatus.FAILED
+    assert wrong[0].reason_code is not None
+
+
+async def test_delete_instance_then_series_then_study(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    study, red, green, blue = samples.study_uid, samples.red, samples.green, samples.blue
+
+    result = await client.delete(study, red.series_uid, red.instance_uid)
+    assert (result.level, result.method) == ("instance", "orthanc-rest")
+    remaining = await client.search_instances(study_uid=study)
+    assert uids(remaining.datasets, SOP_INSTANCE_UID) == sorted([green.instance_uid, blue.instance_uid])
+
+    await client.delete(study, green.series_uid)
+    series = await client.search_series(study_uid=study)
+    assert uids(series.datasets, SERIES_INSTANCE_UID) == [blue.series_uid]
+
+    await client.delete(study)
+    assert (await client.search_studies({"StudyInstanceUID": study})).datasets == []
+    with pytest.raises(NotFoundError, match="search"):
+        await client.delete(study)
+
+
+async def test_delete_refuses_uid_from_another_study(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    with pytest.raises(NotFoundError):
+        await client.delete("1.2.3.4", samples.red.series_uid, samples.red.instance_uid)
+    assert len((await client.search_instances({"SOPInstanceUID": samples.red.instance_uid})).datasets) == 1
+
+
+async def test_missing_study_is_not_found(client: DicomWebClient) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        await client.retrieve_metadata("1.2.3.4.5")
+    assert "/studies/1.2.3.4.5/metadata" in str(caught.value)
+
+
+async def test_change_feed_is_unsupported_on_orthanc(client: DicomWebClient) -> None:
+    with pytest.raises(UnsupportedOperationError, match="Azure"):
+        await client.change_feed()
