@@ -14,7 +14,7 @@ import anyio
 import httpx
 
 from ._config import AuthMode, Config
-from ._errors import ConfigError
+from ._errors import ConfigError, CredentialError
 
 __all__ = ["AzureTokenAuth", "BearerAuth", "TokenCredential", "build_auth"]
 
@@ -76,10 +76,19 @@ class AzureTokenAuth(httpx.Auth):
         async with self._lock:
             if force or self._token is None or time.time() >= self._expires_on - _REFRESH_MARGIN_SECONDS:
                 get_token = self._credential.get_token
-                if inspect.iscoroutinefunction(get_token):
-                    access = await get_token(self._scope)
-                else:
-                    access = await anyio.to_thread.run_sync(get_token, self._scope)
+                try:
+                    if inspect.iscoroutinefunction(get_token):
+                        access = await get_token(self._scope)
+                    else:
+                        access = await anyio.to_thread.run_sync(get_token, self._scope)
+                except Exception as exc:
+                    # azure-identity explains every credential it tried; the first line is the gist.
+                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise CredentialError(
+                        f"Could not get an Azure access token for {self._scope}: {first_line} Sign in with "
+                        "'az login', or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or run "
+                        "with a managed identity."
+                    ) from None
                 self._token = str(access.token)
                 self._expires_on = float(access.expires_on)
             return self._token

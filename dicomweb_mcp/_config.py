@@ -61,6 +61,10 @@ class Config:
     allow_delete: bool = False
 
     def __post_init__(self) -> None:
+        # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
+        object.__setattr__(self, "auth", _enum(AuthMode, "auth", str(self.auth)))
+        object.__setattr__(self, "server_kind", _enum(ServerKind, "server_kind", str(self.server_kind)))
+        object.__setattr__(self, "download_dir", Path(self.download_dir))
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(

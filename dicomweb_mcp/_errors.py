@@ -11,6 +11,7 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ConflictError",
+    "CredentialError",
     "DicomWebError",
     "HTTPStatusError",
     "InvalidInputError",
@@ -41,6 +42,10 @@ class ConfigError(DicomWebError):
 
 class InvalidInputError(DicomWebError, ValueError):
     """An argument was rejected before any request was sent (bad UID, date, keyword, path...)."""
+
+
+class CredentialError(DicomWebError):
+    """No token could be obtained from the configured credential (Azure sign-in missing or expired)."""
 
 
 class UnsupportedOperationError(DicomWebError):

@@ -1,0 +1,344 @@
+"""Contract tests for behaviour no local server has, shaped as the Azure DICOM service's conformance
+statement describes it (409/202 STOW bodies, 204 QIDO, 406 without transfer-syntax=*, change feed,
+token refresh, partitions). HTTP is mocked with respx; everything else is the real client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from dicomweb_mcp import (
+    AuthenticationError,
+    Config,
+    CredentialError,
+    DicomWebClient,
+    NotFoundError,
+    StoreStatus,
+    ThrottledError,
+)
+from tests.conftest import Samples
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://ws-svc.dicom.azurehealthcareapis.com/v2"
+DICOM_JSON = {"content-type": "application/dicom+json"}
+
+
+def sop_item(uid: str, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.7"]},
+        "00081155": {"vr": "UI", "Value": [uid]},
+    }
+    for tag, value in extra.items():
+        item[tag] = {"vr": "US", "Value": [value]}
+    return item
+
+
+def stow_response(
+    referenced: Sequence[dict[str, Any]] = (), failed: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"00081190": {"vr": "UR", "Value": [f"{BASE}/studies/1.2.3"]}}
+    if referenced:
+        body["00081199"] = {"vr": "SQ", "Value": list(referenced)}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": list(failed)}
+    return body
+
+
+class FakeCredential:
+    """A sync TokenCredential handing out numbered tokens; records every call."""
+
+    def __init__(self, lifetime: float = 3600) -> None:
+        self.calls = 0
+        self.lifetime = lifetime
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        assert scopes == ("https://dicom.healthcareapis.azure.com/.default",)
+
+        class Token:
+            token = f"token-{self.calls}"
+            expires_on = int(time.time() + self.lifetime)
+
+        return Token()
+
+
+@pytest.fixture
+def credential() -> FakeCredential:
+    return FakeCredential()
+
+
+@pytest.fixture
+async def azure(credential: FakeCredential) -> AsyncIterator[DicomWebClient]:
+    async with DicomWebClient(Config(url=BASE, auth="azure"), credential=credential) as client:  # type: ignore[arg-type]
+        yield client
+
+
+async def test_409_already_stored(azure: DicomWebClient, samples: Samples) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/studies").respond(
+            409,
+            json=stow_response(failed=[sop_item(samples.blue.instance_uid, **{"00081197": 45070})]),
+            headers=DICOM_JSON,
+        )
+        outcomes = await azure.store_instances([samples.blue])
+    assert outcomes[0].status is StoreStatus.ALREADY_PRESENT
+    assert outcomes[0].reason_code == 45070
+    request = route.calls.last.request
+    assert request.headers["content-type"].startswith(
+        'multipart/related; type="application/dicom"; boundary='
+    )
+    assert request.headers["accept"] == "application/dicom+json"
+    assert request.headers["authorization"] == "Bearer token-1"
+
+
+async def test_202_mixed_failures_and_warnings(azure: DicomWebClient, samples: Samples) -> None:
+    body = stow_response(
+        referenced=[
+            sop_item(samples.blue.instance_uid),
+            sop_item(samples.green.instance_uid, **{"00081196": 45063}),
+        ],
+        failed=[sop_item(samples.red.instance_uid, **{"00081197": 43265})],
+    )
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/studies/1.2.3").respond(202, json=body, headers=DICOM_JSON)
+        outcomes = await azure.store_instances(samples.all, study_uid="1.2.3")
+    by_uid = {o.file.instance_uid: o for o in outcomes}
+    assert by_uid[samples.blue.instance_uid].status is StoreStatus.STORED
+    green = by_uid[samples.green.instance_uid]
+    assert green.status is StoreStatus.STORED and "does not match the SOP class" in green.warnings[0]
+    red = by_uid[samples.red.instance_uid]
+    assert (red.status, red.reason_code) == (StoreStatus.FAILED, 43265)
+    assert "does not match the study" in (red.reason or "")
+    # One request carried all three files, streamed with the announced length.
+    request = route.calls.last.request
+    assert int(request.headers["content-length"]) == len(request.content)
+    assert len(route.calls) == 1 and all(f.path.read_bytes() in request.content for f in samples.all)
+
+
+async def test_silently_dropped_part_is_failed(azure: DicomWebClient, samples: Samples) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/studies").respond(
+            200, json=stow_response(referenced=[sop_item(samples.blue.instance_uid)])
+        )
+        outcomes = await azure.store_instances([samples.blue, samples.red])
+    assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.FAILED]
+    assert "did not acknowledge" in (outcomes[1].reason or "")
+
+
+async def test_single_part_store(azure: DicomWebClient, samples: Samples) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/studies").respond(
+            200, json=stow_response(referenced=[sop_item(samples.red.instance_uid)])
+        )
+        outcomes = await azure.store_instances([samples.red], encoding="single-part")
+    assert outcomes[0].status is StoreStatus.STORED
+    request = route.calls.last.request
+    assert request.headers["content-type"] == "application/dicom"
+    assert request.content == samples.red.path.read_bytes()
+
+
+async def test_qido_204_is_empty(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/studies").respond(204)
+        result = await azure.search_studies({"PatientName": "Anony Mous"}, limit=1000)
+    assert result.datasets == []
+    url = route.calls.last.request.url
+    # Azure decodes percent-encoding; the limit is capped at its maximum of 200 and the caller told.
+    assert url.params["PatientName"] == "Anony Mous" and url.params["limit"] == "200"
+    assert "maximum of 200" in result.warnings[0]
+
+
+async def test_study_retrieve_sends_transfer_syntax_any(azure: DicomWebClient, samples: Samples) -> None:
+    parts = [f.path.read_bytes() for f in samples.all]
+    boundary = "azure-boundary-1"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n".encode()
+            + p
+            + b"\r\n"
+            for p in parts
+        )
+        + f"--{boundary}--".encode()
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "transfer-syntax=*" not in request.headers.get("accept", ""):
+            return httpx.Response(406, text="The requested DICOM instances cannot be transcoded.")
+        return httpx.Response(
+            200,
+            content=body,
+            headers={"content-type": f'multipart/related; type="application/dicom"; boundary="{boundary}"'},
+        )
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.get(f"/studies/{samples.study_uid}").mock(side_effect=answer)
+        received = []
+        async with azure.stream_instances(samples.study_uid) as reader:
+            async for part in reader:
+                received.append(b"".join([bytes(c) async for c in part.aiter_bytes()]))
+    assert received == parts
+
+
+async def test_delete_uses_dicomweb_and_404_is_not_found(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.delete("/studies/1.2.3/series/1.2.3.4").respond(204)
+        mock.delete("/studies/1.2.9").respond(404, text="The specified study cannot be found.")
+        result = await azure.delete("1.2.3", "1.2.3.4")
+        with pytest.raises(NotFoundError, match="The specified study cannot be found"):
+            await azure.delete("1.2.9")
+    assert (result.level, result.method) == ("series", "dicomweb")
+
+
+CHANGE_FEED = [
+    {
+        "sequence": 1,
+        "partitionName": "Microsoft.Default",
+        "studyInstanceUid": "1.2.3",
+        "seriesInstanceUid": "1.2.3.4",
+        "sopInstanceUid": "1.2.3.4.5",
+        "action": "Create",
+        "timestamp": "2023-05-10T16:00:00.123+00:00",
+        "state": "Deleted",
+        "metadata": None,
+    },
+    {
+        "Sequence": 2,
+        "PartitionName": "Microsoft.Default",
+        "StudyInstanceUid": "1.2.3",
+        "SeriesInstanceUid": "1.2.3.4",
+        "SopInstanceUid": "1.2.3.4.5",
+        "Action": "Delete",
+        "Timestamp": "2023-05-10T16:05:00+00:00",
+        "State": "Current",
+        "Metadata": {"00100010": {"vr": "PN"}},
+    },
+]
+
+
+async def test_change_feed(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        feed = mock.get("/changefeed").respond(200, json=CHANGE_FEED)
+        latest = mock.get("/changefeed/latest").respond(200, json=CHANGE_FEED[1])
+        entries = await azure.change_feed(
+            offset=0,
+            limit=10,
+            include_metadata=True,
+            start_time="2023-05-10T00:00:00Z",
+            end_time="2023-05-11T00:00:00Z",
+        )
+        newest = await azure.change_feed_latest()
+    assert [(e.sequence, e.action, e.state, e.instance_uid) for e in entries] == [
+        (1, "Create", "Deleted", "1.2.3.4.5"),
+        (2, "Delete", "Current", "1.2.3.4.5"),
+    ]
+    assert entries[1].metadata == {"00100010": {"vr": "PN"}} and entries[0].partition == "Microsoft.Default"
+    params = feed.calls.last.request.url.params
+    assert dict(params) == {
+        "offset": "0",
+        "limit": "10",
+        "includemetadata": "true",
+        "startTime": "2023-05-10T00:00:00Z",
+        "endTime": "2023-05-11T00:00:00Z",
+    }
+    assert newest is not None and newest.sequence == 2 and latest.called
+
+
+async def test_change_feed_latest_empty(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/changefeed/latest").respond(204)
+        assert await azure.change_feed_latest() is None
+
+
+async def test_token_cached_then_refreshed_after_401(
+    azure: DicomWebClient, credential: FakeCredential
+) -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        if request.headers["authorization"] == "Bearer token-1" and len(seen) > 1:
+            return httpx.Response(401, text="token revoked")
+        return httpx.Response(200, json=[])
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/studies").mock(side_effect=answer)
+        await azure.search_studies()
+        await azure.search_studies()  # cached token-1 is refused: one refresh, one retry
+        await azure.search_studies()
+    assert seen == ["Bearer token-1", "Bearer token-1", "Bearer token-2", "Bearer token-2"]
+    assert credential.calls == 2
+
+
+async def test_token_refreshed_before_expiry() -> None:
+    credential = FakeCredential(lifetime=60)  # inside the refresh margin: every request gets a fresh one
+    async with DicomWebClient(Config(url=BASE, auth="azure"), credential=credential) as client:  # type: ignore[arg-type]
+        with respx.mock(base_url=BASE) as mock:
+            route = mock.get("/studies").respond(200, json=[])
+            await client.search_studies()
+            await client.search_studies()
+    assert [c.request.headers["authorization"] for c in route.calls] == ["Bearer token-1", "Bearer token-2"]
+
+
+async def test_stow_retried_with_body_after_token_refresh(azure: DicomWebClient, samples: Samples) -> None:
+    bodies: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        if request.headers["authorization"] == "Bearer token-1":
+            return httpx.Response(401)
+        return httpx.Response(200, json=stow_response(referenced=[sop_item(samples.blue.instance_uid)]))
+
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/studies").mock(side_effect=answer)
+        outcomes = await azure.store_instances([samples.blue])
+    assert outcomes[0].status is StoreStatus.STORED
+    assert len(bodies) == 2 and bodies[0] == bodies[1] and len(bodies[1]) > samples.blue.size
+
+
+async def test_persistent_401_is_an_authentication_error(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/studies").respond(401, text="Unauthorized")
+        with pytest.raises(AuthenticationError, match="az login"):
+            await azure.search_studies()
+
+
+async def test_partition_in_path(credential: FakeCredential) -> None:
+    config = Config(url=BASE, auth="azure", partition="radiology")  # type: ignore[arg-type]
+    async with DicomWebClient(config, credential=credential) as client:
+        with respx.mock(base_url=BASE) as mock:
+            qido = mock.get("/partitions/radiology/studies").respond(
+                200, json=[{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]
+            )
+            meta = mock.get("/partitions/radiology/studies/1.2.3/metadata").respond(200, json=[])
+            result = await client.search_studies()
+            await client.retrieve_metadata("1.2.3")
+    assert len(result.datasets) == 1 and qido.called and meta.called
+
+
+async def test_throttled_503(azure: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/studies").respond(503, text="Service is busy", headers={"Retry-After": "2"})
+        with pytest.raises(ThrottledError, match="throttled"):
+            await azure.search_studies()
+
+
+async def test_credential_failure_is_explained() -> None:
+    class NoSignIn:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise RuntimeError(
+                "DefaultAzureCredential failed to retrieve a token.\nAttempted credentials: ..."
+            )
+
+    async with DicomWebClient(Config(url=BASE, auth="azure"), credential=NoSignIn()) as client:  # type: ignore[arg-type]
+        with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+            route = mock.get("/studies").respond(200, json=[])
+            with pytest.raises(CredentialError, match=r"failed to retrieve a token\. Sign in with 'az login'"):
+                await client.search_studies()
+    assert not route.called
