@@ -339,6 +339,8 @@ async def test_credential_failure_is_explained() -> None:
     async with DicomWebClient(Config(url=BASE, auth="azure"), credential=NoSignIn()) as client:  # type: ignore[arg-type]
         with respx.mock(base_url=BASE, assert_all_called=False) as mock:
             route = mock.get("/studies").respond(200, json=[])
-            with pytest.raises(CredentialError, match=r"failed to retrieve a token\. Sign in with 'az login'"):
+            with pytest.raises(
+                CredentialError, match=r"failed to retrieve a token\. Sign in with 'az login'"
+            ):
                 await client.search_studies()
     assert not route.called
