@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -127,6 +127,10 @@ class DicomWebClient:
                         return profile_for(kind)
                     self._profile = profile_for(kind)
         return self._profile
+
+    def assumed_profile(self) -> ServerProfile:
+        """The profile known so far without asking the server (generic until detection succeeded)."""
+        return self._profile or profile_for(ServerKind.GENERIC)
 
     async def _detect_kind(self) -> tuple[ServerKind, bool]:
         """Orthanc answers ``GET {rest root}/system`` with its name and version; others do not."""
@@ -417,22 +421,25 @@ class DicomWebClient:
         encoding: Literal["multipart", "single-part"] = "multipart",
         batch_count: int = DEFAULT_STORE_BATCH_COUNT,
         batch_bytes: int = DEFAULT_STORE_BATCH_BYTES,
+        on_batch: Callable[[Sequence[StoreOutcome]], Awaitable[None]] | None = None,
     ) -> list[StoreOutcome]:
         """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches.
 
         ``study_uid`` posts to ``/studies/{study}`` (the server refuses instances of other studies).
         ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
+        ``on_batch`` is awaited with each batch's outcomes as it completes (progress reporting).
         """
         path = "/studies" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}"
         if encoding not in ("multipart", "single-part"):
             raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
+        single_part = encoding == "single-part"
+        batches = [[f] for f in files] if single_part else _batches(files, batch_count, batch_bytes)
         outcomes: list[StoreOutcome] = []
-        if encoding == "single-part":
-            for file in files:
-                outcomes.extend(await self._store_batch(path, [file], single_part=True))
-            return outcomes
-        for batch in _batches(files, batch_count, batch_bytes):
-            outcomes.extend(await self._store_batch(path, batch, single_part=False))
+        for batch in batches:
+            done = await self._store_batch(path, batch, single_part=single_part)
+            outcomes.extend(done)
+            if on_batch is not None:
+                await on_batch(done)
         return outcomes
 
     async def _store_batch(

@@ -57,12 +57,13 @@ def read_dicom_file(path: Path) -> DicomFile | SkippedFile:
     )
 
 
-def collect_dicom_files(paths: Iterable[Path]) -> tuple[list[DicomFile], list[SkippedFile]]:
+def collect_dicom_files(paths: Iterable[str | Path]) -> tuple[list[DicomFile], list[SkippedFile]]:
     """Files and directories (searched recursively, in a stable order) -> DICOM files and skipped ones."""
     found: list[DicomFile] = []
     skipped: list[SkippedFile] = []
     seen: set[Path] = set()
-    for root in paths:
+    for given in paths:
+        root = Path(given).expanduser()
         if root.is_dir():
             candidates = sorted(p for p in root.rglob("*") if p.is_file())
         elif root.exists():

@@ -161,11 +161,13 @@ class FileStore:
 
     def write_json(self, path: Path, data: Any) -> Path:
         """Write JSON atomically (temporary name, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        return self.write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
+
+    def write_bytes(self, path: Path, content: bytes) -> Path:
+        """Write a small file atomically (temporary name, then rename)."""
         temporary = self._temporary(path.parent)
         try:
-            with temporary.open("w", encoding="utf-8") as stream:
-                json.dump(data, stream, indent=1)
+            temporary.write_bytes(content)
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)

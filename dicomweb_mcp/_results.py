@@ -1,0 +1,260 @@
+"""The tools' results as pydantic models: their JSON Schemas are the tools' output schemas (schemas/).
+
+Results are summaries and file paths, never raw DICOM JSON: bulk data goes to files under the download
+directory. Fields without a value are left out of the JSON an agent receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+__all__ = [
+    "ChangeFeedEntryInfo",
+    "ChangeFeedResult",
+    "DeleteInstancesResult",
+    "FrameFile",
+    "InstanceMetadata",
+    "InstanceSummary",
+    "RetrieveFramesResult",
+    "RetrieveInstancesResult",
+    "RetrieveMetadataResult",
+    "RetrieveRenderedResult",
+    "SavedInstanceFile",
+    "SearchInstancesResult",
+    "SearchSeriesResult",
+    "SearchStudiesResult",
+    "SeriesSummary",
+    "ServerCapabilities",
+    "ServerInfo",
+    "StoreCounts",
+    "StoreInstancesResult",
+    "StoredFile",
+    "StudySummary",
+]
+
+MAX_LISTED_FILES = 100
+
+
+class Result(BaseModel):
+    """Base of every result: leaves out fields that are None, so absent attributes are simply absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+Scalar = str | int | float
+Value = Scalar | list[Scalar]
+
+
+# ---- search -------------------------------------------------------------------------------------
+
+
+class StudySummary(Result):
+    study_uid: str
+    patient_name: str | None = None
+    patient_id: str | None = None
+    patient_birth_date: str | None = None
+    patient_sex: str | None = None
+    study_date: str | None = None
+    study_time: str | None = None
+    accession_number: str | None = None
+    study_id: str | None = None
+    study_description: str | None = None
+    referring_physician_name: str | None = None
+    modalities: list[str] | None = None
+    number_of_series: int | None = None
+    number_of_instances: int | None = None
+    extra_fields: dict[str, Value] | None = Field(
+        None, description="Attributes asked for with include_fields, by DICOM keyword."
+    )
+
+
+class SeriesSummary(Result):
+    study_uid: str | None = None
+    series_uid: str
+    modality: str | None = None
+    series_number: int | None = None
+    series_description: str | None = None
+    series_date: str | None = None
+    body_part_examined: str | None = None
+    number_of_instances: int | None = None
+    extra_fields: dict[str, Value] | None = None
+
+
+class InstanceSummary(Result):
+    study_uid: str | None = None
+    series_uid: str | None = None
+    instance_uid: str
+    sop_class_uid: str | None = None
+    instance_number: int | None = None
+    modality: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+    number_of_frames: int | None = None
+    extra_fields: dict[str, Value] | None = None
+
+
+class _Page(Result):
+    returned: int = Field(description="Number of results in this page.")
+    offset: int = Field(description="Offset of the first result of this page.")
+    has_more: bool = Field(description="True when the server has more matches: call again with next_offset.")
+    next_offset: int | None = Field(None, description="Offset to pass to get the next page.")
+    warnings: list[str] = Field(default_factory=list, description="How the query was adapted to the server.")
+
+
+class SearchStudiesResult(_Page):
+    results: list[StudySummary]
+
+
+class SearchSeriesResult(_Page):
+    results: list[SeriesSummary]
+
+
+class SearchInstancesResult(_Page):
+    results: list[InstanceSummary]
+
+
+# ---- retrieve -----------------------------------------------------------------------------------
+
+
+class SavedInstanceFile(Result):
+    path: str
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    size_bytes: int
+    transfer_syntax_uid: str | None = None
+
+
+class RetrieveInstancesResult(Result):
+    directory: str = Field(description="Directory the study tree was saved under.")
+    files: list[SavedInstanceFile] = Field(description=f"Saved files (at most {MAX_LISTED_FILES} listed).")
+    file_count: int
+    total_bytes: int
+    manifest: str = Field(description="Path of a JSON file listing every saved file.")
+
+
+class InstanceMetadata(Result):
+    instance_uid: str
+    series_uid: str | None = None
+    sop_class_uid: str | None = None
+    instance_number: int | None = None
+    modality: str | None = None
+    series_number: int | None = None
+    series_description: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+    number_of_frames: int | None = None
+    photometric_interpretation: str | None = None
+    bits_allocated: int | None = None
+    transfer_syntax_uid: str | None = None
+
+
+class RetrieveMetadataResult(Result):
+    instances: list[InstanceMetadata] = Field(
+        description=f"Per-instance summaries (at most {MAX_LISTED_FILES})."
+    )
+    instance_count: int
+    metadata_file: str = Field(description="Path of the full DICOM JSON metadata, saved.")
+
+
+class FrameFile(Result):
+    frame: int
+    path: str
+    content_type: str
+    transfer_syntax_uid: str | None = None
+    size_bytes: int
+
+
+class RetrieveFramesResult(Result):
+    files: list[FrameFile]
+
+
+class RetrieveRenderedResult(Result):
+    path: str
+    content_type: str
+    size_bytes: int
+
+
+# ---- store / delete -----------------------------------------------------------------------------
+
+
+class StoredFile(Result):
+    path: str
+    study_uid: str | None = None
+    series_uid: str | None = None
+    instance_uid: str | None = None
+    reason_code: int | None = None
+    reason: str | None = None
+    warnings: list[str] | None = None
+
+
+class StoreCounts(Result):
+    stored: int
+    already_present: int
+    failed: int
+    skipped: int
+
+
+class StoreInstancesResult(Result):
+    stored: list[StoredFile]
+    already_present: list[StoredFile]
+    failed: list[StoredFile]
+    skipped: list[StoredFile] = Field(description="Files not sent: not DICOM, unreadable, or missing.")
+    counts: StoreCounts
+    warnings: list[str] = Field(default_factory=list)
+
+
+class DeleteInstancesResult(Result):
+    deleted: bool
+    level: Literal["study", "series", "instance"]
+    study_uid: str
+    series_uid: str | None = None
+    instance_uid: str | None = None
+    method: Literal["dicomweb", "orthanc-rest"]
+
+
+# ---- change feed / server -----------------------------------------------------------------------
+
+
+class ChangeFeedEntryInfo(Result):
+    sequence: int
+    timestamp: str | None = None
+    action: str | None = None
+    state: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    instance_uid: str | None = None
+
+
+class ChangeFeedResult(Result):
+    entries: list[ChangeFeedEntryInfo]
+    next_offset: int | None = Field(None, description="Offset to pass to read the entries after these.")
+    metadata_file: str | None = Field(
+        None, description="With include_metadata: the entries' metadata, saved."
+    )
+
+
+class ServerCapabilities(Result):
+    delete: bool
+    change_feed: bool
+    rendered: bool
+    single_part_store: bool
+
+
+class ServerInfo(Result):
+    base_url: str
+    server_kind: str
+    auth: str
+    reachable: bool
+    error: str | None = None
+    capabilities: ServerCapabilities
+    download_dir: str
+    read_only: bool
+    delete_enabled: bool

@@ -1,0 +1,523 @@
+"""The MCP server: one typed tool per DICOMweb operation, each a thin adapter over ``DicomWebOperations``.
+
+Arguments are flat and validated by pydantic before the tool body runs (UIDs, dates, ranges); results
+are pydantic models (their schemas are in ``schemas/``); every ``DicomWebError`` reaches the agent as a
+``ToolError`` that says what went wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+
+import httpx
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import AcceptedElicitation
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from . import __version__
+from ._auth import TokenCredential
+from ._client import DicomWebClient
+from ._config import Config
+from ._errors import DicomWebError
+from ._models import EXPLICIT_VR_LITTLE_ENDIAN
+from ._operations import DicomWebOperations
+from ._results import (
+    ChangeFeedResult,
+    DeleteInstancesResult,
+    RetrieveFramesResult,
+    RetrieveInstancesResult,
+    RetrieveMetadataResult,
+    RetrieveRenderedResult,
+    SearchInstancesResult,
+    SearchSeriesResult,
+    SearchStudiesResult,
+    ServerInfo,
+    StoreInstancesResult,
+)
+from ._validation import validate_uid
+
+__all__ = ["INSTRUCTIONS", "build_server"]
+
+log = logging.getLogger("dicomweb_mcp")
+
+INSTRUCTIONS = """\
+Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
+Workflow: search first (search_studies, then search_series / search_instances within a study) to find
+UIDs; then retrieve. Retrieved instances, frames, rendered images and full metadata are saved as files
+under the download directory and the tools return their paths, not the data: open the files from there.
+Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
+Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
+store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
+permanently. server_info says which server this is and what it supports.
+"""
+
+# ---- argument types: one definition each, shared by every tool --------------------------------------
+
+UID_JSON_SCHEMA = {"pattern": r"^[0-9]+(\.[0-9]+)*$", "maxLength": 64}
+
+
+def _uid(name: str) -> AfterValidator:
+    return AfterValidator(lambda value: validate_uid(value, name))
+
+
+StudyUid = Annotated[
+    str,
+    _uid("study_uid"),
+    Field(description="Study Instance UID (digits and dots).", json_schema_extra=UID_JSON_SCHEMA),
+]
+SeriesUid = Annotated[
+    str, _uid("series_uid"), Field(description="Series Instance UID.", json_schema_extra=UID_JSON_SCHEMA)
+]
+InstanceUid = Annotated[
+    str, _uid("instance_uid"), Field(description="SOP Instance UID.", json_schema_extra=UID_JSON_SCHEMA)
+]
+OptionalStudyUid = Annotated[StudyUid | None, Field(description="Study Instance UID.")]
+OptionalSeriesUid = Annotated[SeriesUid | None, Field(description="Series Instance UID.")]
+OptionalInstanceUid = Annotated[InstanceUid | None, Field(description="SOP Instance UID.")]
+Filters = Annotated[
+    dict[str, str | list[str]] | None,
+    Field(
+        description='Other attributes to match, by DICOM keyword or tag, e.g. {"BodyPartExamined": "CHEST", '
+        '"00081030": "CT*"}. A list is a UID list (any of).'
+    ),
+]
+IncludeFields = Annotated[
+    list[str] | None,
+    Field(description='Extra attributes to return (keywords or tags), or ["all"]; shown in extra_fields.'),
+]
+Fuzzy = Annotated[bool, Field(description="Fuzzy matching of person names, where the server supports it.")]
+Limit = Annotated[int, Field(ge=1, le=200, description="Maximum number of results (1-200).")]
+Offset = Annotated[int, Field(ge=0, description="Number of results to skip (paging: pass next_offset).")]
+TransferSyntax = Annotated[
+    str,
+    Field(
+        description="Transfer syntax UID, or '*' for as stored.",
+        pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$",
+        max_length=64,
+    ),
+]
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+STORE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+DELETE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+
+
+@dataclass(frozen=True)
+class AppState:
+    operations: DicomWebOperations
+    delete_enabled: bool
+
+
+def _state(ctx: Context[Any, Any]) -> AppState:
+    return cast(AppState, ctx.request_context.lifespan_context)
+
+
+def _progress(ctx: Context[Any, Any]) -> Callable[[float, float | None, str], Awaitable[None]]:
+    async def report(progress: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(progress, total, message)
+
+    return report
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn the package's errors into ToolErrors whose text the agent sees (other exceptions are hidden)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except DicomWebError as exc:
+            raise ToolError(str(exc)) from exc
+        except OSError as exc:
+            raise ToolError(
+                f"Could not read or write a local file ({exc.strerror or exc}: {exc.filename}). Check that "
+                "the download directory is writable and has free space, and that the given paths exist."
+            ) from exc
+
+    return wrapper
+
+
+# ---- tools ------------------------------------------------------------------------------------------
+
+
+@_tool_errors
+async def search_studies(
+    ctx: Context[Any, Any],
+    patient_name: Annotated[
+        str | None, Field(description="Patient name; wildcards * and ? allowed, e.g. 'Smith*'.")
+    ] = None,
+    patient_id: Annotated[str | None, Field(description="Patient ID (MRN).")] = None,
+    study_date: Annotated[
+        str | None,
+        Field(
+            description="Study date YYYYMMDD or YYYY-MM-DD, or a range 20200101-20201231 (open ends allowed)."
+        ),
+    ] = None,
+    accession_number: Annotated[str | None, Field(description="Accession number.")] = None,
+    modality: Annotated[str | None, Field(description="A modality in the study, e.g. CT, MR, OT.")] = None,
+    study_description: Annotated[
+        str | None, Field(description="Study description; wildcards allowed.")
+    ] = None,
+    referring_physician_name: Annotated[str | None, Field(description="Referring physician's name.")] = None,
+    study_uid: OptionalStudyUid = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchStudiesResult:
+    """Find studies (QIDO-RS) by patient, date, accession number, modality or description; returns
+    summaries."""
+    return await _state(ctx).operations.search_studies(
+        patient_name=patient_name,
+        patient_id=patient_id,
+        study_date=study_date,
+        accession_number=accession_number,
+        modality=modality,
+        study_description=study_description,
+        referring_physician_name=referring_physician_name,
+        study_uid=study_uid,
+        filters=filters,
+        include_fields=include_fields or [],
+        fuzzy=fuzzy,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@_tool_errors
+async def search_series(
+    ctx: Context[Any, Any],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
+    ] = None,
+    series_uid: OptionalSeriesUid = None,
+    modality: Annotated[str | None, Field(description="Series modality, e.g. CT.")] = None,
+    series_description: Annotated[
+        str | None, Field(description="Series description; wildcards allowed.")
+    ] = None,
+    series_number: Annotated[int | None, Field(ge=0, description="Series number.")] = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchSeriesResult:
+    """Find series (QIDO-RS), usually within one study (give study_uid); returns summaries."""
+    return await _state(ctx).operations.search_series(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        modality=modality,
+        series_description=series_description,
+        series_number=series_number,
+        filters=filters,
+        include_fields=include_fields or [],
+        fuzzy=fuzzy,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@_tool_errors
+async def search_instances(
+    ctx: Context[Any, Any],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
+    ] = None,
+    series_uid: Annotated[
+        OptionalSeriesUid,
+        Field(description="Series Instance UID: search only within this series (needs study_uid)."),
+    ] = None,
+    instance_uid: OptionalInstanceUid = None,
+    sop_class_uid: Annotated[
+        Annotated[str, _uid("sop_class_uid"), Field(json_schema_extra=UID_JSON_SCHEMA)] | None,
+        Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
+    ] = None,
+    instance_number: Annotated[int | None, Field(ge=0, description="Instance number.")] = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchInstancesResult:
+    """Find instances (QIDO-RS), within a study or series; returns summaries (size, frames, SOP class)."""
+    return await _state(ctx).operations.search_instances(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        sop_class_uid=sop_class_uid,
+        instance_number=instance_number,
+        filters=filters,
+        include_fields=include_fields or [],
+        fuzzy=fuzzy,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@_tool_errors
+async def retrieve_instances(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: Annotated[
+        OptionalSeriesUid, Field(description="Series Instance UID: retrieve only this series.")
+    ] = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid,
+        Field(description="SOP Instance UID: retrieve only this instance (needs series_uid)."),
+    ] = None,
+    transfer_syntax: Annotated[
+        TransferSyntax, Field(description="'*' (default) keeps the files as stored.")
+    ] = "*",
+    output_dir: Annotated[
+        str | None,
+        Field(description="Directory inside the download directory (relative paths are taken from it)."),
+    ] = None,
+) -> RetrieveInstancesResult:
+    """Download a study, series or instance (WADO-RS) as DICOM files; returns their paths and a manifest."""
+    return await _state(ctx).operations.retrieve_instances(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        transfer_syntax=transfer_syntax,
+        output_dir=output_dir,
+        progress=_progress(ctx),
+    )
+
+
+@_tool_errors
+async def retrieve_metadata(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: OptionalSeriesUid = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid, Field(description="SOP Instance UID (needs series_uid).")
+    ] = None,
+) -> RetrieveMetadataResult:
+    """Read the metadata of a study, series or instance: a compact summary per instance; the full DICOM JSON
+    is saved to metadata_file."""
+    return await _state(ctx).operations.retrieve_metadata(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
+
+
+@_tool_errors
+async def retrieve_frames(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    instance_uid: InstanceUid,
+    frames: Annotated[
+        list[Annotated[int, Field(ge=1)]],
+        Field(min_length=1, max_length=10000, description="Frame numbers, 1-based, e.g. [1] or [1, 2, 3]."),
+    ],
+    transfer_syntax: Annotated[
+        TransferSyntax, Field(description="Default 1.2.840.10008.1.2.1 (uncompressed); '*' for as stored.")
+    ] = EXPLICIT_VR_LITTLE_ENDIAN,
+) -> RetrieveFramesResult:
+    """Download pixel data frames of one instance (WADO-RS) to files; returns their paths."""
+    return await _state(ctx).operations.retrieve_frames(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        frames=frames,
+        transfer_syntax=transfer_syntax,
+    )
+
+
+@_tool_errors
+async def retrieve_rendered(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    instance_uid: InstanceUid,
+    frame: Annotated[
+        int | None, Field(ge=1, description="Frame number (1-based) of a multi-frame instance.")
+    ] = None,
+    media_type: Annotated[
+        Literal["image/jpeg", "image/png"], Field(description="Image format.")
+    ] = "image/jpeg",
+    quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
+) -> RetrieveRenderedResult:
+    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file to look at."""
+    result, _ = await _state(ctx).operations.retrieve_rendered(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        frame=frame,
+        media_type=media_type,
+        quality=quality,
+    )
+    return result
+
+
+@_tool_errors
+async def store_instances(
+    ctx: Context[Any, Any],
+    paths: Annotated[
+        list[str],
+        Field(min_length=1, description="DICOM files or directories (searched recursively) to upload."),
+    ],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Store into this study only: files of other studies are refused.")
+    ] = None,
+    encoding: Annotated[
+        Literal["multipart", "single-part"],
+        Field(
+            description="'multipart' (standard, default) or 'single-part' (Azure only, one file per request)."
+        ),
+    ] = "multipart",
+) -> StoreInstancesResult:
+    """Upload DICOM files (STOW-RS). Only files that parse as DICOM are sent; reports each file's outcome."""
+    return await _state(ctx).operations.store_instances(
+        paths=paths, study_uid=study_uid, encoding=encoding, progress=_progress(ctx)
+    )
+
+
+class DeleteConfirmation(BaseModel):
+    confirm: bool = Field(description="Delete permanently? This cannot be undone.")
+
+
+async def confirm_delete(
+    ctx: Context[Any, Any], study_uid: str, series_uid: str | None, instance_uid: str | None
+) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
+    """Ask the user before deleting, where the client can ask; otherwise the operator's setting decides."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.elicitation is None:
+        return DeleteConfirmation(confirm=True)
+    what = (
+        f"instance {instance_uid}"
+        if instance_uid
+        else f"series {series_uid}"
+        if series_uid
+        else f"study {study_uid}"
+    )
+    base = _state(ctx).operations.config.base_url
+    return Elicit(f"Permanently delete {what} (study {study_uid}) from {base}?", DeleteConfirmation)
+
+
+@_tool_errors
+async def delete_instances(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Delete only this series.")] = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid, Field(description="Delete only this instance (needs series_uid).")
+    ] = None,
+) -> DeleteInstancesResult:
+    """Permanently delete a study, series or instance from the archive."""
+    if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
+        raise ToolError("The user did not confirm the deletion; nothing was deleted.")
+    return await _state(ctx).operations.delete_instances(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
+
+
+@_tool_errors
+async def get_change_feed(
+    ctx: Context[Any, Any],
+    offset: Annotated[
+        int,
+        Field(ge=0, description="Sequence number to read after (v1), or offset within the time window (v2)."),
+    ] = 0,
+    limit: Annotated[
+        int | None, Field(ge=1, le=200, description="Maximum entries (v1: 1-100, v2: 1-200).")
+    ] = None,
+    include_metadata: Annotated[
+        bool, Field(description="Save each entry's metadata to metadata_file.")
+    ] = False,
+    start_time: Annotated[
+        str | None, Field(description="v2: entries from this time (inclusive), ISO 8601 with timezone.")
+    ] = None,
+    end_time: Annotated[
+        str | None, Field(description="v2: entries before this time (exclusive), ISO 8601 with timezone.")
+    ] = None,
+    latest: Annotated[bool, Field(description="Only the newest entry.")] = False,
+) -> ChangeFeedResult:
+    """Read what changed in the archive (Azure DICOM change feed): creations, updates, deletions, in order."""
+    return await _state(ctx).operations.get_change_feed(
+        offset=offset,
+        limit=limit,
+        include_metadata=include_metadata,
+        start_time=start_time,
+        end_time=end_time,
+        latest=latest,
+    )
+
+
+@_tool_errors
+async def server_info(ctx: Context[Any, Any]) -> ServerInfo:
+    """Which DICOMweb server this is, whether it answers, what it supports, and where files are saved."""
+    state = _state(ctx)
+    return await state.operations.server_info(delete_enabled=state.delete_enabled)
+
+
+def build_server(
+    config: Config,
+    *,
+    credential: TokenCredential | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> MCPServer[AppState]:
+    """The MCP server for ``config``. Store and delete exist only when the configuration allows them."""
+    delete_enabled = config.allow_delete and not config.read_only
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with DicomWebClient(config, credential=credential, transport=transport) as client:
+            yield AppState(DicomWebOperations(config, client), delete_enabled)
+
+    specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
+        (search_studies, "Search studies", READ_ONLY),
+        (search_series, "Search series", READ_ONLY),
+        (search_instances, "Search instances", READ_ONLY),
+        (retrieve_instances, "Retrieve instances", READ_ONLY),
+        (retrieve_metadata, "Retrieve metadata", READ_ONLY),
+        (retrieve_frames, "Retrieve frames", READ_ONLY),
+        (retrieve_rendered, "Retrieve rendered image", READ_ONLY),
+        (get_change_feed, "Read the change feed", READ_ONLY),
+        (server_info, "Server info", READ_ONLY),
+    ]
+    if not config.read_only:
+        specs.append((store_instances, "Store instances", STORE))
+    if delete_enabled:
+        specs.append((delete_instances, "Delete instances", DELETE))
+    return MCPServer(
+        "dicomweb-mcp",
+        title="DICOMweb",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        tools=[_strict(Tool.from_function(fn, title=title, annotations=notes)) for fn, title, notes in specs],
+    )
+
+
+def _strict(tool: Tool) -> Tool:
+    """Refuse unknown arguments: an agent that misnames one (patient_id on search_instances) must be told,
+    not given a wider search than it asked for."""
+    lenient = tool.fn_metadata.arg_model
+    strict = type(
+        lenient.__name__, (lenient,), {"model_config": ConfigDict(**lenient.model_config, extra="forbid")}
+    )
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = {**tool.parameters, "additionalProperties": False}
+    return tool
