@@ -1,0 +1,93 @@
+"""Azure-only tool paths through the MCP layer (the HTTP side mocked as the conformance statement says)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from mcp import Client
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.server import build_server
+from tests.conftest import Samples
+from tests.test_contract_azure import BASE, CHANGE_FEED, FakeCredential, sop_item, stow_response
+
+pytestmark = pytest.mark.anyio
+
+
+def azure_server(tmp_path: Path) -> Any:
+    config = Config(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    return build_server(config, credential=FakeCredential())
+
+
+async def test_change_feed_tool(tmp_path: Path) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        feed = mock.get("/changefeed").respond(200, json=CHANGE_FEED)
+        async with Client(azure_server(tmp_path)) as client:
+            page = await client.call_tool(
+                "get_change_feed", {"offset": 0, "limit": 2, "include_metadata": True}
+            )
+    result = page.structured_content
+    assert not page.is_error
+    assert [(e["sequence"], e["action"], e["state"]) for e in result["entries"]] == [
+        (1, "Create", "Deleted"),
+        (2, "Delete", "Current"),
+    ]
+    assert result["next_offset"] == 2  # v1: the next page starts after the last sequence seen
+    assert json.loads(Path(result["metadata_file"]).read_text()) == {"2": {"00100010": {"vr": "PN"}}}
+    assert "metadata" not in json.dumps(result["entries"])
+    assert feed.calls.last.request.url.params["includemetadata"] == "true"
+
+
+async def test_change_feed_window_and_latest(tmp_path: Path) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/changefeed").respond(200, json=CHANGE_FEED)
+        mock.get("/changefeed/latest").respond(204)
+        async with Client(azure_server(tmp_path)) as client:
+            window = await client.call_tool(
+                "get_change_feed",
+                {"offset": 10, "start_time": "2023-05-10T00:00:00Z", "end_time": "2023-05-11T00:00:00Z"},
+            )
+            latest = await client.call_tool("get_change_feed", {"latest": True})
+    assert window.structured_content["next_offset"] == 12  # v2: offset counts entries in the window
+    assert latest.structured_content == {"entries": []}
+
+
+async def test_single_part_store_and_conflict_through_tool(tmp_path: Path, samples: Samples) -> None:
+    failed = stow_response(failed=[sop_item(samples.blue.instance_uid, **{"00081197": 45070})])
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.post("/studies").respond(409, json=failed)
+        async with Client(azure_server(tmp_path)) as client:
+            result = await client.call_tool(
+                "store_instances", {"paths": [str(samples.blue.path)], "encoding": "single-part"}
+            )
+    assert result.structured_content["counts"] == {
+        "stored": 0,
+        "already_present": 1,
+        "failed": 0,
+        "skipped": 0,
+    }
+    assert route.calls.last.request.headers["content-type"] == "application/dicom"
+
+
+async def test_progress_is_reported(orthanc_config: Config, samples: Samples) -> None:
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    async with Client(build_server(orthanc_config)) as client:
+        await client.call_tool(
+            "store_instances", {"paths": [str(f.path) for f in samples.all]}, progress_callback=on_progress
+        )
+        stored = list(updates)
+        updates.clear()
+        await client.call_tool(
+            "retrieve_instances", {"study_uid": samples.study_uid}, progress_callback=on_progress
+        )
+    assert stored[-1][:2] == (3, 3) and "3/3 instances" in (stored[-1][2] or "")
+    assert [u[0] for u in updates] == [1, 2, 3]
+    assert "8.7 MB saved" in (updates[-1][2] or "")
