@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -51,6 +54,9 @@ _MAX_ERROR_BODY = 64 * 1024
 # small enough that one failure does not cost a whole study's upload.
 DEFAULT_STORE_BATCH_COUNT = 100
 DEFAULT_STORE_BATCH_BYTES = 256 * 1024 * 1024
+# Statuses that mean "not now" rather than "no": the same request may succeed later.
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_MAX_BACKOFF = 10.0
 # Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
 _UID_LOOKUP_BATCH = 50
 
@@ -84,8 +90,12 @@ class DicomWebClient:
         credential: TokenCredential | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 10,
+        retry_backoff: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.config = config
+        self._backoff = retry_backoff
+        self._sleep = sleep  # injectable so tests can check delays without waiting
         self._root = config.url + (f"/partitions/{config.partition}" if config.partition else "")
         self._http = httpx.AsyncClient(
             auth=build_auth(config, credential),
@@ -135,10 +145,16 @@ class DicomWebClient:
     async def _detect_kind(self) -> tuple[ServerKind, bool]:
         """Orthanc answers ``GET {rest root}/system`` with its name and version; others do not."""
         url = orthanc_rest_root(self.config.url) + "/system"
-        try:
-            response = await self._http.get(url, headers={"Accept": "application/json"})
-        except httpx.TransportError as exc:
-            raise self._transport_error("Detecting the server kind", exc) from None
+        response, _ = await self._send(
+            "Detecting the server kind",
+            "GET",
+            url,
+            headers={"Accept": "application/json"},
+            content=None,
+            retry=True,
+        )
+        await response.aread()
+        await response.aclose()
         if response.status_code in (401, 403):
             return ServerKind.GENERIC, False  # cannot tell yet; ask again once credentials work
         if response.status_code == 200:
@@ -154,24 +170,26 @@ class DicomWebClient:
     # ----------------------------------------------------------------------------------------------
     # HTTP plumbing
 
-    def _transport_error(self, operation: str, exc: httpx.TransportError) -> DicomWebError:
+    def _transport_error(self, operation: str, exc: httpx.TransportError, attempts: int = 1) -> DicomWebError:
         base = self.config.base_url
+        tried = f" (tried {attempts} times)" if attempts > 1 else ""
         if isinstance(exc, httpx.TimeoutException):
             return ServerUnreachableError(
-                f"{operation} failed: {base} did not answer within {self.config.timeout:g} s. "
+                f"{operation} failed: {base} did not answer within {self.config.timeout:g} s{tried}. "
                 "The server may be overloaded or the request too large: try again, narrow the request, or "
                 "raise DICOMWEB_TIMEOUT."
             )
         if isinstance(exc, httpx.ConnectError):
             return ServerUnreachableError(
-                f"{operation} failed: cannot connect to {base} ({exc}). Check DICOMWEB_URL and that the "
-                "server is running and reachable from this machine."
+                f"{operation} failed: cannot connect to {base} ({exc}){tried}. Check DICOMWEB_URL and that "
+                "the server is running and reachable from this machine."
             )
         return ServerUnreachableError(
-            f"{operation} failed: the connection to {base} broke ({type(exc).__name__}: {exc}). Try again."
+            f"{operation} failed: the connection to {base} broke ({type(exc).__name__}: {exc}){tried}. "
+            "Try again."
         )
 
-    async def _raise_for_status(self, operation: str, response: httpx.Response) -> None:
+    async def _raise_for_status(self, operation: str, response: httpx.Response, attempts: int = 1) -> None:
         if response.status_code < 400:
             return
         body = b""
@@ -179,7 +197,43 @@ class DicomWebClient:
             body += chunk
             if len(body) >= _MAX_ERROR_BODY:
                 break
-        raise error_for_status(operation, response.status_code, response.request.url.path, body)
+        raise error_for_status(operation, response.status_code, response.request.url.path, body, attempts)
+
+    def _retry_delay(self, attempt: int, retry_after: str | None) -> float:
+        """Exponential backoff with full jitter, or the server's Retry-After plus a little jitter."""
+        waited = _parse_retry_after(retry_after)
+        if waited is not None:
+            return waited + random.uniform(0, self._backoff)
+        return random.uniform(0, min(_MAX_BACKOFF, self._backoff * 2 ** (attempt - 1)))
+
+    async def _send(
+        self, operation: str, method: str, url: str, *, headers: Mapping[str, str], content: Any, retry: bool
+    ) -> tuple[httpx.Response, int]:
+        """Send, retrying connection failures and 429/502/503/504 within DICOMWEB_MAX_RETRIES and
+        DICOMWEB_TIMEOUT. Only callers whose request is safe to repeat pass ``retry=True``."""
+        deadline = anyio.current_time() + self.config.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            retries_left = retry and attempt <= self.config.max_retries
+            request = self._http.build_request(method, url, headers=headers, content=content)
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                delay = self._retry_delay(attempt, None)
+                if not retries_left or anyio.current_time() + delay > deadline:
+                    raise self._transport_error(operation, exc, attempt) from None
+                log.info("%s: %s, retrying in %.1f s", operation, type(exc).__name__, delay)
+                await self._sleep(delay)
+                continue
+            if response.status_code in _RETRY_STATUSES and retries_left:
+                delay = self._retry_delay(attempt, response.headers.get("retry-after"))
+                if anyio.current_time() + delay <= deadline:
+                    await response.aclose()
+                    log.info("%s: HTTP %d, retrying in %.1f s", operation, response.status_code, delay)
+                    await self._sleep(delay)
+                    continue
+            return response, attempt
 
     @asynccontextmanager
     async def _stream(
@@ -191,23 +245,22 @@ class DicomWebClient:
         headers: Mapping[str, str],
         content: Any = None,
         ok: Sequence[int] = (),
-    ) -> AsyncIterator[httpx.Response]:
-        """Send a request and yield the streaming response; errors become ``DicomWebError``.
+        retry: bool = True,
+    ) -> AsyncIterator[tuple[httpx.Response, int]]:
+        """Send a request and yield the streaming response and the number of attempts it took.
 
-        Status codes in ``ok`` are handed to the caller even when they are errors (STOW's 409 and 400
-        carry a per-instance answer).
+        Errors become ``DicomWebError``. Status codes in ``ok`` are handed to the caller even when they are
+        errors (STOW's 409 and 400 carry a per-instance answer).
         """
-        request = self._http.build_request(method, url, headers=headers, content=content)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise self._transport_error(operation, exc) from None
+        response, attempts = await self._send(
+            operation, method, url, headers=headers, content=content, retry=retry
+        )
         try:
             if response.status_code not in ok:
-                await self._raise_for_status(operation, response)
-            yield response
+                await self._raise_for_status(operation, response, attempts)
+            yield response, attempts
         except httpx.TransportError as exc:
-            raise self._transport_error(operation, exc) from None
+            raise self._transport_error(operation, exc, attempts) from None
         finally:
             await response.aclose()
 
@@ -221,7 +274,10 @@ class DicomWebClient:
         content: Any = None,
         ok: Sequence[int] = (),
     ) -> httpx.Response:
-        async with self._stream(operation, method, url, headers=headers, content=content, ok=ok) as response:
+        async with self._stream(operation, method, url, headers=headers, content=content, ok=ok) as (
+            response,
+            _,
+        ):
             await response.aread()
             return response
 
@@ -318,7 +374,7 @@ class DicomWebClient:
 
     @asynccontextmanager
     async def _multipart(self, operation: str, url: str, accept: str) -> AsyncIterator[MultipartReader]:
-        async with self._stream(operation, "GET", url, headers={"Accept": accept}) as response:
+        async with self._stream(operation, "GET", url, headers={"Accept": accept}) as (response, _):
             boundary = boundary_of(response.headers.get("content-type", ""))
             yield MultipartReader(self._chunks(operation, response), boundary)
 
@@ -460,7 +516,7 @@ class DicomWebClient:
         # per-instance answer.
         async with self._stream(
             operation, "POST", self._root + path, headers=headers, content=content, ok=(200, 202, 400, 409)
-        ) as response:
+        ) as (response, attempts):
             raw = await response.aread()
             dataset: Any = None
             if raw.strip():
@@ -477,7 +533,8 @@ class DicomWebClient:
                     f"{operation}: the server's answer (HTTP {response.status_code}) is not a "
                     "DICOM JSON dataset, so the outcome of each file is unknown."
                 )
-        return outcomes_from_response(dataset, batch, known_before=known)
+        # After a retry, "already stored" is this request's own earlier attempt: the file is stored.
+        return outcomes_from_response(dataset, batch, known_before=known, retried=attempts > 1)
 
     async def _existing_instances(self, files: Sequence[DicomFile]) -> set[str]:
         """The SOP instance UIDs of ``files`` the server already has (for servers that hide duplicates)."""
@@ -503,7 +560,12 @@ class DicomWebClient:
         if profile.delete_method == "orthanc-rest":
             await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
             return DeleteResult(level, study_uid, series_uid, instance_uid, "orthanc-rest")
-        await self._read(f"Delete {level}", "DELETE", self._root + path, headers={"Accept": DICOM_JSON})
+        async with self._stream(
+            f"Delete {level}", "DELETE", self._root + path, headers={"Accept": DICOM_JSON}, ok=(404,)
+        ) as (response, attempts):
+            # A 404 on a retry means the lost first attempt did the deletion.
+            if response.status_code == 404 and attempts == 1:
+                await self._raise_for_status(f"Delete {level}", response)
         return DeleteResult(level, study_uid, series_uid, instance_uid, "dicomweb")
 
     async def _orthanc_delete(
@@ -633,6 +695,20 @@ def _change_feed_entry(item: Mapping[str, Any]) -> ChangeFeedEntry:
         partition=text("partitionname"),
         metadata=metadata if isinstance(metadata, dict) else None,
     )
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list[list[DicomFile]]:

@@ -19,6 +19,7 @@ __all__ = ["DEFAULT_AZURE_SCOPE", "AuthMode", "Config", "ServerKind"]
 
 DEFAULT_AZURE_SCOPE = "https://dicom.healthcareapis.azure.com/.default"
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 3
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 
 
@@ -59,6 +60,7 @@ class Config:
     download_dir: Path = field(default_factory=lambda: Path.cwd() / "dicomweb-downloads")
     read_only: bool = False
     allow_delete: bool = False
+    max_retries: int = DEFAULT_MAX_RETRIES
 
     def __post_init__(self) -> None:
         # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
@@ -78,6 +80,8 @@ class Config:
             raise ConfigError("DICOMWEB_AUTH=basic needs DICOMWEB_USERNAME and DICOMWEB_PASSWORD.")
         if self.auth is AuthMode.BEARER and not self.token:
             raise ConfigError("DICOMWEB_AUTH=bearer needs DICOMWEB_TOKEN.")
+        if self.max_retries < 0:
+            raise ConfigError(f"DICOMWEB_MAX_RETRIES must be 0 or more, not {self.max_retries}.")
         if not self.timeout > 0:
             raise ConfigError(f"DICOMWEB_TIMEOUT must be a positive number of seconds, not {self.timeout}.")
         if self.partition is not None and (not self.partition or "/" in self.partition):
@@ -134,6 +138,11 @@ class Config:
             timeout = float(timeout_text) if timeout_text else DEFAULT_TIMEOUT
         except ValueError:
             raise ConfigError(f"DICOMWEB_TIMEOUT {timeout_text!r} is not a number of seconds.") from None
+        retries_text = get("DICOMWEB_MAX_RETRIES")
+        if retries_text is not None and not retries_text.isdigit():
+            raise ConfigError(
+                f"DICOMWEB_MAX_RETRIES {retries_text!r} is not a whole number (0 turns retries off)."
+            )
         download = get("DICOMWEB_DOWNLOAD_DIR")
         return cls(
             url=url,
@@ -150,6 +159,7 @@ class Config:
             ).absolute(),
             read_only=_flag(env, "DICOMWEB_READ_ONLY"),
             allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
+            max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
         )
 
 

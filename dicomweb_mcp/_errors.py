@@ -65,13 +65,17 @@ class HTTPStatusError(DicomWebError):
 
     hint = "Check the request and the server's log."
 
-    def __init__(self, operation: str, status_code: int, path: str, server_message: str = "") -> None:
+    def __init__(
+        self, operation: str, status_code: int, path: str, server_message: str = "", attempts: int = 1
+    ) -> None:
         self.operation = operation
         self.status_code = status_code
         self.path = path
         self.server_message = server_message
+        self.attempts = attempts
         said = f" Server said: {server_message}." if server_message else ""
-        super().__init__(f"{operation} failed: HTTP {status_code} at {path}.{said} {self.hint}")
+        tried = f" (tried {attempts} times)" if attempts > 1 else ""
+        super().__init__(f"{operation} failed: HTTP {status_code} at {path}{tried}.{said} {self.hint}")
 
 
 class BadRequestError(HTTPStatusError):
@@ -119,7 +123,10 @@ class UnsupportedMediaTypeError(HTTPStatusError):
 
 
 class ThrottledError(HTTPStatusError):
-    hint = "The server is throttled or temporarily unavailable: wait a little and try again."
+    hint = (
+        "The server is throttled or temporarily unavailable: wait a little and try again, or raise "
+        "DICOMWEB_MAX_RETRIES."
+    )
 
 
 class ServerError(HTTPStatusError):
@@ -140,12 +147,14 @@ _BY_STATUS: dict[int, type[HTTPStatusError]] = {
 }
 
 
-def error_for_status(operation: str, status_code: int, path: str, body: bytes) -> HTTPStatusError:
+def error_for_status(
+    operation: str, status_code: int, path: str, body: bytes, attempts: int = 1
+) -> HTTPStatusError:
     """Build the error for an HTTP error status, with the server's own message made readable."""
     cls = _BY_STATUS.get(status_code)
     if cls is None:
         cls = ServerError if status_code >= 500 else HTTPStatusError
-    return cls(operation, status_code, path, server_message(body))
+    return cls(operation, status_code, path, server_message(body), attempts)
 
 
 def server_message(body: bytes) -> str:

@@ -67,8 +67,14 @@ def outcomes_from_response(
     sent: Sequence[DicomFile],
     *,
     known_before: Iterable[str] = (),
+    retried: bool = False,
 ) -> list[StoreOutcome]:
-    """One outcome per file in ``sent``, in order. ``known_before``: SOP instance UIDs already stored."""
+    """One outcome per file in ``sent``, in order.
+
+    ``known_before``: SOP instance UIDs the server had before this request. ``retried``: the request was
+    sent more than once, so "already stored" may be this request's own earlier attempt; it counts as
+    stored unless the UID was known before.
+    """
     referenced = {_first(item, _SOP_INSTANCE_UID): item for item in _items(dataset, _REFERENCED_SOP_SEQUENCE)}
     failed: dict[str, Mapping[str, Any]] = {}
     anonymous_failures: list[int] = []
@@ -85,7 +91,9 @@ def outcomes_from_response(
         if uid in failed:
             codes = _codes(failed[uid], _FAILURE_REASON)
             code = codes[0] if codes else None
-            if code == ALREADY_STORED:
+            if code == ALREADY_STORED and retried and uid not in already:
+                outcomes.append(StoreOutcome(file, StoreStatus.STORED))
+            elif code == ALREADY_STORED:
                 outcomes.append(StoreOutcome(file, StoreStatus.ALREADY_PRESENT, code, FAILURE_REASONS[code]))
             else:
                 reason = _describe(code, FAILURE_REASONS) if code is not None else "no reason given"
