@@ -41,7 +41,7 @@ class ServerKind(StrEnum):
 
 _E = TypeVar("_E", bound=StrEnum)
 
-_SECRET_FIELDS = frozenset({"password", "token"})
+_SECRET_FIELDS = frozenset({"password", "token", "mcp_token"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -61,6 +61,8 @@ class Config:
     read_only: bool = False
     allow_delete: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
+    upload_roots: tuple[Path, ...] = ()
+    mcp_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
@@ -160,6 +162,12 @@ class Config:
             read_only=_flag(env, "DICOMWEB_READ_ONLY"),
             allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
             max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
+            mcp_token=get("DICOMWEB_MCP_TOKEN"),
+            upload_roots=tuple(
+                Path(p).expanduser().absolute()
+                for p in (get("DICOMWEB_UPLOAD_ROOTS") or "").split(os.pathsep)
+                if p
+            ),
         )
 
 

@@ -6,7 +6,7 @@ to upload an arbitrary file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,27 @@ def read_dicom_file(path: Path) -> DicomFile | SkippedFile:
     )
 
 
-def collect_dicom_files(paths: Iterable[str | Path]) -> tuple[list[DicomFile], list[SkippedFile]]:
-    """Files and directories (searched recursively, in a stable order) -> DICOM files and skipped ones."""
+def collect_dicom_files(
+    paths: Iterable[str | Path], allowed_roots: Sequence[Path] = ()
+) -> tuple[list[DicomFile], list[SkippedFile]]:
+    """Files and directories (searched recursively, in a stable order) -> DICOM files and skipped ones.
+
+    With ``allowed_roots``, a file is read only if it really lies (symlinks resolved) under one of them.
+    """
     found: list[DicomFile] = []
     skipped: list[SkippedFile] = []
     seen: set[Path] = set()
+    roots = [r.expanduser().resolve() for r in allowed_roots]
+
+    def allowed(path: Path) -> bool:
+        return not roots or any(path.resolve().is_relative_to(r) for r in roots)
+
+    outside = "outside the upload roots (DICOMWEB_UPLOAD_ROOTS): not read"
     for given in paths:
         root = Path(given).expanduser()
+        if root.exists() and not allowed(root):
+            skipped.append(SkippedFile(root, outside))  # not even walked
+            continue
         if root.is_dir():
             candidates = sorted(p for p in root.rglob("*") if p.is_file())
         elif root.exists():
@@ -76,6 +90,9 @@ def collect_dicom_files(paths: Iterable[str | Path]) -> tuple[list[DicomFile], l
             if resolved in seen:
                 continue
             seen.add(resolved)
+            if not allowed(path):
+                skipped.append(SkippedFile(path, outside))
+                continue
             result = read_dicom_file(path)
             (found if isinstance(result, DicomFile) else skipped).append(result)  # type: ignore[arg-type]
     return found, skipped

@@ -417,7 +417,7 @@ class DicomWebOperations:
             raise InvalidInputError("paths is empty: give at least one DICOM file or directory.")
         if study_uid is not None:
             validate_uid(study_uid, "study_uid")
-        files, skipped = await anyio.to_thread.run_sync(collect_dicom_files, paths)
+        files, skipped = await anyio.to_thread.run_sync(collect_dicom_files, paths, self.config.upload_roots)
         outcomes: list[StoreOutcome] = []
         sent_bytes = 0
         total_bytes = sum(f.size for f in files)

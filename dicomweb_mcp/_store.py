@@ -61,7 +61,8 @@ class FileStore:
 
     def directory(self, output_dir: str | None = None) -> Path:
         """The directory to save into: the root, or ``output_dir`` which must resolve inside the root."""
-        root = self.root.resolve() if self.root.exists() else self.root
+        self.root.mkdir(parents=True, exist_ok=True)
+        root = self.root.resolve()
         if not output_dir:
             return root
         candidate = Path(output_dir).expanduser()
@@ -77,7 +78,17 @@ class FileStore:
 
     def _temporary(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
+        self._check_inside(directory)
         return directory / f".incoming-{uuid.uuid4().hex}.partial"
+
+    def _check_inside(self, directory: Path) -> None:
+        """Names are built from validated UIDs, but a symlink planted inside the download directory could
+        still lead out of it: check where the directory really is before writing there."""
+        if not directory.resolve().is_relative_to(self.root.resolve()):
+            raise InvalidInputError(
+                f"Refusing to write to {directory}: it resolves outside the download directory {self.root} "
+                "(a symbolic link?). Remove the link or choose another DICOMWEB_DOWNLOAD_DIR."
+            )
 
     async def _write(self, part: BodyPart, target: Path) -> int:
         """Write a part's bytes to ``target``; on any failure (or cancellation) remove it and re-raise."""
@@ -114,6 +125,11 @@ class FileStore:
                 )
             final = self.instance_path(directory, info)
             final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._check_inside(final.parent)
+            except InvalidInputError:
+                temporary.unlink(missing_ok=True)
+                raise
             os.replace(temporary, final)
             record = SavedFile(
                 final, info.study_uid, info.series_uid, info.instance_uid, size, info.transfer_syntax_uid
@@ -151,7 +167,7 @@ class FileStore:
             number = _frame_number(part) or frames[len(saved)]
             extension = _FRAME_EXTENSIONS.get(part.media_type, ".bin")
             final = base.parent / f"{base.name}.frame-{number}{extension}"
-            temporary = self._temporary(base.parent)
+            temporary = self._temporary(base.parent)  # checks base.parent is inside the root
             size = await self._write(part, temporary)
             os.replace(temporary, final)
             saved.append(SavedFrame(number, final, part.media_type, part.transfer_syntax_uid, size))

@@ -17,6 +17,7 @@ from mcp import Client
 from . import __version__
 from ._config import Config
 from ._errors import ConfigError
+from ._http import serve_http
 from .server import build_server
 
 __all__ = ["main"]
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in (None, "serve"):
             server = build_server(config)
             if args.command == "serve" and args.transport == "http":
-                server.run("streamable-http", host=args.host, port=args.port)
+                serve_http(server, host=args.host, port=args.port, token=config.mcp_token)
             else:
                 server.run()
             return 0

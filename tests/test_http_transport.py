@@ -1,0 +1,108 @@
+"""Streamable HTTP: loopback by default, a bearer token on every request, Host checks kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from dicomweb_mcp import Config
+from tests.orthanc import free_port
+
+COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
+TOKEN = "mcp-token-7f3a9c"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def http_server(orthanc_config: Config) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "DICOMWEB_URL": orthanc_config.url,
+        "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir),
+        "DICOMWEB_MCP_TOKEN": TOKEN,
+    }
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--transport", "http", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            lines.append(raw.decode(errors="replace"))
+            if "Uvicorn running on" in lines[-1]:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(30) and process.poll() is None, "".join(lines)
+        assert f"http://127.0.0.1:{port}" in "".join(lines)  # loopback unless told otherwise
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    assert TOKEN not in "".join(lines)
+
+
+def test_requests_without_the_token_are_refused(http_server: str) -> None:
+    missing = httpx.post(http_server, json=INITIALIZE, headers=MCP_HEADERS)
+    wrong = httpx.post(http_server, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": "Bearer nope"})
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    foreign_host = httpx.post(
+        http_server,
+        json=INITIALIZE,
+        headers={**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}", "Host": "evil.example"},
+    )
+    assert foreign_host.status_code == 421  # DNS-rebinding protection stays on behind the token
+
+
+@pytest.mark.anyio
+async def test_mcp_over_http_with_the_token(http_server: str) -> None:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    async with http, Client(streamable_http_client(http_server, http_client=http)) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("server_info", {})
+    assert "search_studies" in tools and "delete_instances" not in tools
+    assert result.structured_content["reachable"] is True
+
+
+def test_public_bind_without_token_is_refused(orthanc_config: Config) -> None:
+    env = {"PATH": os.environ["PATH"], "DICOMWEB_URL": orthanc_config.url}
+    result = subprocess.run(
+        [COMMAND, "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "without DICOMWEB_MCP_TOKEN" in result.stderr
