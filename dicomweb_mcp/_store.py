@@ -77,18 +77,25 @@ class FileStore:
         return resolved
 
     def _temporary(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._check_inside(directory)
+        self._ensure_dir(directory)
         return directory / f".incoming-{uuid.uuid4().hex}.partial"
 
-    def _check_inside(self, directory: Path) -> None:
-        """Names are built from validated UIDs, but a symlink planted inside the download directory could
-        still lead out of it: check where the directory really is before writing there."""
-        if not directory.resolve().is_relative_to(self.root.resolve()):
+    def _ensure_dir(self, directory: Path) -> None:
+        """Create ``directory`` only if it really lies inside the download directory.
+
+        Names are built from validated UIDs, but a symlink planted inside the download directory could
+        still lead out of it: the nearest existing ancestor is resolved and checked before anything is
+        created, so not even an empty directory appears outside.
+        """
+        existing = directory
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.resolve().is_relative_to(self.root.resolve()):
             raise InvalidInputError(
                 f"Refusing to write to {directory}: it resolves outside the download directory {self.root} "
                 "(a symbolic link?). Remove the link or choose another DICOMWEB_DOWNLOAD_DIR."
             )
+        directory.mkdir(parents=True, exist_ok=True)
 
     async def _write(self, part: BodyPart, target: Path) -> int:
         """Write a part's bytes to ``target``; on any failure (or cancellation) remove it and re-raise."""
@@ -124,9 +131,8 @@ class FileStore:
                     f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were saved."
                 )
             final = self.instance_path(directory, info)
-            final.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._check_inside(final.parent)
+                self._ensure_dir(final.parent)
             except InvalidInputError:
                 temporary.unlink(missing_ok=True)
                 raise
