@@ -21,11 +21,16 @@ import httpx
 from ._auth import TokenCredential, build_auth
 from ._config import Config, ServerKind
 from ._errors import (
+    AuthenticationError,
+    CredentialError,
     DicomWebError,
+    HTTPStatusError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     ProtocolError,
     ServerUnreachableError,
+    UnsupportedMediaTypeError,
     UnsupportedOperationError,
     error_for_status,
 )
@@ -37,10 +42,13 @@ from ._models import (
     QueryResult,
     RenderedImage,
     StoreOutcome,
+    StoreStatus,
 )
-from ._multipart import FilePart, MultipartFileBody, MultipartReader, boundary_of
+from ._multipart import FileBody, FilePart, MultipartFileBody, MultipartReader, boundary_of
 from ._query import MatchValue, build_query
-from ._servers import ServerProfile, guess_kind_from_url, orthanc_rest_root, profile_for
+from ._servers import ServerProfile, change_feed_version, guess_kind_from_url, orthanc_rest_root, profile_for
+from ._stow import FAILED_SOP_SEQUENCE as _FAILED
+from ._stow import REFERENCED_SOP_SEQUENCE as _REFERENCED
 from ._stow import outcomes_from_response
 from ._validation import validate_frames, validate_uid
 
@@ -57,10 +65,19 @@ DEFAULT_STORE_BATCH_BYTES = 256 * 1024 * 1024
 # Statuses that mean "not now" rather than "no": the same request may succeed later.
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF = 10.0
+# Errors that the next request would meet again: stop sending instead of failing batch after batch.
+_REPEATING_ERRORS = (
+    AuthenticationError,
+    PermissionDeniedError,
+    CredentialError,
+    ServerUnreachableError,
+    UnsupportedMediaTypeError,
+)
 # Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
 _UID_LOOKUP_BATCH = 50
 
 Level = Literal["study", "series", "instance"]
+OnFileSent = Callable[[DicomFile], Awaitable[None]]
 
 
 def _transfer_syntax(value: str) -> str:
@@ -478,12 +495,14 @@ class DicomWebClient:
         batch_count: int = DEFAULT_STORE_BATCH_COUNT,
         batch_bytes: int = DEFAULT_STORE_BATCH_BYTES,
         on_batch: Callable[[Sequence[StoreOutcome]], Awaitable[None]] | None = None,
+        on_sent: OnFileSent | None = None,
     ) -> list[StoreOutcome]:
         """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches.
 
         ``study_uid`` posts to ``/studies/{study}`` (the server refuses instances of other studies).
         ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
-        ``on_batch`` is awaited with each batch's outcomes as it completes (progress reporting).
+        ``on_batch`` is awaited with each batch's outcomes as it completes, ``on_sent`` with each file as its
+        bytes have been sent (progress; a retried request sends its files again).
         """
         path = "/studies" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}"
         if encoding not in ("multipart", "single-part"):
@@ -491,31 +510,57 @@ class DicomWebClient:
         single_part = encoding == "single-part"
         batches = [[f] for f in files] if single_part else _batches(files, batch_count, batch_bytes)
         outcomes: list[StoreOutcome] = []
-        for batch in batches:
-            done = await self._store_batch(path, batch, single_part=single_part)
+        for index, batch in enumerate(batches):
+            try:
+                done = await self._store_batch(path, batch, single_part=single_part, on_sent=on_sent)
+            except DicomWebError as exc:
+                # Files of earlier batches are stored whatever happens now: report them, and this batch
+                # as failed with the reason, instead of losing everything behind one exception.
+                done = [StoreOutcome(f, StoreStatus.FAILED, reason=f"not stored: {exc}") for f in batch]
+                if isinstance(exc, _REPEATING_ERRORS):
+                    rest = [f for later in batches[index + 1 :] for f in later]
+                    done += [
+                        StoreOutcome(
+                            f, StoreStatus.FAILED, reason=f"not sent, an earlier request failed: {exc}"
+                        )
+                        for f in rest
+                    ]
+                    outcomes.extend(done)
+                    if on_batch is not None:
+                        await on_batch(done)
+                    break
             outcomes.extend(done)
             if on_batch is not None:
                 await on_batch(done)
         return outcomes
 
     async def _store_batch(
-        self, path: str, batch: Sequence[DicomFile], *, single_part: bool
+        self, path: str, batch: Sequence[DicomFile], *, single_part: bool, on_sent: OnFileSent | None
     ) -> list[StoreOutcome]:
         profile = await self.profile()
         known = await self._existing_instances(batch) if profile.silent_duplicates else set()
-        if single_part:
-            body: Any = MultipartFileBody([FilePart(batch[0].path, batch[0].size)])
-            content: Any = _SinglePartBody(body)
-            content_type, length = "application/dicom", batch[0].size
-        else:
-            body = MultipartFileBody([FilePart(f.path, f.size) for f in batch])
-            content, content_type, length = body, body.content_type, body.content_length
-        headers = {"Accept": DICOM_JSON, "Content-Type": content_type, "Content-Length": str(length)}
+        by_path = {f.path: f for f in batch}
+
+        async def part_sent(part: FilePart) -> None:
+            if on_sent is not None:
+                await on_sent(by_path[part.path])
+
+        parts = [FilePart(f.path, f.size) for f in batch]
+        body: FileBody | MultipartFileBody = (
+            FileBody(parts[0], on_part_sent=part_sent)
+            if single_part
+            else MultipartFileBody(parts, on_part_sent=part_sent)
+        )
+        headers = {
+            "Accept": DICOM_JSON,
+            "Content-Type": body.content_type,
+            "Content-Length": str(body.content_length),
+        }
         operation = "Store instances"
         # 409 (all failed, e.g. already stored) and 400 (Orthanc: some failed) still carry the
         # per-instance answer.
         async with self._stream(
-            operation, "POST", self._root + path, headers=headers, content=content, ok=(200, 202, 400, 409)
+            operation, "POST", self._root + path, headers=headers, content=body, ok=(200, 202, 400, 409)
         ) as (response, attempts):
             raw = await response.aread()
             dataset: Any = None
@@ -526,6 +571,12 @@ class DicomWebClient:
                     dataset = None
             if isinstance(dataset, list) and len(dataset) == 1:
                 dataset = dataset[0]
+            is_answer = isinstance(dataset, dict) and (_REFERENCED in dataset or _FAILED in dataset)
+            if response.status_code >= 400 and not is_answer:
+                # An error body (Orthanc's {"HttpError", "Message"}), not a per-instance answer.
+                raise error_for_status(
+                    operation, response.status_code, response.request.url.path, raw, attempts
+                )
             if not isinstance(dataset, dict):
                 if response.status_code >= 400:
                     raise error_for_status(operation, response.status_code, response.request.url.path, raw)
@@ -560,65 +611,80 @@ class DicomWebClient:
         if profile.delete_method == "orthanc-rest":
             await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
             return DeleteResult(level, study_uid, series_uid, instance_uid, "orthanc-rest")
+        operation = f"Delete {level}"
         async with self._stream(
-            f"Delete {level}", "DELETE", self._root + path, headers={"Accept": DICOM_JSON}, ok=(404,)
+            operation, "DELETE", self._root + path, headers={"Accept": DICOM_JSON}, ok=(404, 405)
         ) as (response, attempts):
-            # A 404 on a retry means the lost first attempt did the deletion.
-            if response.status_code == 404 and attempts == 1:
-                await self._raise_for_status(f"Delete {level}", response)
+            status = response.status_code
+            if status == 405:
+                # An Orthanc that was not recognised (kind set to generic, /system hidden by a proxy):
+                # its REST API can still delete; if there is none, the 405 stands.
+                await response.aread()
+            elif status == 404 and attempts == 1:  # a 404 on a retry: the lost first attempt deleted it
+                await self._raise_for_status(operation, response)
+        if status == 405:
+            try:
+                await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
+            except HTTPStatusError as exc:
+                if exc.status_code == 404 and exc.path.endswith("/tools/lookup"):
+                    raise error_for_status(
+                        operation, 405, response.request.url.path, response.content
+                    ) from None
+                raise
+            return DeleteResult(level, study_uid, series_uid, instance_uid, "orthanc-rest")
         return DeleteResult(level, study_uid, series_uid, instance_uid, "dicomweb")
+
+    async def _orthanc_json(self, operation: str, method: str, url: str, body: bytes | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "text/plain"
+        return self._json(operation, await self._read(operation, method, url, headers=headers, content=body))
 
     async def _orthanc_delete(
         self, level: Level, study_uid: str, series_uid: str | None, instance_uid: str | None
     ) -> None:
+        """Look the UID up, keep the resources that really are in the named study (and series), delete all.
+
+        Orthanc keys resources by patient too, so one UID can be several resources (the same study under
+        two patient IDs): every one is deleted, or the study would survive a reported deletion.
+        """
         rest = orthanc_rest_root(self.config.url)
         operation = f"Delete {level}"
         uid = instance_uid or series_uid or study_uid
-        response = await self._read(
-            operation,
-            "POST",
-            f"{rest}/tools/lookup",
-            content=uid.encode(),
-            headers={"Accept": "application/json", "Content-Type": "text/plain"},
-        )
-        matches = self._json(operation, response) or []
+        matches = await self._orthanc_json(operation, "POST", f"{rest}/tools/lookup", uid.encode()) or []
         wanted = {"study": "Study", "series": "Series", "instance": "Instance"}[level]
-        ids = [m.get("ID") for m in matches if isinstance(m, dict) and m.get("Type") == wanted]
         resource = {"study": "studies", "series": "series", "instance": "instances"}[level]
-        # An Orthanc ID is a hash, but check it anyway: it goes into a URL.
-        orthanc_id = next((i for i in ids if isinstance(i, str) and i.replace("-", "").isalnum()), None)
-        if orthanc_id is not None and level != "study":
-            # The UID must belong to the study (and series) the caller named: never delete across studies.
-            parent = self._json(
-                operation,
-                await self._read(
-                    operation,
-                    "GET",
-                    f"{rest}/{resource}/{orthanc_id}/study",
-                    headers={"Accept": "application/json"},
-                ),
+        ids = [
+            m["ID"]
+            for m in matches
+            if isinstance(m, dict)
+            and m.get("Type") == wanted
+            # An Orthanc ID is a hash, but it goes into a URL: check it anyway.
+            and isinstance(m.get("ID"), str)
+            and m["ID"].replace("-", "").isalnum()
+        ]
+        targets = []
+        for orthanc_id in ids:
+            if level != "study":
+                # Never delete across studies: the UID must belong to the study (and series) named.
+                parent = await self._orthanc_json(operation, "GET", f"{rest}/{resource}/{orthanc_id}/study")
+                if _main_tag(parent, "StudyInstanceUID") != study_uid:
+                    continue
+                if level == "instance":
+                    series = await self._orthanc_json(
+                        operation, "GET", f"{rest}/instances/{orthanc_id}/series"
+                    )
+                    if _main_tag(series, "SeriesInstanceUID") != series_uid:
+                        continue
+            targets.append(orthanc_id)
+        if not targets:
+            _, path = _level_path(study_uid, series_uid, instance_uid)
+            where = "" if level == "study" else f" in study {study_uid}"
+            raise NotFoundError(operation, 404, path, f"no {level} {uid}{where}")
+        for orthanc_id in targets:
+            await self._read(
+                operation, "DELETE", f"{rest}/{resource}/{orthanc_id}", headers={"Accept": "application/json"}
             )
-            parent_study = ((parent or {}).get("MainDicomTags") or {}).get("StudyInstanceUID")
-            if parent_study != study_uid:
-                orthanc_id = None
-            elif level == "instance":
-                series = self._json(
-                    operation,
-                    await self._read(
-                        operation,
-                        "GET",
-                        f"{rest}/instances/{orthanc_id}/series",
-                        headers={"Accept": "application/json"},
-                    ),
-                )
-                if ((series or {}).get("MainDicomTags") or {}).get("SeriesInstanceUID") != series_uid:
-                    orthanc_id = None
-        _, path = _level_path(study_uid, series_uid, instance_uid)
-        if orthanc_id is None:
-            raise NotFoundError(operation, 404, path, f"no {level} with this UID in this study")
-        await self._read(
-            operation, "DELETE", f"{rest}/{resource}/{orthanc_id}", headers={"Accept": "application/json"}
-        )
 
     # ----------------------------------------------------------------------------------------------
     # Change feed (Azure DICOM service / Microsoft's open-source server)
@@ -632,6 +698,11 @@ class DicomWebClient:
                 "to find recent studies instead."
             )
 
+    @property
+    def change_feed_version(self) -> int:
+        """1 or 2: in v1 ``offset`` is the last sequence seen, in v2 the number of entries to skip."""
+        return change_feed_version(self.config.url)
+
     async def change_feed(
         self,
         *,
@@ -641,10 +712,19 @@ class DicomWebClient:
         start_time: str | None = None,
         end_time: str | None = None,
     ) -> list[ChangeFeedEntry]:
-        """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 adds a time window."""
+        """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 skips ``offset`` entries of the
+        (optional) time window."""
         await self._require_change_feed()
-        if offset < 0 or (limit is not None and not 1 <= limit <= 200):
-            raise InvalidInputError("offset must be at least 0 and limit between 1 and 200 (v1: 100).")
+        version = self.change_feed_version
+        most = 200 if version >= 2 else 100
+        if offset < 0 or (limit is not None and not 1 <= limit <= most):
+            raise InvalidInputError(
+                f"offset must be at least 0 and limit between 1 and {most} (change feed v{version})."
+            )
+        if (start_time or end_time) and version < 2:
+            raise InvalidInputError(
+                "start_time and end_time need the v2 API: use a DICOMWEB_URL ending in /v2."
+            )
         params: dict[str, str] = {"offset": str(offset), "includemetadata": str(include_metadata).lower()}
         if limit is not None:
             params["limit"] = str(limit)
@@ -697,6 +777,11 @@ def _change_feed_entry(item: Mapping[str, Any]) -> ChangeFeedEntry:
     )
 
 
+def _main_tag(resource: Any, keyword: str) -> Any:
+    """A MainDicomTags value from an Orthanc REST resource."""
+    return ((resource or {}).get("MainDicomTags") or {}).get(keyword) if isinstance(resource, dict) else None
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
     if not value:
@@ -724,21 +809,3 @@ def _batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list
     if current:
         batches.append(current)
     return batches
-
-
-class _SinglePartBody:
-    """The file bytes of a one-part ``MultipartFileBody``, without the multipart framing (re-iterable)."""
-
-    def __init__(self, body: MultipartFileBody) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        part = self._body.parts[0]
-        remaining = part.size
-        with part.path.open("rb") as stream:
-            while remaining > 0:
-                chunk = stream.read(min(1024 * 1024, remaining))
-                if not chunk:
-                    raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
-                remaining -= len(chunk)
-                yield chunk

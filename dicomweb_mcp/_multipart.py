@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -26,6 +26,8 @@ from ._errors import ProtocolError
 
 __all__ = [
     "BodyPart",
+    "FileBody",
+    "FilePart",
     "MultipartDecoder",
     "MultipartFileBody",
     "MultipartReader",
@@ -294,11 +296,28 @@ class FilePart:
     content_type: str = "application/dicom"
 
 
+OnPartSent = Callable[[FilePart], Awaitable[None]]
+_CHUNK = 1024 * 1024
+
+
+def _file_chunks(part: FilePart, chunk_size: int) -> Iterator[bytes]:
+    """Exactly ``part.size`` bytes of the file, in chunks; a file that shrank since is an error."""
+    remaining = part.size
+    # Reads are one-chunk blocking calls on local files: cheaper inline than a thread hop per chunk.
+    with part.path.open("rb") as stream:
+        while remaining > 0:
+            chunk = stream.read(min(chunk_size, remaining))
+            if not chunk:
+                raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
+            remaining -= len(chunk)
+            yield chunk
+
+
 class MultipartFileBody:
     """A multipart/related request body streamed from files, with its length known in advance.
 
-    Iterating it again re-reads the files, so httpx can resend it (auth retry). A file that shrank since
-    its size was taken raises ``ProtocolError`` instead of sending a body shorter than announced.
+    Iterating it again re-reads the files, so httpx can resend it (auth retry, retry after a 503).
+    ``on_part_sent`` is awaited after each part has been handed to the connection.
     """
 
     def __init__(
@@ -306,12 +325,14 @@ class MultipartFileBody:
         parts: Sequence[FilePart],
         *,
         media_type: str = "application/dicom",
-        chunk_size: int = 1024 * 1024,
+        chunk_size: int = _CHUNK,
+        on_part_sent: OnPartSent | None = None,
     ) -> None:
         self.parts = list(parts)
         self.boundary = f"dicomweb-mcp-{uuid.uuid4().hex}"
         self.content_type = f'multipart/related; type="{media_type}"; boundary={self.boundary}'
         self._chunk_size = chunk_size
+        self._on_part_sent = on_part_sent
         self._heads = [
             f"--{self.boundary}\r\nContent-Type: {p.content_type}\r\nContent-Length: {p.size}\r\n\r\n".encode(
                 "latin-1"
@@ -323,21 +344,28 @@ class MultipartFileBody:
             len(h) + p.size + 2 for h, p in zip(self._heads, self.parts, strict=True)
         ) + len(self._tail)
 
-    def _iter(self) -> Iterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         for head, part in zip(self._heads, self.parts, strict=True):
             yield head
-            remaining = part.size
-            with part.path.open("rb") as stream:
-                while remaining > 0:
-                    chunk = stream.read(min(self._chunk_size, remaining))
-                    if not chunk:
-                        raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
-                    remaining -= len(chunk)
-                    yield chunk
+            for chunk in _file_chunks(part, self._chunk_size):
+                yield chunk
             yield _CRLF
+            if self._on_part_sent is not None:
+                await self._on_part_sent(part)
         yield self._tail
 
+
+class FileBody:
+    """One file as a request body (single-part STOW), streamed and iterable again."""
+
+    def __init__(self, part: FilePart, *, on_part_sent: OnPartSent | None = None) -> None:
+        self.part = part
+        self.content_type = part.content_type
+        self.content_length = part.size
+        self._on_part_sent = on_part_sent
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        # Reads are small (one chunk) blocking calls on local files; see the performance notes.
-        for chunk in self._iter():
+        for chunk in _file_chunks(self.part, _CHUNK):
             yield chunk
+        if self._on_part_sent is not None:
+            await self._on_part_sent(self.part)

@@ -419,23 +419,33 @@ class DicomWebOperations:
             validate_uid(study_uid, "study_uid")
         files, skipped = await anyio.to_thread.run_sync(collect_dicom_files, paths, self.config.upload_roots)
         outcomes: list[StoreOutcome] = []
+        sent: set[Path] = set()  # a retried request sends files again: count each once
         sent_bytes = 0
         total_bytes = sum(f.size for f in files)
 
-        async def on_batch(batch: Sequence[StoreOutcome]) -> None:
-            nonlocal sent_bytes
-            outcomes.extend(batch)
-            sent_bytes += sum(o.file.size for o in batch)
+        async def report() -> None:
+            # Progress must increase with every report: count each file once when sent, once when answered.
             await progress(
-                len(outcomes),
-                len(files),
-                f"{len(outcomes)}/{len(files)} instances, "
-                f"{sent_bytes / 1e6:.1f}/{total_bytes / 1e6:.1f} MB sent",
+                len(sent) + len(outcomes),
+                2 * len(files),
+                f"sent {len(sent)}/{len(files)} instances "
+                f"({sent_bytes / 1e6:.1f}/{total_bytes / 1e6:.1f} MB); {len(outcomes)} answered",
             )
+
+        async def on_sent(file: DicomFile) -> None:
+            nonlocal sent_bytes
+            if file.path not in sent:
+                sent.add(file.path)
+                sent_bytes += file.size
+                await report()
+
+        async def on_batch(batch: Sequence[StoreOutcome]) -> None:
+            outcomes.extend(batch)
+            await report()
 
         if files:
             await self.client.store_instances(
-                files, study_uid=study_uid, encoding=encoding, on_batch=on_batch
+                files, study_uid=study_uid, encoding=encoding, on_batch=on_batch, on_sent=on_sent
             )
         by_status: dict[StoreStatus, list[StoredFile]] = {status: [] for status in StoreStatus}
         warnings: list[str] = []
@@ -505,8 +515,8 @@ class DicomWebOperations:
             metadata_file = str(path)
         if latest or not entries:
             next_offset = None if latest else offset
-        elif start_time or end_time:
-            next_offset = offset + len(entries)  # v2: the offset counts entries within the time window
+        elif self.client.change_feed_version >= 2:
+            next_offset = offset + len(entries)  # v2: the offset counts entries (within the time window)
         else:
             next_offset = max(e.sequence for e in entries)  # v1: the offset is the last sequence seen
         return ChangeFeedResult(

@@ -17,9 +17,9 @@ __all__ = ["MatchValue", "Query", "build_query"]
 
 MatchValue = str | int | Sequence[str]
 
-# Characters an unescaped query value cannot carry: they would end the value or the URL, or be sent
-# percent-encoded, which Orthanc matches literally.
-_RAW_UNSENDABLE = frozenset(" &#%+;=")
+# Characters an unescaped query value cannot carry: & ; = end the value, # ends the URL, and httpx
+# percent-encodes space " % < > (checked against httpx), which Orthanc would then match literally.
+_RAW_UNSENDABLE = frozenset(' "#%&;<=>')
 
 
 @dataclass

@@ -87,6 +87,7 @@ class FileStore:
         still lead out of it: the nearest existing ancestor is resolved and checked before anything is
         created, so not even an empty directory appears outside.
         """
+        self.root.mkdir(parents=True, exist_ok=True)
         existing = directory
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent

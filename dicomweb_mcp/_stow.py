@@ -11,7 +11,13 @@ from typing import Any
 
 from ._models import DicomFile, StoreOutcome, StoreStatus
 
-__all__ = ["FAILURE_REASONS", "WARNING_REASONS", "outcomes_from_response"]
+__all__ = [
+    "FAILED_SOP_SEQUENCE",
+    "FAILURE_REASONS",
+    "REFERENCED_SOP_SEQUENCE",
+    "WARNING_REASONS",
+    "outcomes_from_response",
+]
 
 # PS3.18 / PS3.4 status codes and the Azure DICOM service's own, as data.
 FAILURE_REASONS: Mapping[int, str] = {
@@ -34,8 +40,8 @@ WARNING_REASONS: Mapping[int, str] = {
 }
 ALREADY_STORED = 45070
 
-_REFERENCED_SOP_SEQUENCE = "00081199"
-_FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_SEQUENCE = "00081199"
+FAILED_SOP_SEQUENCE = "00081198"
 _SOP_INSTANCE_UID = "00081155"
 _FAILURE_REASON = "00081197"
 _WARNING_REASON = "00081196"
@@ -75,10 +81,10 @@ def outcomes_from_response(
     sent more than once, so "already stored" may be this request's own earlier attempt; it counts as
     stored unless the UID was known before.
     """
-    referenced = {_first(item, _SOP_INSTANCE_UID): item for item in _items(dataset, _REFERENCED_SOP_SEQUENCE)}
+    referenced = {_first(item, _SOP_INSTANCE_UID): item for item in _items(dataset, REFERENCED_SOP_SEQUENCE)}
     failed: dict[str, Mapping[str, Any]] = {}
     anonymous_failures: list[int] = []
-    for item in _items(dataset, _FAILED_SOP_SEQUENCE):
+    for item in _items(dataset, FAILED_SOP_SEQUENCE):
         uid = _first(item, _SOP_INSTANCE_UID)
         if uid:
             failed[uid] = item

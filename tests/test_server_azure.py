@@ -23,9 +23,13 @@ def azure_server(tmp_path: Path) -> Any:
     return build_server(config, credential=FakeCredential())
 
 
-async def test_change_feed_tool(tmp_path: Path) -> None:
+def renumbered(first: int, second: int) -> list[dict[str, Any]]:
+    return [{**CHANGE_FEED[0], "sequence": first}, {**CHANGE_FEED[1], "Sequence": second}]
+
+
+async def test_change_feed_tool_v2_pages_by_count(tmp_path: Path) -> None:
     with respx.mock(base_url=BASE) as mock:
-        feed = mock.get("/changefeed").respond(200, json=CHANGE_FEED)
+        feed = mock.get("/changefeed").respond(200, json=renumbered(500, 900))
         async with Client(azure_server(tmp_path)) as client:
             page = await client.call_tool(
                 "get_change_feed", {"offset": 0, "limit": 2, "include_metadata": True}
@@ -33,13 +37,28 @@ async def test_change_feed_tool(tmp_path: Path) -> None:
     result = page.structured_content
     assert not page.is_error
     assert [(e["sequence"], e["action"], e["state"]) for e in result["entries"]] == [
-        (1, "Create", "Deleted"),
-        (2, "Delete", "Current"),
+        (500, "Create", "Deleted"),
+        (900, "Delete", "Current"),
     ]
-    assert result["next_offset"] == 2  # v1: the next page starts after the last sequence seen
-    assert json.loads(Path(result["metadata_file"]).read_text()) == {"2": {"00100010": {"vr": "PN"}}}
+    assert result["next_offset"] == 2  # v2: offset counts entries, whatever their sequence numbers
+    assert json.loads(Path(result["metadata_file"]).read_text()) == {"900": {"00100010": {"vr": "PN"}}}
     assert "metadata" not in json.dumps(result["entries"])
     assert feed.calls.last.request.url.params["includemetadata"] == "true"
+
+
+async def test_change_feed_tool_v1_pages_by_sequence(tmp_path: Path) -> None:
+    v1 = BASE.removesuffix("/v2") + "/v1"
+    config = Config(url=v1, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    with respx.mock(base_url=v1) as mock:
+        feed = mock.get("/changefeed").respond(200, json=renumbered(500, 900))
+        async with Client(build_server(config, credential=FakeCredential())) as client:
+            page = await client.call_tool("get_change_feed", {"offset": 499, "limit": 2})
+            too_many = await client.call_tool("get_change_feed", {"limit": 150})
+            window = await client.call_tool("get_change_feed", {"start_time": "2023-05-10T00:00:00Z"})
+    assert page.structured_content["next_offset"] == 900  # v1: the last sequence seen
+    assert feed.calls.last.request.url.params["offset"] == "499"
+    assert too_many.is_error and "between 1 and 100" in too_many.content[0].text
+    assert window.is_error and "/v2" in window.content[0].text
 
 
 async def test_change_feed_window_and_latest(tmp_path: Path) -> None:
@@ -88,6 +107,8 @@ async def test_progress_is_reported(orthanc_config: Config, samples: Samples) ->
         await client.call_tool(
             "retrieve_instances", {"study_uid": samples.study_uid}, progress_callback=on_progress
         )
-    assert stored[-1][:2] == (3, 3) and "3/3 instances" in (stored[-1][2] or "")
+    # One multipart request: each file reported as it is sent, then the server's answer for all three.
+    assert [u[:2] for u in stored] == [(1, 6), (2, 6), (3, 6), (6, 6)]
+    assert stored[-1][2] == "sent 3/3 instances (8.7/8.7 MB); 3 answered"
     assert [u[0] for u in updates] == [1, 2, 3]
     assert "8.7 MB saved" in (updates[-1][2] or "")
