@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._models import (
     EXPLICIT_VR_LITTLE_ENDIAN,
+    FRAME_MEDIA_TYPES,
     ChangeFeedEntry,
     DeleteResult,
     DicomFile,
@@ -50,6 +51,7 @@ from ._servers import ServerProfile, change_feed_version, guess_kind_from_url, o
 from ._stow import FAILED_SOP_SEQUENCE as _FAILED
 from ._stow import REFERENCED_SOP_SEQUENCE as _REFERENCED
 from ._stow import outcomes_from_response
+from ._summary import SOP_INSTANCE_UID, element_values
 from ._validation import validate_frames, validate_uid
 
 __all__ = ["DicomWebClient"]
@@ -310,6 +312,16 @@ class DicomWebClient:
                 f"({response.headers.get('content-type', 'no Content-Type')})."
             ) from None
 
+    @classmethod
+    def _json_objects(cls, operation: str, response: httpx.Response) -> list[dict[str, Any]]:
+        """A JSON array of objects (datasets, change feed entries); an empty body is an empty list."""
+        data = cls._json(operation, response)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise ProtocolError(f"{operation}: expected a JSON array, got {type(data).__name__}.")
+        return [item for item in data if isinstance(item, dict)]
+
     # ----------------------------------------------------------------------------------------------
     # QIDO-RS
 
@@ -331,12 +343,8 @@ class DicomWebClient:
         # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
         url = self._root + path + (f"?{encoded}" if encoded else "")
         response = await self._read(operation, "GET", url, headers={"Accept": DICOM_JSON})
-        data = self._json(operation, response)  # 204 (Azure) and 200 [] (Orthanc) both mean no match
-        if data is None:
-            data = []
-        if not isinstance(data, list):
-            raise ProtocolError(f"{operation}: expected a JSON array of datasets, got {type(data).__name__}.")
-        return QueryResult([d for d in data if isinstance(d, dict)], query.warnings)
+        # 204 (Azure) and 200 [] (Orthanc) both mean no match.
+        return QueryResult(self._json_objects(operation, response), query.warnings)
 
     async def search_studies(
         self,
@@ -435,10 +443,9 @@ class DicomWebClient:
         """WADO-RS frames (1-based numbers), as uncompressed Explicit VR Little Endian unless asked."""
         _, path = _level_path(study_uid, series_uid, instance_uid)
         numbers = ",".join(str(n) for n in validate_frames(frames))
-        accept = (
-            f'multipart/related; type="application/octet-stream"; '
-            f"transfer-syntax={_transfer_syntax(transfer_syntax)}"
-        )
+        syntax = _transfer_syntax(transfer_syntax)
+        media_type = FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream")
+        accept = f'multipart/related; type="{media_type}"; transfer-syntax={syntax}'
         async with self._multipart(
             "Retrieve frames", f"{self._root}{path}/frames/{numbers}", accept
         ) as reader:
@@ -453,10 +460,7 @@ class DicomWebClient:
         response = await self._read(
             operation, "GET", f"{self._root}{path}/metadata", headers={"Accept": DICOM_JSON}
         )
-        data = self._json(operation, response) or []
-        if not isinstance(data, list):
-            raise ProtocolError(f"{operation}: expected a JSON array of datasets, got {type(data).__name__}.")
-        return [d for d in data if isinstance(d, dict)]
+        return self._json_objects(operation, response)
 
     async def retrieve_rendered(
         self,
@@ -595,8 +599,7 @@ class DicomWebClient:
             chunk = uids[start : start + _UID_LOOKUP_BATCH]
             result = await self.search_instances({"SOPInstanceUID": chunk}, limit=len(chunk))
             for dataset in result.datasets:
-                value = (dataset.get("00080018") or {}).get("Value") or []
-                found.update(str(v) for v in value)
+                found.update(str(v) for v in element_values(dataset, SOP_INSTANCE_UID))
         return found
 
     # ----------------------------------------------------------------------------------------------
@@ -735,10 +738,7 @@ class DicomWebClient:
         url = httpx.URL(self._root + "/changefeed", params=params)
         operation = "Read the change feed"
         response = await self._read(operation, "GET", str(url), headers={"Accept": "application/json"})
-        data = self._json(operation, response) or []
-        if not isinstance(data, list):
-            raise ProtocolError(f"{operation}: expected a JSON array of entries.")
-        return [_change_feed_entry(item) for item in data if isinstance(item, dict)]
+        return [_change_feed_entry(item) for item in self._json_objects(operation, response)]
 
     async def change_feed_latest(self, *, include_metadata: bool = False) -> ChangeFeedEntry | None:
         """``/changefeed/latest``: the newest entry, or None for an empty feed (204)."""

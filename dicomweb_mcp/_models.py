@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 __all__ = [
     "EXPLICIT_VR_LITTLE_ENDIAN",
+    "FRAME_MEDIA_TYPES",
     "ChangeFeedEntry",
     "DeleteResult",
     "DicomFile",
@@ -19,6 +20,25 @@ __all__ = [
 ]
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+# PS3.18 Table 8.7.3-2: the media type that carries frames in each transfer syntax. Anything not listed
+# (the uncompressed ones, or '*') travels as application/octet-stream.
+FRAME_MEDIA_TYPES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
 
 DicomJson = dict[str, Any]
 

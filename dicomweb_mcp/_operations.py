@@ -45,7 +45,7 @@ from ._results import (
     StoreInstancesResult,
     StudySummary,
 )
-from ._store import FileStore, SavedFile
+from ._store import FileStore, SavedFile, uid_path
 from ._summary import INSTANCE_FIELDS, METADATA_FIELDS, SERIES_FIELDS, STUDY_FIELDS, extra_fields, summarize
 from ._validation import normalize_date_range, validate_uid
 
@@ -249,13 +249,9 @@ class DicomWebOperations:
         directory: Path, study_uid: str, series_uid: str | None, instance_uid: str | None, name: str
     ) -> Path:
         """``{study}/{name}.json``, ``{study}/{series}/{name}.json`` or ``.../{instance}.{name}.json``."""
-        base = directory / validate_uid(study_uid, "study_uid")
-        if series_uid is None:
-            return base / f"{name}.json"
-        base = base / validate_uid(series_uid, "series_uid")
-        if instance_uid is None:
-            return base / f"{name}.json"
-        return base / f"{validate_uid(instance_uid, 'instance_uid')}.{name}.json"
+        if instance_uid is not None:
+            return uid_path(directory, study_uid, series_uid, instance_uid, f".{name}.json")
+        return uid_path(directory, study_uid, series_uid) / f"{name}.json"
 
     async def retrieve_instances(
         self,

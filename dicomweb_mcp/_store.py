@@ -20,7 +20,7 @@ from ._models import DicomFile
 from ._multipart import BodyPart, MultipartReader
 from ._validation import validate_uid
 
-__all__ = ["FileStore", "SavedFile", "SavedFrame"]
+__all__ = ["FileStore", "SavedFile", "SavedFrame", "uid_path"]
 
 _FRAME_EXTENSIONS = {
     "application/octet-stream": ".raw",
@@ -148,8 +148,7 @@ class FileStore:
 
     @staticmethod
     def instance_path(directory: Path, info: DicomFile) -> Path:
-        # read_dicom_file validated the UIDs (digits and dots), so they are safe path components.
-        return directory / info.study_uid / info.series_uid / f"{info.instance_uid}.dcm"
+        return uid_path(directory, info.study_uid, info.series_uid, info.instance_uid, ".dcm")
 
     async def save_frames(
         self,
@@ -161,12 +160,7 @@ class FileStore:
         frames: Sequence[int],
     ) -> list[SavedFrame]:
         """Save frames beside their instance: ``{instance}.frame-{N}{.raw|.jpg|...}``."""
-        base = (
-            directory
-            / validate_uid(study_uid, "study_uid")
-            / validate_uid(series_uid, "series_uid")
-            / validate_uid(instance_uid, "instance_uid")
-        )
+        base = uid_path(directory, study_uid, series_uid, instance_uid)
         saved: list[SavedFrame] = []
         async for part in reader:
             if len(saved) >= len(frames):
@@ -196,6 +190,23 @@ class FileStore:
             temporary.unlink(missing_ok=True)
             raise
         return path
+
+
+def uid_path(
+    directory: Path,
+    study_uid: str,
+    series_uid: str | None = None,
+    instance_uid: str | None = None,
+    suffix: str = "",
+) -> Path:
+    """``{directory}/{study}[/{series}[/{instance}]]{suffix}``, every UID validated first: UIDs are digits
+    and dots only, so they can never name a parent directory or a path outside ``directory``."""
+    path = directory / validate_uid(study_uid, "study_uid")
+    if series_uid is not None:
+        path = path / validate_uid(series_uid, "series_uid")
+        if instance_uid is not None:
+            path = path / validate_uid(instance_uid, "instance_uid")
+    return path.with_name(path.name + suffix) if suffix else path
 
 
 def _frame_number(part: BodyPart) -> int | None:

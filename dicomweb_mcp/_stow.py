@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._models import DicomFile, StoreOutcome, StoreStatus
+from ._summary import element_values, sequence_items
 
 __all__ = [
     "FAILED_SOP_SEQUENCE",
@@ -47,20 +48,13 @@ _FAILURE_REASON = "00081197"
 _WARNING_REASON = "00081196"
 
 
-def _items(dataset: Mapping[str, Any], tag: str) -> list[Mapping[str, Any]]:
-    element = dataset.get(tag) or {}
-    value = element.get("Value") or []  # Orthanc sends an empty sequence as {"vr": "SQ"}
-    return [item for item in value if isinstance(item, Mapping)]
-
-
-def _first(item: Mapping[str, Any], tag: str) -> Any:
-    value = (item.get(tag) or {}).get("Value") or []
-    return value[0] if value else None
+def _uid(item: Mapping[str, Any]) -> str | None:
+    values = element_values(item, _SOP_INSTANCE_UID)
+    return str(values[0]) if values else None
 
 
 def _codes(item: Mapping[str, Any], tag: str) -> list[int]:
-    value = (item.get(tag) or {}).get("Value") or []
-    return [int(v) for v in value if isinstance(v, int | str) and str(v).isdigit()]
+    return [int(v) for v in element_values(item, tag) if isinstance(v, int | str) and str(v).isdigit()]
 
 
 def _describe(code: int, table: Mapping[int, str]) -> str:
@@ -81,11 +75,11 @@ def outcomes_from_response(
     sent more than once, so "already stored" may be this request's own earlier attempt; it counts as
     stored unless the UID was known before.
     """
-    referenced = {_first(item, _SOP_INSTANCE_UID): item for item in _items(dataset, REFERENCED_SOP_SEQUENCE)}
+    referenced = {_uid(item): item for item in sequence_items(dataset, REFERENCED_SOP_SEQUENCE)}
     failed: dict[str, Mapping[str, Any]] = {}
     anonymous_failures: list[int] = []
-    for item in _items(dataset, FAILED_SOP_SEQUENCE):
-        uid = _first(item, _SOP_INSTANCE_UID)
+    for item in sequence_items(dataset, FAILED_SOP_SEQUENCE):
+        uid = _uid(item)
         if uid:
             failed[uid] = item
         else:

@@ -16,9 +16,12 @@ __all__ = [
     "INSTANCE_FIELDS",
     "METADATA_FIELDS",
     "SERIES_FIELDS",
+    "SOP_INSTANCE_UID",
     "STUDY_FIELDS",
     "element_value",
+    "element_values",
     "extra_fields",
+    "sequence_items",
     "summarize",
 ]
 
@@ -79,6 +82,7 @@ METADATA_FIELDS: dict[str, str] = {
 }
 # Fields that are lists whatever their multiplicity, so an agent never has to check.
 _ALWAYS_LISTS = frozenset({"modalities"})
+SOP_INSTANCE_UID = tag_of("SOPInstanceUID")
 _TAGS: dict[str, str] = {
     kw: tag_of(kw)
     for fields in (STUDY_FIELDS, SERIES_FIELDS, INSTANCE_FIELDS, METADATA_FIELDS)
@@ -94,19 +98,31 @@ def _plain(value: Any, vr: str) -> Any:
     return value
 
 
-def element_value(dataset: DicomJson, tag: str) -> Any:
-    """The plain value of one element, or None when it is absent, empty, a sequence or bulk data."""
+def element_values(dataset: DicomJson, tag: str) -> list[Any]:
+    """The plain values of one element: empty when it is absent, empty, a sequence or bulk data."""
     element = dataset.get(tag)
     if not isinstance(element, Mapping):
-        return None
+        return []
     vr = str(element.get("vr", ""))
     if vr == "SQ":
-        return None
+        return []
     values = [_plain(v, vr) for v in element.get("Value") or []]
-    values = [v for v in values if v is not None and v != ""]
+    return [v for v in values if v is not None and v != ""]
+
+
+def element_value(dataset: DicomJson, tag: str) -> Any:
+    """The plain value of one element (a list when it has several), or None when it has none."""
+    values = element_values(dataset, tag)
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+def sequence_items(dataset: DicomJson, tag: str) -> list[DicomJson]:
+    """The items of a sequence element (Orthanc sends an empty one as ``{"vr": "SQ"}``)."""
+    element = dataset.get(tag)
+    items = element.get("Value") if isinstance(element, Mapping) else None
+    return [item for item in items or [] if isinstance(item, Mapping)]
 
 
 def summarize(dataset: DicomJson, fields: Mapping[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from datetime import date
 from ._errors import InvalidInputError
 
 __all__ = [
+    "UID_PATTERN",
     "is_valid_uid",
     "normalize_date_range",
     "normalize_time_range",
@@ -23,7 +24,8 @@ __all__ = [
 # PS3.5 9.1: components of digits separated by dots, no leading zero in a multi-digit component,
 # at most 64 characters. Servers and real archives do contain leading zeros now and then, so only the
 # character set and length are enforced: that is what keeps URLs and file names safe.
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
+_UID_RE = re.compile(UID_PATTERN)
 _DATE_RE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _TIME_RE = re.compile(r"^(\d{2})(:?(\d{2})(:?(\d{2})(\.\d{1,6})?)?)?$")
 

@@ -43,7 +43,7 @@ from ._results import (
     ServerInfo,
     StoreInstancesResult,
 )
-from ._validation import validate_uid
+from ._validation import UID_PATTERN, validate_uid
 
 __all__ = ["INSTRUCTIONS", "build_server"]
 
@@ -62,7 +62,7 @@ permanently. server_info says which server this is and what it supports.
 
 # ---- argument types: one definition each, shared by every tool --------------------------------------
 
-UID_JSON_SCHEMA = {"pattern": r"^[0-9]+(\.[0-9]+)*$", "maxLength": 64}
+UID_JSON_SCHEMA = {"pattern": UID_PATTERN, "maxLength": 64}
 
 
 def _uid(name: str) -> AfterValidator:
