@@ -615,8 +615,10 @@ class DicomWebClient:
             await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
             return DeleteResult(level, study_uid, series_uid, instance_uid, "orthanc-rest")
         operation = f"Delete {level}"
+        # DELETE answers with no body; Orthanc answers 400 instead of 405 to a series or instance DELETE
+        # that asks for application/dicom+json, so ask for anything.
         async with self._stream(
-            operation, "DELETE", self._root + path, headers={"Accept": DICOM_JSON}, ok=(404, 405)
+            operation, "DELETE", self._root + path, headers={"Accept": "*/*"}, ok=(404, 405)
         ) as (response, attempts):
             status = response.status_code
             if status == 405:

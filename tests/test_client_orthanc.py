@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
 import pytest
 
 from dicomweb_mcp import (
+    Config,
     DicomWebClient,
     InvalidInputError,
     NotFoundError,
     ServerKind,
     StoreStatus,
     UnsupportedOperationError,
+    collect_dicom_files,
 )
 from dicomweb_mcp._store import FileStore
+from dicomweb_mcp._summary import element_value
 from tests.conftest import Samples
+from tests.synthetic import make_study
 
 pytestmark = pytest.mark.anyio
 
@@ -116,8 +121,17 @@ async def test_rendered_instance(client: DicomWebClient, samples: Samples) -> No
     assert png.media_type == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_every_tutorial_qido_form(client: DicomWebClient, samples: Samples) -> None:
+async def store_other_study(client: DicomWebClient, directory: Path) -> None:
+    """A study that matches none of the tutorial's searches: a search that ignored its filter would find it."""
+    files, _ = collect_dicom_files(
+        make_study(directory, instances=2, series=2, seed=11, patient_name="Other^Person")
+    )
+    assert all(o.status is StoreStatus.STORED for o in await client.store_instances(files))
+
+
+async def test_every_tutorial_qido_form(client: DicomWebClient, samples: Samples, tmp_path: Path) -> None:
     await store_tutorial(client, samples)
+    await store_other_study(client, tmp_path)
     study, red = samples.study_uid, samples.red
     results = {
         "studies by StudyInstanceUID": await client.search_studies({"StudyInstanceUID": study}),
@@ -137,13 +151,18 @@ async def test_every_tutorial_qido_form(client: DicomWebClient, samples: Samples
     }
     for name, result in results.items():
         assert len(result.datasets) == 1, name
+        assert {element_value(d, STUDY_INSTANCE_UID) for d in result.datasets} == {study}, name
     assert uids(results["instances in series"].datasets, SOP_INSTANCE_UID) == [red.instance_uid]
     # The space cannot reach Orthanc: it went as '?', and the caller is told.
     assert any("Anony?Mous" in w for w in results["PatientName=Anony Mous"].warnings)
 
 
-async def test_qido_no_match_is_empty_and_lists_work(client: DicomWebClient, samples: Samples) -> None:
+async def test_qido_no_match_is_empty_and_lists_work(
+    client: DicomWebClient, samples: Samples, tmp_path: Path
+) -> None:
     await store_tutorial(client, samples)
+    await store_other_study(client, tmp_path)
+    assert len((await client.search_studies()).datasets) == 2
     assert (await client.search_studies({"PatientName": "Nobody*"})).datasets == []
     assert (await client.search_studies({"StudyDate": "19900101-19901231"})).datasets == []
     both = await client.search_instances(
@@ -219,3 +238,31 @@ async def test_missing_study_is_not_found(client: DicomWebClient) -> None:
 async def test_change_feed_is_unsupported_on_orthanc(client: DicomWebClient) -> None:
     with pytest.raises(UnsupportedOperationError, match="Azure"):
         await client.change_feed()
+
+
+async def test_delete_removes_a_study_held_under_two_patient_ids(
+    client: DicomWebClient, samples: Samples, tmp_path: Path
+) -> None:
+    await store_tutorial(client, samples)
+    # Same study UID, another patient ID: Orthanc keeps it as a second study resource.
+    copy = pydicom.dcmread(samples.blue.path)
+    copy.PatientID = "OTHER"
+    copy.SOPInstanceUID = pydicom.uid.generate_uid()
+    copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+    copy.save_as(tmp_path / "copy.dcm")
+    files, _ = collect_dicom_files([tmp_path / "copy.dcm"])
+    assert (await client.store_instances(files))[0].status is StoreStatus.STORED
+
+    await client.delete(samples.study_uid)
+    assert (await client.search_studies({"StudyInstanceUID": samples.study_uid})).datasets == []
+    assert (await client.search_instances({"StudyInstanceUID": samples.study_uid})).datasets == []
+
+
+async def test_unrecognised_orthanc_still_deletes(orthanc_config: Config, samples: Samples) -> None:
+    # Kind forced to generic: the DICOMweb DELETE answers 405, and the REST API does the work.
+    async with DicomWebClient(replace(orthanc_config, server_kind=ServerKind.GENERIC)) as generic:
+        outcomes = await generic.store_instances([samples.red])
+        result = await generic.delete(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
+        remaining = await generic.search_instances({"SOPInstanceUID": samples.red.instance_uid})
+    assert outcomes[0].status is StoreStatus.STORED
+    assert result.method == "orthanc-rest" and remaining.datasets == []

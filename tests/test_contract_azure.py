@@ -349,3 +349,36 @@ async def test_credential_failure_is_explained() -> None:
             ):
                 await client.search_studies()
     assert not route.called
+
+
+async def test_error_body_that_is_not_a_stow_answer(azure: DicomWebClient, samples: Samples) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/studies").respond(400, json={"HttpError": "Bad Request", "Message": "Bad file format"})
+        outcomes = await azure.store_instances([samples.blue])
+    # The server's own message, not a guess that the part was dropped.
+    assert outcomes[0].status is StoreStatus.FAILED
+    assert "HTTP 400" in (outcomes[0].reason or "") and "Server said: Bad file format" in (
+        outcomes[0].reason or ""
+    )
+
+
+async def test_later_failure_keeps_earlier_outcomes(credential: FakeCredential, samples: Samples) -> None:
+    config = Config(url=BASE, auth="azure", max_retries=0)  # type: ignore[arg-type]
+    async with DicomWebClient(config, credential=credential) as client:
+        with respx.mock(base_url=BASE) as mock:
+            mock.post("/studies").mock(
+                side_effect=[
+                    httpx.Response(200, json=stow_response(referenced=[sop_item(samples.blue.instance_uid)])),
+                    httpx.Response(503, text="busy"),
+                    httpx.Response(401, text="expired"),
+                    httpx.Response(401, text="expired"),  # after the token refresh too
+                ]
+            )
+            route = mock.routes[0]
+            four = [samples.blue, samples.green, samples.red, samples.blue]
+            outcomes = await client.store_instances(four, encoding="single-part")
+    assert [o.status for o in outcomes] == [StoreStatus.STORED] + [StoreStatus.FAILED] * 3
+    assert "HTTP 503" in (outcomes[1].reason or "")
+    assert "HTTP 401" in (outcomes[2].reason or "")
+    assert "not sent" in (outcomes[3].reason or "")  # the 401 would repeat: nothing more was sent
+    assert route.call_count == 4

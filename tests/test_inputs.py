@@ -125,6 +125,8 @@ def test_query_encoding_standard_and_orthanc() -> None:
         "PatientName=Anony%20Mous%5E*&StudyDate=20200101-20201231&PatientID=ID1"
         "&includefield=StudyDescription&limit=5"
     )
+    quoted = build_query({"PatientName": 'O"Brien<>*'}, profile=profile_for(ServerKind.ORTHANC))
+    assert quoted.encode(raw_values=True) == "PatientName=O?Brien??*" and quoted.warnings
     orthanc = build_query(match, profile=profile_for(ServerKind.ORTHANC))
     assert orthanc.encode(raw_values=True).startswith("PatientName=Anony?Mous^*&StudyDate=20200101-20201231")
     assert any("Anony?Mous^*" in w for w in orthanc.warnings)
