@@ -52,7 +52,7 @@ from ._stow import FAILED_SOP_SEQUENCE as _FAILED
 from ._stow import REFERENCED_SOP_SEQUENCE as _REFERENCED
 from ._stow import outcomes_from_response
 from ._summary import SOP_INSTANCE_UID, element_values
-from ._validation import validate_frames, validate_uid
+from ._validation import check_scope, validate_frames, validate_uid
 
 __all__ = ["DicomWebClient"]
 
@@ -240,7 +240,10 @@ class DicomWebClient:
                 response = await self._http.send(request, stream=True)
             except httpx.TransportError as exc:
                 delay = self._retry_delay(attempt, None)
-                if not retries_left or anyio.current_time() + delay > deadline:
+                # A server that hung once will hang again: a timeout is reported, not retried, so the
+                # caller hears within DICOMWEB_TIMEOUT. Refused or dropped connections are retried.
+                hung = isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+                if hung or not retries_left or anyio.current_time() + delay > deadline:
                     raise self._transport_error(operation, exc, attempt) from None
                 log.info("%s: %s, retrying in %.1f s", operation, type(exc).__name__, delay)
                 await self._sleep(delay)
@@ -335,11 +338,8 @@ class DicomWebClient:
         limit: int | None,
         offset: int | None,
     ) -> QueryResult:
-        profile = await self.profile()
-        query = build_query(
-            match, profile=profile, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset
-        )
-        encoded = query.encode(raw_values=profile.raw_query_values)
+        query = build_query(match, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset)
+        encoded = query.encode(await self.profile())
         # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
         url = self._root + path + (f"?{encoded}" if encoded else "")
         response = await self._read(operation, "GET", url, headers={"Accept": DICOM_JSON})
@@ -386,8 +386,7 @@ class DicomWebClient:
         offset: int | None = None,
     ) -> QueryResult:
         """QIDO-RS ``/instances``, scoped by study, or by study and series."""
-        if series_uid is not None and study_uid is None:
-            raise InvalidInputError("series_uid scopes a search only together with study_uid.")
+        check_scope(study_uid, series_uid)
         path = "/instances"
         if study_uid is not None:
             _, scope = _level_path(study_uid, series_uid, None)
@@ -719,7 +718,6 @@ class DicomWebClient:
     ) -> list[ChangeFeedEntry]:
         """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 skips ``offset`` entries of the
         (optional) time window."""
-        await self._require_change_feed()
         version = self.change_feed_version
         most = 200 if version >= 2 else 100
         if offset < 0 or (limit is not None and not 1 <= limit <= most):
@@ -730,6 +728,7 @@ class DicomWebClient:
             raise InvalidInputError(
                 "start_time and end_time need the v2 API: use a DICOMWEB_URL ending in /v2."
             )
+        await self._require_change_feed()
         params: dict[str, str] = {"offset": str(offset), "includemetadata": str(include_metadata).lower()}
         if limit is not None:
             params["limit"] = str(limit)

@@ -20,7 +20,7 @@ from ._dicomfiles import collect_dicom_files
 from ._dictionary import resolve_attribute
 from ._errors import DicomWebError, InvalidInputError
 from ._models import EXPLICIT_VR_LITTLE_ENDIAN, DicomFile, QueryResult, StoreOutcome, StoreStatus
-from ._query import MatchValue
+from ._query import MatchValue, build_query
 from ._results import (
     MAX_LISTED_FILES,
     ChangeFeedEntryInfo,
@@ -47,7 +47,7 @@ from ._results import (
 )
 from ._store import FileStore, SavedFile, uid_path
 from ._summary import INSTANCE_FIELDS, METADATA_FIELDS, SERIES_FIELDS, STUDY_FIELDS, extra_fields, summarize
-from ._validation import normalize_date_range, validate_uid
+from ._validation import check_scope, normalize_date_range, validate_uid
 
 __all__ = ["DicomWebOperations", "Progress"]
 
@@ -87,8 +87,17 @@ class DicomWebOperations:
         match.update({k: v for k, v in explicit.items() if v is not None})
         return match
 
-    async def _page(self, search: Search, limit: int, offset: int) -> tuple[QueryResult, bool]:
+    async def _page(
+        self,
+        search: Search,
+        match: Mapping[str, MatchValue],
+        include_fields: Sequence[str],
+        limit: int,
+        offset: int,
+    ) -> tuple[QueryResult, bool]:
         """Ask for one result more than the page, to know whether there are more, within the server's cap."""
+        # Validate before the first request (finding the cap may mean asking the server what it is).
+        build_query(match, include_fields=include_fields, limit=limit, offset=offset)
         cap = (await self.client.profile()).qido_limit_cap
         ask = limit + 1 if cap is None or limit + 1 <= cap else limit
         result = await search(ask, offset)
@@ -145,7 +154,7 @@ class DicomWebOperations:
                 match, include_fields=fields, fuzzy=fuzzy, limit=ask, offset=at
             )
 
-        result, has_more = await self._page(search, limit, offset)
+        result, has_more = await self._page(search, match, fields, limit, offset)
         results = [
             StudySummary(
                 **summarize(d, STUDY_FIELDS),
@@ -185,7 +194,7 @@ class DicomWebOperations:
                 match, study_uid=study_uid, include_fields=include_fields, fuzzy=fuzzy, limit=ask, offset=at
             )
 
-        result, has_more = await self._page(search, limit, offset)
+        result, has_more = await self._page(search, match, include_fields, limit, offset)
         results = []
         for d in result.datasets:
             summary = summarize(d, SERIES_FIELDS)
@@ -210,6 +219,7 @@ class DicomWebOperations:
         limit: int = 25,
         offset: int = 0,
     ) -> SearchInstancesResult:
+        check_scope(study_uid, series_uid)
         match = self._match(
             {
                 "SOPInstanceUID": validate_uid(instance_uid, "instance_uid") if instance_uid else None,
@@ -230,7 +240,7 @@ class DicomWebOperations:
                 offset=at,
             )
 
-        result, has_more = await self._page(search, limit, offset)
+        result, has_more = await self._page(search, match, include_fields, limit, offset)
         results = []
         for d in result.datasets:
             summary = summarize(d, INSTANCE_FIELDS)

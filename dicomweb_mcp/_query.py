@@ -29,11 +29,18 @@ class Query:
     pairs: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def encode(self, *, raw_values: bool) -> str:
-        """The query string (without ``?``). ``raw_values`` sends values unescaped, for Orthanc."""
+    def encode(self, profile: ServerProfile) -> str:
+        """The query string (without ``?``) as ``profile``'s server reads it: Orthanc's values go unescaped,
+        and a limit above the server's cap is lowered (each with a warning)."""
         encoded = []
         for name, value in self.pairs:
-            if raw_values:
+            if name == "limit" and profile.qido_limit_cap is not None and int(value) > profile.qido_limit_cap:
+                cap = profile.qido_limit_cap
+                self.warnings.append(
+                    f"limit {value} is above this server's maximum of {cap}; asked for {cap}."
+                )
+                value = str(cap)
+            if profile.raw_query_values:
                 sendable = "".join("?" if ch in _RAW_UNSENDABLE or not ch.isascii() else ch for ch in value)
                 if sendable != value:
                     self.warnings.append(
@@ -50,13 +57,15 @@ class Query:
 def build_query(
     match: Mapping[str, MatchValue] | None,
     *,
-    profile: ServerProfile,
     include_fields: Iterable[str] = (),
     fuzzy: bool = False,
     limit: int | None = None,
     offset: int | None = None,
 ) -> Query:
-    """Validate attribute names (keyword or tag) and values by VR, and the paging arguments."""
+    """Validate attribute names (keyword or tag) and values by VR, and the paging arguments.
+
+    Nothing here depends on the server, so bad input is refused before any request (even the one that
+    detects the server kind)."""
     query = Query()
     for name, value in (match or {}).items():
         attribute = resolve_attribute(name)
@@ -75,10 +84,6 @@ def build_query(
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(f"limit {limit!r} must be a whole number of at least 1.")
-        cap = profile.qido_limit_cap
-        if cap is not None and limit > cap:
-            query.warnings.append(f"limit {limit} is above this server's maximum of {cap}; asked for {cap}.")
-            limit = cap
         query.pairs.append(("limit", str(limit)))
     if offset is not None:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:

@@ -118,40 +118,34 @@ def test_attributes_by_keyword_or_tag() -> None:
 
 def test_query_encoding_standard_and_orthanc() -> None:
     match = {"PatientName": "Anony Mous^*", "StudyDate": "2020-01-01-2020-12-31", "00100020": "ID1"}
-    standard = build_query(
-        match, profile=profile_for(ServerKind.GENERIC), include_fields=["StudyDescription"], limit=5
-    )
-    assert standard.encode(raw_values=False) == (
+    standard = build_query(match, include_fields=["StudyDescription"], limit=5)
+    assert standard.encode(profile_for(ServerKind.GENERIC)) == (
         "PatientName=Anony%20Mous%5E*&StudyDate=20200101-20201231&PatientID=ID1"
         "&includefield=StudyDescription&limit=5"
     )
-    quoted = build_query({"PatientName": 'O"Brien<>*'}, profile=profile_for(ServerKind.ORTHANC))
-    assert quoted.encode(raw_values=True) == "PatientName=O?Brien??*" and quoted.warnings
-    orthanc = build_query(match, profile=profile_for(ServerKind.ORTHANC))
-    assert orthanc.encode(raw_values=True).startswith("PatientName=Anony?Mous^*&StudyDate=20200101-20201231")
+    quoted = build_query({"PatientName": 'O"Brien<>*'})
+    assert quoted.encode(profile_for(ServerKind.ORTHANC)) == "PatientName=O?Brien??*" and quoted.warnings
+    orthanc = build_query(match)
+    encoded = orthanc.encode(profile_for(ServerKind.ORTHANC))
+    assert encoded.startswith("PatientName=Anony?Mous^*&StudyDate=20200101-20201231")
     assert any("Anony?Mous^*" in w for w in orthanc.warnings)
 
 
 def test_query_uid_lists_limits_and_azure_cap() -> None:
-    query = build_query(
-        {"StudyInstanceUID": ["1.2.3", "1.2.4"]},
-        profile=profile_for(ServerKind.AZURE),
-        fuzzy=True,
-        limit=500,
-        offset=10,
-    )
+    query = build_query({"StudyInstanceUID": ["1.2.3", "1.2.4"]}, fuzzy=True, limit=500, offset=10)
     assert query.pairs == [
         ("StudyInstanceUID", "1.2.3,1.2.4"),
         ("fuzzymatching", "true"),
-        ("limit", "200"),
+        ("limit", "500"),
         ("offset", "10"),
     ]
+    assert query.encode(profile_for(ServerKind.AZURE)).endswith("&limit=200&offset=10")
     assert "maximum of 200" in query.warnings[0]
     for bad in ({"limit": 0}, {"offset": -1}):
         with pytest.raises(InvalidInputError):
-            build_query(None, profile=profile_for(ServerKind.GENERIC), **bad)  # type: ignore[arg-type]
+            build_query(None, **bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="UID"):
-        build_query({"SeriesInstanceUID": "1.2.x"}, profile=profile_for(ServerKind.GENERIC))
+        build_query({"SeriesInstanceUID": "1.2.x"})
 
 
 def test_server_kinds_from_urls() -> None:

@@ -1,0 +1,115 @@
+"""Bad arguments across every tool: each is refused with a specific message, and no request leaves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+REF = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "instance_uid": "1.2.3.4.5"}
+
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("search_studies", {"study_uid": "1.2.x"}, "not a valid DICOM UID"),
+    ("search_studies", {"study_uid": "1" * 65}, "not a valid DICOM UID"),
+    ("search_studies", {"study_date": "2020-02-30"}, "not a date"),
+    ("search_studies", {"study_date": "20201301"}, "not a date"),
+    ("search_studies", {"study_date": "yesterday"}, "not a date"),
+    ("search_studies", {"study_date": "20200101-2020"}, "not a date"),
+    ("search_studies", {"filters": {"PatientNmae": "x"}}, "not a DICOM keyword"),
+    ("search_studies", {"filters": {"StudyDate": "2020-13-01"}}, "not a date"),
+    ("search_studies", {"filters": {"StudyTime": "25:00"}}, "not a time"),
+    ("search_studies", {"filters": {"SeriesInstanceUID": "abc"}}, "not a valid DICOM UID"),
+    ("search_studies", {"filters": {"(0010,00ZZ)": "x"}}, "not a DICOM keyword or tag"),
+    ("search_studies", {"include_fields": ["NotAKeyword"]}, "not a DICOM keyword"),
+    ("search_studies", {"limit": 0}, "greater than or equal to 1"),
+    ("search_studies", {"limit": 201}, "less than or equal to 200"),
+    ("search_studies", {"offset": -1}, "greater than or equal to 0"),
+    ("search_studies", {"patient_name": "A*", "filters": {"PatientName": "B*"}}, "given both"),
+    ("search_studies", {"patient_name": "A\x00B"}, "control characters"),
+    ("search_studies", {"patient": "Smith"}, "Extra inputs are not permitted"),
+    ("search_series", {"study_uid": "../x"}, "not a valid DICOM UID"),
+    ("search_series", {"series_uid": "1.2..3"}, "not a valid DICOM UID"),
+    ("search_series", {"series_number": -1}, "greater than or equal to 0"),
+    ("search_series", {"filters": {"Modalty": "CT"}}, "Did you mean 'Modality'"),
+    ("search_instances", {"series_uid": "1.2.3"}, "only together with study_uid"),
+    ("search_instances", {"sop_class_uid": "CT"}, "not a valid DICOM UID"),
+    ("search_instances", {"instance_number": "one"}, "valid integer"),
+    ("retrieve_instances", {"study_uid": ""}, "not a valid DICOM UID"),
+    ("retrieve_instances", {}, "Field required"),
+    ("retrieve_instances", {"study_uid": "1.2.3", "instance_uid": "1.2.3.4"}, "needs series_uid"),
+    ("retrieve_instances", {"study_uid": "1.2.3", "transfer_syntax": "jpeg"}, "should match pattern"),
+    ("retrieve_instances", {"study_uid": "1.2.3", "output_dir": "/etc"}, "outside the download directory"),
+    (
+        "retrieve_instances",
+        {"study_uid": "1.2.3", "output_dir": "../../.."},
+        "outside the download directory",
+    ),
+    ("retrieve_metadata", {"study_uid": "1.2.3", "series_uid": "1.2.3/../4"}, "not a valid DICOM UID"),
+    ("retrieve_metadata", {"study_uid": "1.2.3", "instance_uid": "1.2.3.4"}, "needs series_uid"),
+    ("retrieve_frames", {**REF, "frames": [0]}, "greater than or equal to 1"),
+    ("retrieve_frames", {**REF, "frames": []}, "at least 1 item"),
+    ("retrieve_frames", {**REF, "frames": ["a"]}, "valid integer"),
+    ("retrieve_frames", {**REF}, "Field required"),
+    ("retrieve_frames", {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "frames": [1]}, "Field required"),
+    (
+        "retrieve_frames",
+        {**REF, "frames": [1], "transfer_syntax": "1.2.840.10008.1.2.4.50x"},
+        "should match pattern",
+    ),
+    ("retrieve_rendered", {**REF, "media_type": "image/gif"}, "'image/jpeg' or 'image/png'"),
+    ("retrieve_rendered", {**REF, "quality": 0}, "greater than or equal to 1"),
+    ("retrieve_rendered", {**REF, "quality": 101}, "less than or equal to 100"),
+    ("retrieve_rendered", {**REF, "frame": 0}, "greater than or equal to 1"),
+    ("store_instances", {"paths": []}, "at least 1 item"),
+    ("store_instances", {"paths": "/tmp/a.dcm"}, "valid list"),
+    ("store_instances", {"paths": ["/tmp/a.dcm"], "encoding": "zip"}, "'multipart' or 'single-part'"),
+    ("store_instances", {"paths": ["/tmp/a.dcm"], "study_uid": "x"}, "not a valid DICOM UID"),
+    ("get_change_feed", {"limit": 0}, "greater than or equal to 1"),
+    ("get_change_feed", {"limit": 300}, "less than or equal to 200"),
+    ("get_change_feed", {"offset": -5}, "greater than or equal to 0"),
+    ("get_change_feed", {"start_time": "2024-01-01T00:00:00Z"}, "need the v2 API"),
+    ("delete_instances", {"study_uid": "1.2.3*"}, "not a valid DICOM UID"),
+    ("delete_instances", {"study_uid": "1.2.3", "instance_uid": "1.2.3.4"}, "needs series_uid"),
+]
+
+
+def test_at_least_forty_cases_over_every_tool() -> None:
+    assert len(CASES) >= 40
+    assert {tool for tool, _, _ in CASES} == {
+        "search_studies",
+        "search_series",
+        "search_instances",
+        "retrieve_instances",
+        "retrieve_metadata",
+        "retrieve_frames",
+        "retrieve_rendered",
+        "store_instances",
+        "get_change_feed",
+        "delete_instances",
+    }
+
+
+@pytest.mark.parametrize(("tool", "arguments", "message"), CASES)
+async def test_bad_input(tool: str, arguments: dict[str, Any], message: str, tmp_path: Path) -> None:
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path / "dl", allow_delete=True)
+    async with Client(build_server(config, transport=httpx.MockTransport(record))) as client:
+        result = await client.call_tool(tool, arguments)
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.is_error, text
+    assert message in text
+    assert sent == []
+    assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").rglob("*.*"))
