@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(orthanc orthanc-dicomweb)
+APT_PACKAGES=(orthanc orthanc-dicomweb nginx)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -14,9 +14,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "setup: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
-    # The Debian package would start Orthanc as a service; the tests run their own instances instead.
+    # The Debian packages may start Orthanc and nginx as services; the tests run their own instances.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if command -v service >/dev/null 2>&1; then $SUDO service orthanc stop >/dev/null 2>&1 || true; fi
+    if command -v service >/dev/null 2>&1; then
+        $SUDO service orthanc stop >/dev/null 2>&1 || true
+        $SUDO service nginx stop >/dev/null 2>&1 || true
+    fi
 fi
 
 PYTHON="${PYTHON:-python3}"
