@@ -66,3 +66,45 @@ def make_study(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def make_search_corpus(directory: Path, *, studies: int, seed: int = 0) -> list[Path]:
+    """``studies`` one-instance studies with varied patients and dates (2015-2024), for search benchmarks."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(studies):
+        sop_uid = _uid(rng)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID = _uid(rng)
+        ds.SeriesInstanceUID = _uid(rng)
+        ds.PatientName = f"Patient{index % 997:03d}^Given{index % 13}"
+        ds.PatientID = f"P{index % 997:03d}"
+        ds.PatientBirthDate = f"19{40 + index % 60:02d}0101"
+        ds.PatientSex = "MF"[index % 2]
+        ds.StudyDate = f"{2015 + index % 10}{1 + index % 12:02d}{1 + index % 28:02d}"
+        ds.StudyTime = "083000"
+        ds.AccessionNumber = f"ACC{index:06d}"
+        ds.StudyDescription = ["CT CHEST", "MR BRAIN", "CR THORAX", "US ABDOMEN"][index % 4]
+        ds.ReferringPhysicianName = "Referring^Doctor"
+        ds.Modality = ["CT", "MR", "CR", "US"][index % 4]
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = 1
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.PixelData = rng.randbytes(128)
+        path = directory / f"{index:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
