@@ -2,14 +2,14 @@
 
     python -m benchmarks.measure CASE TOOL '{"json": "arguments"}'
 
-prints one JSON object: seconds, bytes, items, rss_base_kib (after imports and warm-up), rss_peak_kib.
-For curl, the numbers are curl's own (its peak RSS via RUSAGE_CHILDREN).
+prints one JSON object: seconds, bytes, items, rss_base_kib (after imports and warm-up), rss_peak_kib
+(VmHWM, reset after the warm-up: getrusage would report the forking parent's peak). For curl, the numbers
+are curl's own, its peak RSS measured by GNU time.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -22,14 +22,11 @@ import anyio
 
 from dicomweb_mcp import Config, DicomWebClient
 from dicomweb_mcp._operations import DicomWebOperations
+from tests.memory_probe import peak_rss_kib, reset_peak_rss
 
 Result = dict[str, Any]
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 ACCEPT_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
-
-
-def rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def dir_size(path: Path) -> tuple[int, int]:
@@ -45,7 +42,7 @@ async def ours(case: str, a: dict[str, Any]) -> Result:
     async with DicomWebClient(config) as client:
         operations = DicomWebOperations(config, client)
         await client.search_studies(limit=1)  # warm: connection open, kind known
-        base = rss_kib()
+        base = reset_peak_rss()
         started = time.perf_counter()
         if case in ("retrieve-large", "retrieve-many"):
             result = await operations.retrieve_instances(study_uid=a["study"])
@@ -73,7 +70,7 @@ async def ours(case: str, a: dict[str, Any]) -> Result:
         "bytes": size,
         "items": items,
         "rss_base_kib": base,
-        "rss_peak_kib": rss_kib(),
+        "rss_peak_kib": peak_rss_kib(),
     }
 
 
@@ -86,7 +83,7 @@ def dicomweb_client(case: str, a: dict[str, Any]) -> Result:
 
     client = DICOMwebClient(url=a["url"])
     client.search_for_studies(limit=1)
-    base = rss_kib()
+    base = reset_peak_rss()
     out = Path(a["out"])
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -132,7 +129,7 @@ def dicomweb_client(case: str, a: dict[str, Any]) -> Result:
         "bytes": size,
         "items": items,
         "rss_base_kib": base,
-        "rss_peak_kib": rss_kib(),
+        "rss_peak_kib": peak_rss_kib(),
     }
 
 
@@ -178,22 +175,33 @@ def curl(case: str, a: dict[str, Any]) -> Result:
                 f'Content-Type: multipart/related; type="application/dicom"; boundary={boundary}',
                 "-H",
                 "Accept: application/dicom+json",
-                "--data-binary",
-                f"@{body}",
+                # Stream the file (--data-binary @ would load it into memory) and do not wait a second
+                # for a "100 Continue" that Orthanc never sends.
+                "-H",
+                "Expect:",
+                "-X",
+                "POST",
+                "-T",
+                str(body),
                 f"{a['url']}/studies",
             ]
     else:
         raise SystemExit(f"unknown case {case}")
+    # GNU time forks a small process and reports curl's own peak RSS (%M, KiB) on its last stderr line.
+    timer = shutil.which("time") and Path("/usr/bin/time")
+    if timer and timer.exists():
+        command = [str(timer), "-f", "%M", *command]
     started = time.perf_counter()
-    subprocess.run(command, check=True)
+    completed = subprocess.run(command, check=True, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - started
+    lines = completed.stderr.strip().splitlines()
+    peak = int(lines[-1]) if timer and lines and lines[-1].isdigit() else 0
     if case.startswith("store"):
         size = sum(p.stat().st_size for p in Path(a["bodies"]).glob("*.multipart"))
         items = a["items"]
     else:
         size, items = dir_size(out)
         items = a.get("items", items)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"seconds": seconds, "bytes": size, "items": items, "rss_base_kib": 0, "rss_peak_kib": peak}
 
 
