@@ -14,11 +14,12 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from ._models import DicomFile
+from ._part10 import HEAD_BYTES, read_header
 from ._validation import is_valid_uid
 
 __all__ = ["SkippedFile", "collect_dicom_files", "read_dicom_file"]
 
-# Only the header is read: the UIDs sit in the first few KiB, pixel data is never loaded.
+# With pydicom only the header is read: the UIDs sit in the first few KiB, pixel data is never loaded.
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
 
 
@@ -28,10 +29,39 @@ class SkippedFile:
     reason: str
 
 
-def read_dicom_file(path: Path) -> DicomFile | SkippedFile:
-    """Read the UIDs of a DICOM Part 10 file, or say why it is not one we can send."""
+def read_dicom_file(path: Path, head: bytes | None = None) -> DicomFile | SkippedFile:
+    """Read the UIDs of a DICOM Part 10 file, or say why it is not one we can send.
+
+    ``head``: the file's first bytes if the caller has them already (a download in progress). The fast
+    reader answers for well-formed files; pydicom decides every other case, so a file is never refused
+    on the fast reader's word alone.
+    """
     try:
         size = path.stat().st_size
+        if head is None:
+            with path.open("rb") as stream:
+                head = stream.read(HEAD_BYTES)
+    except OSError as exc:
+        return SkippedFile(path, f"unreadable: {exc.strerror or exc}")
+    fast = read_header(head)
+    if fast is not None and all(
+        value and is_valid_uid(value)
+        for value in (fast.study_uid, fast.series_uid, fast.instance_uid, fast.sop_class_uid)
+    ):
+        return DicomFile(
+            path=path,
+            size=size,
+            study_uid=fast.study_uid or "",
+            series_uid=fast.series_uid or "",
+            instance_uid=fast.instance_uid or "",
+            sop_class_uid=fast.sop_class_uid or "",
+            transfer_syntax_uid=fast.transfer_syntax_uid,
+        )
+    return _read_with_pydicom(path, size)
+
+
+def _read_with_pydicom(path: Path, size: int) -> DicomFile | SkippedFile:
+    try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
     except InvalidDicomError:
         return SkippedFile(path, "not a DICOM Part 10 file (no DICM preamble)")

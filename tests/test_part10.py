@@ -1,0 +1,88 @@
+"""The fast Part 10 header reader agrees with pydicom, and hands every other case to pydicom."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from dicomweb_mcp import DicomFile, SkippedFile, read_dicom_file
+from dicomweb_mcp._part10 import read_header
+from tests.conftest import Samples
+from tests.synthetic import make_study
+
+
+def encoded(ds: Dataset, transfer_syntax: str | None = None) -> bytes:
+    if transfer_syntax is not None:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def with_sequences(ds: Dataset) -> Dataset:
+    """Sequences of undefined length (nested, and one of VR UN) before the UIDs of group 0020."""
+    inner = Dataset()
+    inner.ReferencedSOPClassUID = "1.2.3"
+    inner.ReferencedSOPInstanceUID = "1.2.3.4"
+    nested = Dataset()
+    nested.CodeValue = "X"
+    inner.PurposeOfReferenceCodeSequence = Sequence([nested])
+    ds.ReferencedImageSequence = Sequence([inner, Dataset()])
+    ds.add_new(0x00091010, "UN", b"\x01\x02\x03\x04")
+    ds.add_new(0x00091011, "LO", "private value")
+    return ds
+
+
+def uids_of(ds: Dataset) -> tuple[str, str, str, str]:
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID
+
+
+@pytest.mark.parametrize("syntax", [None, ImplicitVRLittleEndian])
+def test_agrees_with_pydicom(samples: Samples, tmp_path: Path, syntax: str | None) -> None:
+    sources = [*(f.path for f in samples.all), *make_study(tmp_path, instances=3, series=2, seed=9)]
+    for source in sources:
+        ds = with_sequences(pydicom.dcmread(source))
+        data = encoded(ds, syntax)
+        header = read_header(data[:65536])
+        assert header is not None, source
+        reference = pydicom.dcmread(io.BytesIO(data))
+        assert (header.study_uid, header.series_uid, header.instance_uid, header.sop_class_uid) == uids_of(
+            reference
+        )
+        assert header.transfer_syntax_uid == reference.file_meta.TransferSyntaxUID
+
+
+def test_hands_other_cases_to_pydicom(samples: Samples, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(samples.red.path)
+    buffer = io.BytesIO()
+    other = pydicom.dcmread(samples.red.path)
+    other.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    pydicom.dcmwrite(buffer, other, implicit_vr=False, little_endian=False, enforce_file_format=True)
+    big_endian = buffer.getvalue()
+    assert read_header(big_endian) is None
+    assert read_header(encoded(ds)[:300]) is None  # the UIDs are not in the bytes given
+    assert read_header(b"not dicom at all" * 20) is None
+    # Those files are still read correctly, by pydicom.
+    path = tmp_path / "be.dcm"
+    path.write_bytes(big_endian)
+    result = read_dicom_file(path)
+    assert isinstance(result, DicomFile) and result.instance_uid == ds.SOPInstanceUID
+
+
+def test_bad_uids_are_judged_by_pydicom(samples: Samples, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(samples.blue.path)
+    ds.StudyInstanceUID = "1.2.3"
+    del ds.SeriesInstanceUID
+    path = tmp_path / "no-series.dcm"
+    path.write_bytes(encoded(ds))
+    result = read_dicom_file(path)
+    assert isinstance(result, SkippedFile) and "SeriesInstanceUID" in result.reason
+    text = tmp_path / "notes.dcm"
+    text.write_bytes(b"hello")
+    assert isinstance(read_dicom_file(text), SkippedFile)
