@@ -509,7 +509,8 @@ class DicomWebClient:
         on_batch: Callable[[Sequence[StoreOutcome]], Awaitable[None]] | None = None,
         on_sent: OnFileSent | None = None,
     ) -> list[StoreOutcome]:
-        """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches.
+        """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches, up to
+        ``config.concurrency`` batches at a time.
 
         ``study_uid`` posts to ``/studies/{study}`` (the server refuses instances of other studies).
         ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
@@ -521,30 +522,34 @@ class DicomWebClient:
             raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
         single_part = encoding == "single-part"
         batches = [[f] for f in files] if single_part else _batches(files, batch_count, batch_bytes)
-        outcomes: list[StoreOutcome] = []
-        for index, batch in enumerate(batches):
-            try:
-                done = await self._store_batch(path, batch, single_part=single_part, on_sent=on_sent)
-            except DicomWebError as exc:
-                # Files of earlier batches are stored whatever happens now: report them, and this batch
-                # as failed with the reason, instead of losing everything behind one exception.
-                done = [StoreOutcome(f, StoreStatus.FAILED, reason=f"not stored: {exc}") for f in batch]
-                if isinstance(exc, _REPEATING_ERRORS):
-                    rest = [f for later in batches[index + 1 :] for f in later]
-                    done += [
-                        StoreOutcome(
-                            f, StoreStatus.FAILED, reason=f"not sent, an earlier request failed: {exc}"
-                        )
-                        for f in rest
-                    ]
-                    outcomes.extend(done)
-                    if on_batch is not None:
-                        await on_batch(done)
-                    break
-            outcomes.extend(done)
-            if on_batch is not None:
-                await on_batch(done)
-        return outcomes
+        results: list[list[StoreOutcome] | None] = [None] * len(batches)
+        stopped: list[DicomWebError] = []  # an error every further request would meet again
+        limiter = anyio.Semaphore(self.config.concurrency)
+
+        async def send(index: int, batch: list[DicomFile]) -> None:
+            async with limiter:
+                if stopped:
+                    reason = f"not sent, an earlier request failed: {stopped[0]}"
+                    done = [StoreOutcome(f, StoreStatus.FAILED, reason=reason) for f in batch]
+                else:
+                    try:
+                        done = await self._store_batch(path, batch, single_part=single_part, on_sent=on_sent)
+                    except DicomWebError as exc:
+                        # Batches stored before or beside this one stay reported: this batch fails with the
+                        # reason instead of one exception hiding every other outcome.
+                        done = [
+                            StoreOutcome(f, StoreStatus.FAILED, reason=f"not stored: {exc}") for f in batch
+                        ]
+                        if isinstance(exc, _REPEATING_ERRORS):
+                            stopped.append(exc)
+                results[index] = done
+                if on_batch is not None:
+                    await on_batch(done)
+
+        async with anyio.create_task_group() as group:
+            for index, batch in enumerate(batches):
+                group.start_soon(send, index, batch)
+        return [outcome for done in results for outcome in done or ()]
 
     async def _store_batch(
         self, path: str, batch: Sequence[DicomFile], *, single_part: bool, on_sent: OnFileSent | None

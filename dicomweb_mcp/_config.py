@@ -20,6 +20,9 @@ __all__ = ["DEFAULT_AZURE_SCOPE", "AuthMode", "Config", "ServerKind"]
 DEFAULT_AZURE_SCOPE = "https://dicom.healthcareapis.azure.com/.default"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
+# Requests in flight at once for one store (batches) or one retrieve: enough to keep a server's ingest
+# busy while a batch is parsed, few enough not to look like a flood to a remote archive.
+DEFAULT_CONCURRENCY = 4
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 
 
@@ -61,6 +64,7 @@ class Config:
     read_only: bool = False
     allow_delete: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
+    concurrency: int = DEFAULT_CONCURRENCY
     upload_roots: tuple[Path, ...] = ()
     mcp_token: str | None = field(default=None, repr=False)
 
@@ -82,6 +86,8 @@ class Config:
             raise ConfigError("DICOMWEB_AUTH=basic needs DICOMWEB_USERNAME and DICOMWEB_PASSWORD.")
         if self.auth is AuthMode.BEARER and not self.token:
             raise ConfigError("DICOMWEB_AUTH=bearer needs DICOMWEB_TOKEN.")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError(f"DICOMWEB_CONCURRENCY must be between 1 and 64, not {self.concurrency}.")
         if self.max_retries < 0:
             raise ConfigError(f"DICOMWEB_MAX_RETRIES must be 0 or more, not {self.max_retries}.")
         if not self.timeout > 0:
@@ -145,6 +151,9 @@ class Config:
             raise ConfigError(
                 f"DICOMWEB_MAX_RETRIES {retries_text!r} is not a whole number (0 turns retries off)."
             )
+        concurrency_text = get("DICOMWEB_CONCURRENCY")
+        if concurrency_text is not None and not concurrency_text.isdigit():
+            raise ConfigError(f"DICOMWEB_CONCURRENCY {concurrency_text!r} is not a whole number (1 to 64).")
         download = get("DICOMWEB_DOWNLOAD_DIR")
         return cls(
             url=url,
@@ -162,6 +171,7 @@ class Config:
             read_only=_flag(env, "DICOMWEB_READ_ONLY"),
             allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
             max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
+            concurrency=int(concurrency_text) if concurrency_text is not None else DEFAULT_CONCURRENCY,
             mcp_token=get("DICOMWEB_MCP_TOKEN"),
             upload_roots=tuple(
                 Path(p).expanduser().absolute()

@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -363,7 +365,7 @@ async def test_error_body_that_is_not_a_stow_answer(azure: DicomWebClient, sampl
 
 
 async def test_later_failure_keeps_earlier_outcomes(credential: FakeCredential, samples: Samples) -> None:
-    config = Config(url=BASE, auth="azure", max_retries=0)  # type: ignore[arg-type]
+    config = Config(url=BASE, auth="azure", max_retries=0, concurrency=1)  # type: ignore[arg-type]
     async with DicomWebClient(config, credential=credential) as client:
         with respx.mock(base_url=BASE) as mock:
             mock.post("/studies").mock(
@@ -382,3 +384,29 @@ async def test_later_failure_keeps_earlier_outcomes(credential: FakeCredential, 
     assert "HTTP 401" in (outcomes[2].reason or "")
     assert "not sent" in (outcomes[3].reason or "")  # the 401 would repeat: nothing more was sent
     assert route.call_count == 4
+
+
+async def test_store_batches_run_concurrently_within_the_limit(
+    credential: FakeCredential, samples: Samples
+) -> None:
+    in_flight = peak = 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        for _ in range(5):  # let the other senders run
+            await anyio.lowlevel.checkpoint()
+        in_flight -= 1
+        uid = next(f.instance_uid for f in samples.all if f.path.read_bytes() == request.content)
+        return httpx.Response(200, json=stow_response(referenced=[sop_item(uid)]))
+
+    files = [samples.blue, samples.green, samples.red] * 4
+    config = Config(url=BASE, auth="azure", concurrency=3)  # type: ignore[arg-type]
+    async with DicomWebClient(config, credential=credential) as client:
+        with respx.mock(base_url=BASE) as mock:
+            mock.post("/studies").mock(side_effect=answer)
+            outcomes = await client.store_instances(files, encoding="single-part")
+    assert peak == 3
+    assert [o.file for o in outcomes] == files  # outcomes in the order of the files, whatever the timing
+    assert all(o.status is StoreStatus.STORED for o in outcomes)
