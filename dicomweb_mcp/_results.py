@@ -37,10 +37,27 @@ __all__ = [
 MAX_LISTED_FILES = 100
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Results leave out fields that have no value, so their schema never needs to allow null: an
+    optional ``X | None`` field is published as plain ``X``, not required. Simpler schemas read better
+    for agents and validate several times faster in MCP clients (they validate every result)."""
+    for prop in schema.get("properties", {}).values():
+        variants = prop.get("anyOf")
+        if isinstance(variants, list) and {"type": "null"} in variants:
+            rest = [v for v in variants if v != {"type": "null"}]
+            prop.pop("anyOf")
+            if prop.get("default", ...) is None:
+                prop.pop("default")
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+
+
 class Result(BaseModel):
     """Base of every result: leaves out fields that are None, so absent attributes are simply absent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null)
 
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -64,9 +81,7 @@ class StudySummary(Result):
     study_date: str | None = None
     study_time: str | None = None
     accession_number: str | None = None
-    study_id: str | None = None
     study_description: str | None = None
-    referring_physician_name: str | None = None
     modalities: list[str] | None = None
     number_of_series: int | None = None
     number_of_instances: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -501,12 +502,17 @@ def build_server(
         specs.append((store_instances, "Store instances", STORE))
     if delete_enabled:
         specs.append((delete_instances, "Delete instances", DELETE))
+    # httpx logs every URL at INFO, and QIDO URLs carry patient names: keep them out of any log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    level = os.environ.get("DICOMWEB_LOG_LEVEL", "WARNING").upper()
     return MCPServer(
         "dicomweb-mcp",
         title="DICOMweb",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        log_level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
         tools=[_strict(Tool.from_function(fn, title=title, annotations=notes)) for fn, title, notes in specs],
     )
 
