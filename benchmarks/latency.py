@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from mcp import Client, StdioServerParameters
 
-from dicomweb_mcp import Config, DicomWebClient
+from dicomweb_mcp import Config, DicomWebClient, ServerKind
 from dicomweb_mcp._operations import DicomWebOperations
+from dicomweb_mcp._query import build_query
+from dicomweb_mcp._servers import profile_for
 from dicomweb_mcp.server import build_server
 
 SEARCH = {"patient_name": "Patient1*", "study_date": "20180101-20201231", "limit": 25}
@@ -31,7 +34,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    for _ in range(3):  # warm-up
+    for _ in range(10):  # warm-up
         await call()
     samples = []
     for _ in range(count):
@@ -48,25 +51,35 @@ def summary(samples: list[float]) -> dict[str, float]:
 async def main(a: dict[str, Any]) -> dict[str, Any]:
     config = Config(url=a["url"], download_dir=Path(a["out"]), server_kind="orthanc")  # type: ignore[arg-type]
     count = a.get("calls", 100)
-    metadata = {"study_uid": a["metadata_study"]}
     report: dict[str, Any] = {}
     async with DicomWebClient(config) as client:
         operations = DicomWebOperations(config, client)
         search_samples = await timed(lambda: operations.search_studies(**SEARCH), count)
         result = await operations.search_studies(**SEARCH)
-        raw = await client.search_studies(
+        metadata = {"study_uid": result.results[0].study_uid}  # a one-instance study of the corpus
+        # The same query as the server receives it, answered as the server sends it.
+        query = build_query(
             {"PatientName": "Patient1*", "StudyDate": "20180101-20201231"},
             include_fields=["StudyDescription"],
             limit=25,
-        )
+        ).encode(profile_for(ServerKind.ORTHANC))
+        async with httpx.AsyncClient() as http:
+            raw = await http.get(
+                f"{config.url}/studies?{query}", headers={"Accept": "application/dicom+json"}
+            )
+        datasets = raw.json()
         summarized = len(result.model_dump_json().encode())
-        raw_bytes = len(json.dumps(raw.datasets, separators=(",", ":")).encode())  # compact: the fairest raw
+        compact = len(json.dumps(datasets, separators=(",", ":")).encode())
         report["search"] = {
             **summary(search_samples),
+            "corpus": a.get("corpus"),
             "returned": result.returned,
+            "raw_returned": len(datasets),
             "summary_bytes": summarized,
-            "raw_bytes": raw_bytes,
-            "ratio": summarized / raw_bytes,
+            "raw_bytes": len(raw.content),
+            "raw_compact_bytes": compact,
+            "ratio": summarized / len(raw.content),
+            "ratio_compact": summarized / compact,
         }
         direct = {
             "search": summary(search_samples),
