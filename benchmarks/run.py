@@ -302,7 +302,7 @@ def main() -> None:
                         {
                             "url": url,
                             "out": str(workdir / "latency"),
-                            "metadata_study": uids["frames"],
+                            "corpus": n(5000),
                             "calls": 100,
                         }
                     ),
