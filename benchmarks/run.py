@@ -5,8 +5,9 @@ writes a markdown table and a JSON file.
     python -m benchmarks.run [--runs 5] [--scale 1.0] [--out benchmarks/results]
 
 Each measurement runs in a fresh process (its peak RSS is its own). Within one run the tools go one after
-the other on the same data, so ratios are taken run by run and then their median, which holds up on
-noisy machines better than a ratio of medians.
+the other on the same data, each run starting with a different tool after an untimed warm-up, so ratios
+are taken run by run and then their median, which holds up on noisy machines better than a ratio of
+medians.
 """
 
 from __future__ import annotations
@@ -276,10 +277,16 @@ def main() -> None:
         ]
         wanted = set(args.cases.split(",")) if args.cases != "all" else None
         cases = [c for c in all_cases if wanted is None or c.name in wanted]
+        for case in cases:
+            # Untimed: bring Orthanc's caches and the page cache to the same state for every tool.
+            if case.study:
+                anyio.run(delete, url, case.study)
+            measure(case, "curl", workdir / "out")
         for run in range(args.runs):
             for case in cases:
                 results: dict[str, Any] = {}
-                for tool in TOOLS:
+                # A different tool goes first in each run, so none always meets the server cold.
+                for tool in TOOLS[run % len(TOOLS) :] + TOOLS[: run % len(TOOLS)]:
                     if case.study:
                         anyio.run(delete, url, case.study)
                     results[tool] = measure(case, tool, workdir / "out")
