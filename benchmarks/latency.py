@@ -33,17 +33,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    for _ in range(10):  # warm-up
-        await call()
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 def summary(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(samples), "p95_ms": percentile(samples, 0.95), "n": len(samples)}
 
@@ -52,11 +41,52 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
     config = Config(url=a["url"], download_dir=Path(a["out"]), server_kind="orthanc")  # type: ignore[arg-type]
     count = a.get("calls", 100)
     report: dict[str, Any] = {}
-    async with DicomWebClient(config) as client:
+    env = {
+        "PATH": os.environ["PATH"],
+        "DICOMWEB_URL": config.url,
+        "DICOMWEB_DOWNLOAD_DIR": str(config.download_dir),
+        "DICOMWEB_SERVER_KIND": "orthanc",
+    }
+    command = str(Path(sys.executable).parent / "dicomweb-mcp")
+    async with (
+        DicomWebClient(config) as client,
+        Client(build_server(config)) as memory,
+        Client(StdioServerParameters(command=command, args=[], env=env)) as stdio,
+    ):
         operations = DicomWebOperations(config, client)
-        search_samples = await timed(lambda: operations.search_studies(**SEARCH), count)
         result = await operations.search_studies(**SEARCH)
         metadata = {"study_uid": result.results[0].study_uid}  # a one-instance study of the corpus
+
+        def through(mcp: Client, tool: str, arguments: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+            async def call() -> None:
+                assert not (await mcp.call_tool(tool, arguments)).is_error
+
+            return call
+
+        calls: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {
+            "search": {
+                "direct": lambda: operations.search_studies(**SEARCH),
+                "in_memory": through(memory, "search_studies", SEARCH),
+                "stdio": through(stdio, "search_studies", SEARCH),
+            },
+            "metadata": {
+                "direct": lambda: operations.retrieve_metadata(**metadata),
+                "in_memory": through(memory, "retrieve_metadata", metadata),
+                "stdio": through(stdio, "retrieve_metadata", metadata),
+            },
+        }
+        # The three ways are called in turn, call after call, so that the server's own drift over time
+        # falls on all three alike and the differences are the layers' own cost.
+        samples = {name: {way: [] for way in ways} for name, ways in calls.items()}
+        for name, ways in calls.items():
+            order = list(ways)
+            for round_number in range(count + 10):
+                for way in order[round_number % 3 :] + order[: round_number % 3]:
+                    started = time.perf_counter()
+                    await ways[way]()
+                    if round_number >= 10:  # warm-up rounds are not counted
+                        samples[name][way].append((time.perf_counter() - started) * 1000)
+
         # The same query as the server receives it, answered as the server sends it.
         query = build_query(
             {"PatientName": "Patient1*", "StudyDate": "20180101-20201231"},
@@ -71,7 +101,7 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
         summarized = len(result.model_dump_json().encode())
         compact = len(json.dumps(datasets, separators=(",", ":")).encode())
         report["search"] = {
-            **summary(search_samples),
+            **summary(samples["search"]["direct"]),
             "corpus": a.get("corpus"),
             "returned": result.returned,
             "raw_returned": len(datasets),
@@ -81,41 +111,16 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
             "ratio": summarized / len(raw.content),
             "ratio_compact": summarized / compact,
         }
-        direct = {
-            "search": summary(search_samples),
-            "metadata": summary(await timed(lambda: operations.retrieve_metadata(**metadata), count)),
+    report["mcp_overhead"] = {}
+    for name, ways in samples.items():
+        p50 = {way: statistics.median(values) for way, values in ways.items()}
+        report["mcp_overhead"][name] = {
+            "direct_p50_ms": p50["direct"],
+            "in_memory_p50_ms": p50["in_memory"],
+            "stdio_p50_ms": p50["stdio"],
+            "in_memory_added_ms": p50["in_memory"] - p50["direct"],
+            "stdio_added_ms": p50["stdio"] - p50["direct"],
         }
-
-    async def through(client: Client) -> dict[str, dict[str, float]]:
-        async def search() -> None:
-            assert not (await client.call_tool("search_studies", SEARCH)).is_error
-
-        async def meta() -> None:
-            assert not (await client.call_tool("retrieve_metadata", metadata)).is_error
-
-        return {"search": summary(await timed(search, count)), "metadata": summary(await timed(meta, count))}
-
-    async with Client(build_server(config)) as memory:
-        in_memory = await through(memory)
-    env = {
-        "PATH": os.environ["PATH"],
-        "DICOMWEB_URL": config.url,
-        "DICOMWEB_DOWNLOAD_DIR": str(config.download_dir),
-        "DICOMWEB_SERVER_KIND": "orthanc",
-    }
-    command = str(Path(sys.executable).parent / "dicomweb-mcp")
-    async with Client(StdioServerParameters(command=command, args=[], env=env)) as stdio_client:
-        stdio = await through(stdio_client)
-    report["mcp_overhead"] = {
-        call: {
-            "direct_p50_ms": direct[call]["p50_ms"],
-            "in_memory_p50_ms": in_memory[call]["p50_ms"],
-            "stdio_p50_ms": stdio[call]["p50_ms"],
-            "in_memory_added_ms": in_memory[call]["p50_ms"] - direct[call]["p50_ms"],
-            "stdio_added_ms": stdio[call]["p50_ms"] - direct[call]["p50_ms"],
-        }
-        for call in ("search", "metadata")
-    }
     return report
 
 

@@ -395,7 +395,7 @@ class DicomWebOperations:
         frame: int | None = None,
         media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
         quality: int | None = None,
-    ) -> tuple[RetrieveRenderedResult, bytes]:
+    ) -> RetrieveRenderedResult:
         image = await self.client.retrieve_rendered(
             study_uid, series_uid, instance_uid, frame=frame, media_type=media_type, quality=quality
         )
@@ -404,10 +404,9 @@ class DicomWebOperations:
         name = base.name.removesuffix(".json") + (f"-frame-{frame}" if frame else "") + extension
         path = base.with_name(name)
         await anyio.to_thread.run_sync(self.store.write_bytes, path, image.content)
-        result = RetrieveRenderedResult(
+        return RetrieveRenderedResult(
             path=str(path), content_type=image.media_type, size_bytes=len(image.content)
         )
-        return result, image.content
 
     # ---- store / delete -------------------------------------------------------------------------
 

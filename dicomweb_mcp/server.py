@@ -360,7 +360,7 @@ async def retrieve_rendered(
     quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
 ) -> RetrieveRenderedResult:
     """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file to look at."""
-    result, _ = await _state(ctx).operations.retrieve_rendered(
+    return await _state(ctx).operations.retrieve_rendered(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
@@ -368,7 +368,6 @@ async def retrieve_rendered(
         media_type=media_type,
         quality=quality,
     )
-    return result
 
 
 @_tool_errors
