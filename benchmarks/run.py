@@ -201,6 +201,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--cases", default="all", help="comma-separated case names, or all")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put data (default: a temp dir)")
+    parser.add_argument(
+        "--write-to",
+        type=Path,
+        default=None,
+        help="where the measured tools write what they retrieve (default: inside the work dir; /dev/shm takes "
+        "the disk out of the measurement)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     scale = args.scale
@@ -276,12 +283,13 @@ def main() -> None:
             ),
         ]
         wanted = set(args.cases.split(",")) if args.cases != "all" else None
+        out = (args.write_to or workdir) / "dicomweb-bench-out"
         cases = [c for c in all_cases if wanted is None or c.name in wanted]
         for case in cases:
             # Untimed: bring Orthanc's caches and the page cache to the same state for every tool.
             if case.study:
                 anyio.run(delete, url, case.study)
-            measure(case, "curl", workdir / "out")
+            measure(case, "curl", out)
         for run in range(args.runs):
             for case in cases:
                 results: dict[str, Any] = {}
@@ -289,7 +297,7 @@ def main() -> None:
                 for tool in TOOLS[run % len(TOOLS) :] + TOOLS[: run % len(TOOLS)]:
                     if case.study:
                         anyio.run(delete, url, case.study)
-                    results[tool] = measure(case, tool, workdir / "out")
+                    results[tool] = measure(case, tool, out)
                     r = results[tool]
                     log(
                         f"run {run + 1}/{args.runs} {case.name:<15} {tool:<16} {r['seconds']:7.2f} s "
