@@ -28,7 +28,7 @@ SAMPLES = Path(os.environ.get("DICOMWEB_MCP_SAMPLES", REPO.parent / "shared" / "
 
 def clip(value: Any) -> str:
     """UIDs are long: show their tail, enough to tell them apart."""
-    text = ",".join(Path(v).name for v in value) if isinstance(value, list) else str(value)
+    text = ",".join(Path(str(v)).name for v in value) if isinstance(value, list) else str(value)
     return text if len(text) <= 28 else "..." + text[-16:]
 
 

@@ -1,0 +1,24 @@
+"""The README's demo runs end to end (it is the first thing a new user tries)."""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_demo_walks_the_tutorial() -> None:
+    result = await anyio.run_process(
+        [sys.executable, str(REPO / "scripts" / "demo.py")], cwd=REPO, check=False
+    )
+    output = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert "counts {'stored': 1, 'already_present': 0, 'failed': 0, 'skipped': 0}" in output
+    assert "frame 1: 2,892,945 bytes" in output
+    assert "deleted study via orthanc-rest" in output
+    assert output.rstrip().endswith("Demo complete: Orthanc stopped.")
