@@ -11,6 +11,8 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -88,6 +90,15 @@ if getattr(_httpcore_http11.AsyncHTTP11Connection, "READ_NUM_BYTES", _READ_BYTES
     _httpcore_http11.AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
 
 Level = Literal["study", "series", "instance"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    response: httpx.Response
+    attempts: int
+    maybe_done: bool  # an earlier attempt may have been carried out (lost answer, gateway timeout)
+
+
 OnFileSent = Callable[[DicomFile], Awaitable[None]]
 
 
@@ -173,14 +184,16 @@ class DicomWebClient:
     async def _detect_kind(self) -> tuple[ServerKind, bool]:
         """Orthanc answers ``GET {rest root}/system`` with its name and version; others do not."""
         url = orthanc_rest_root(self.config.url) + "/system"
-        response, _ = await self._send(
-            "Detecting the server kind",
-            "GET",
-            url,
-            headers={"Accept": "application/json"},
-            content=None,
-            retry=True,
-        )
+        response = (
+            await self._send(
+                "Detecting the server kind",
+                "GET",
+                url,
+                headers={"Accept": "application/json"},
+                content=None,
+                retry=True,
+            )
+        ).response
         await response.aread()
         await response.aclose()
         if response.status_code in (401, 403):
@@ -201,6 +214,11 @@ class DicomWebClient:
     def _transport_error(self, operation: str, exc: httpx.TransportError, attempts: int = 1) -> DicomWebError:
         base = self.config.base_url
         tried = f" (tried {attempts} times)" if attempts > 1 else ""
+        if isinstance(exc, httpx.PoolTimeout):
+            return ServerUnreachableError(
+                f"{operation} failed: no connection to {base} became free within {self.config.timeout:g} s"
+                f"{tried}: too many requests are in flight at once. Try again, or lower the concurrency."
+            )
         if isinstance(exc, httpx.TimeoutException):
             return ServerUnreachableError(
                 f"{operation} failed: {base} did not answer within {self.config.timeout:g} s{tried}. "
@@ -236,11 +254,12 @@ class DicomWebClient:
 
     async def _send(
         self, operation: str, method: str, url: str, *, headers: Mapping[str, str], content: Any, retry: bool
-    ) -> tuple[httpx.Response, int]:
+    ) -> _Sent:
         """Send, retrying connection failures and 429/502/503/504 within DICOMWEB_MAX_RETRIES and
         DICOMWEB_TIMEOUT. Only callers whose request is safe to repeat pass ``retry=True``."""
         deadline = anyio.current_time() + self.config.timeout
         attempt = 0
+        maybe_done = False  # could an earlier attempt have been carried out by the server?
         while True:
             attempt += 1
             retries_left = retry and attempt <= self.config.max_retries
@@ -251,9 +270,11 @@ class DicomWebClient:
                 delay = self._retry_delay(attempt, None)
                 # A server that hung once will hang again: a timeout is reported, not retried, so the
                 # caller hears within DICOMWEB_TIMEOUT. Refused or dropped connections are retried.
-                hung = isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+                hung = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
                 if hung or not retries_left or anyio.current_time() + delay > deadline:
                     raise self._transport_error(operation, exc, attempt) from None
+                # A refused connection or a full pool sent nothing; a connection lost later may have.
+                maybe_done = maybe_done or not isinstance(exc, httpx.ConnectError | httpx.TimeoutException)
                 log.info("%s: %s, retrying in %.1f s", operation, type(exc).__name__, delay)
                 await self._sleep(delay)
                 continue
@@ -261,10 +282,12 @@ class DicomWebClient:
                 delay = self._retry_delay(attempt, response.headers.get("retry-after"))
                 if anyio.current_time() + delay <= deadline:
                     await response.aclose()
+                    # 429 and 503 refuse the request; a gateway's 504 may hide one the server carried out.
+                    maybe_done = maybe_done or response.status_code == 504
                     log.info("%s: HTTP %d, retrying in %.1f s", operation, response.status_code, delay)
                     await self._sleep(delay)
                     continue
-            return response, attempt
+            return _Sent(response, attempt, maybe_done)
 
     @asynccontextmanager
     async def _stream(
@@ -277,23 +300,22 @@ class DicomWebClient:
         content: Any = None,
         ok: Sequence[int] = (),
         retry: bool = True,
-    ) -> AsyncIterator[tuple[httpx.Response, int]]:
-        """Send a request and yield the streaming response and the number of attempts it took.
+    ) -> AsyncIterator[_Sent]:
+        """Send a request and yield the streaming response, how many attempts it took, and whether an
+        earlier attempt may have been carried out already.
 
         Errors become ``DicomWebError``. Status codes in ``ok`` are handed to the caller even when they are
         errors (STOW's 409 and 400 carry a per-instance answer).
         """
-        response, attempts = await self._send(
-            operation, method, url, headers=headers, content=content, retry=retry
-        )
+        sent = await self._send(operation, method, url, headers=headers, content=content, retry=retry)
         try:
-            if response.status_code not in ok:
-                await self._raise_for_status(operation, response, attempts)
-            yield response, attempts
+            if sent.response.status_code not in ok:
+                await self._raise_for_status(operation, sent.response, sent.attempts)
+            yield sent
         except httpx.TransportError as exc:
-            raise self._transport_error(operation, exc, attempts) from None
+            raise self._transport_error(operation, exc, sent.attempts) from None
         finally:
-            await response.aclose()
+            await sent.response.aclose()
 
     async def _read(
         self,
@@ -305,12 +327,9 @@ class DicomWebClient:
         content: Any = None,
         ok: Sequence[int] = (),
     ) -> httpx.Response:
-        async with self._stream(operation, method, url, headers=headers, content=content, ok=ok) as (
-            response,
-            _,
-        ):
-            await response.aread()
-            return response
+        async with self._stream(operation, method, url, headers=headers, content=content, ok=ok) as sent:
+            await sent.response.aread()
+            return sent.response
 
     @staticmethod
     def _json(operation: str, response: httpx.Response) -> Any:
@@ -407,9 +426,9 @@ class DicomWebClient:
 
     @asynccontextmanager
     async def _multipart(self, operation: str, url: str, accept: str) -> AsyncIterator[MultipartReader]:
-        async with self._stream(operation, "GET", url, headers={"Accept": accept}) as (response, _):
-            boundary = boundary_of(response.headers.get("content-type", ""))
-            yield MultipartReader(self._chunks(operation, response), boundary)
+        async with self._stream(operation, "GET", url, headers={"Accept": accept}) as sent:
+            boundary = boundary_of(sent.response.headers.get("content-type", ""))
+            yield MultipartReader(self._chunks(operation, sent.response), boundary)
 
     async def _chunks(self, operation: str, response: httpx.Response) -> AsyncIterator[bytes]:
         try:
@@ -578,7 +597,8 @@ class DicomWebClient:
         # per-instance answer.
         async with self._stream(
             operation, "POST", self._root + path, headers=headers, content=body, ok=(200, 202, 400, 409)
-        ) as (response, attempts):
+        ) as sent:
+            response, attempts = sent.response, sent.attempts
             raw = await response.aread()
             dataset: Any = None
             if raw.strip():
@@ -601,8 +621,8 @@ class DicomWebClient:
                     f"{operation}: the server's answer (HTTP {response.status_code}) is not a "
                     "DICOM JSON dataset, so the outcome of each file is unknown."
                 )
-        # After a retry, "already stored" is this request's own earlier attempt: the file is stored.
-        return outcomes_from_response(dataset, batch, known_before=known, retried=attempts > 1)
+        # If an earlier attempt may have been carried out, "already stored" can be its doing: stored.
+        return outcomes_from_response(dataset, batch, known_before=known, retried=sent.maybe_done)
 
     async def _existing_instances(self, files: Sequence[DicomFile]) -> set[str]:
         """The SOP instance UIDs of ``files`` the server already has (for servers that hide duplicates)."""
@@ -632,14 +652,14 @@ class DicomWebClient:
         # that asks for application/dicom+json, so ask for anything.
         async with self._stream(
             operation, "DELETE", self._root + path, headers={"Accept": "*/*"}, ok=(404, 405)
-        ) as (response, attempts):
-            status = response.status_code
+        ) as sent:
+            response, status = sent.response, sent.response.status_code
             if status == 405:
                 # An Orthanc that was not recognised (kind set to generic, /system hidden by a proxy):
                 # its REST API can still delete; if there is none, the 405 stands.
                 await response.aread()
-            elif status == 404 and attempts == 1:  # a 404 on a retry: the lost first attempt deleted it
-                await self._raise_for_status(operation, response)
+            elif status == 404 and not sent.maybe_done:  # else the lost earlier attempt deleted it
+                await self._raise_for_status(operation, response, sent.attempts)
         if status == 405:
             try:
                 await self._orthanc_delete(level, study_uid, series_uid, instance_uid)
@@ -802,12 +822,14 @@ def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
 
 

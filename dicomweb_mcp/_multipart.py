@@ -304,13 +304,19 @@ def _file_chunks(part: FilePart, chunk_size: int) -> Iterator[bytes]:
     """Exactly ``part.size`` bytes of the file, in chunks; a file that shrank since is an error."""
     remaining = part.size
     # Reads are one-chunk blocking calls on local files: cheaper inline than a thread hop per chunk.
-    with part.path.open("rb") as stream:
-        while remaining > 0:
-            chunk = stream.read(min(chunk_size, remaining))
-            if not chunk:
-                raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
-            remaining -= len(chunk)
-            yield chunk
+    try:
+        with part.path.open("rb") as stream:
+            while remaining > 0:
+                chunk = stream.read(min(chunk_size, remaining))
+                if not chunk:
+                    raise ProtocolError(f"{part.path} shrank while it was being sent; nothing was lost")
+                remaining -= len(chunk)
+                yield chunk
+    except OSError as exc:
+        # A file removed or locked after it was collected fails its request, not the whole store.
+        raise ProtocolError(
+            f"{part.path} could not be read while it was being sent ({exc.strerror or exc})"
+        ) from exc
 
 
 class MultipartFileBody:

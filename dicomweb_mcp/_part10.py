@@ -30,6 +30,7 @@ _WANTED = {
     0x0020000E: "series_uid",
 }
 _LAST = 0x0020000E
+_MAX_DEPTH = 16  # sequences nested deeper than this before group 0020 go to pydicom
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
@@ -72,8 +73,10 @@ def _element(data: bytes, pos: int, explicit: bool) -> tuple[int, bytes, int, in
     return tag, vr, _U16.unpack_from(data, pos + 6)[0], 8
 
 
-def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
+def _skip_sequence(data: bytes, pos: int, explicit: bool, depth: int = 0) -> int:
     """Skip the items of a sequence of undefined length; return the position after its delimiter."""
+    if depth > _MAX_DEPTH:
+        raise _Short  # a hostile nesting: pydicom, or its error, decides
     while True:
         tag, _, length, header = _element(data, pos, False)
         pos += header
@@ -82,12 +85,12 @@ def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
         if tag != _ITEM:
             raise _Short  # malformed: not ours to judge, pydicom will say
         if length == _UNDEFINED:
-            pos = _skip_elements(data, pos, explicit, until_item_end=True)
+            pos = _skip_elements(data, pos, explicit, until_item_end=True, depth=depth + 1)
         else:
             pos += length
 
 
-def _skip_elements(data: bytes, pos: int, explicit: bool, *, until_item_end: bool) -> int:
+def _skip_elements(data: bytes, pos: int, explicit: bool, *, until_item_end: bool, depth: int) -> int:
     while True:
         tag, vr, length, header = _element(data, pos, explicit)
         if until_item_end and tag == _ITEM_END:
@@ -95,7 +98,7 @@ def _skip_elements(data: bytes, pos: int, explicit: bool, *, until_item_end: boo
         pos += header
         if length == _UNDEFINED:
             # A sequence, or UN of undefined length whose content is implicit VR (PS3.5 6.2.2).
-            pos = _skip_sequence(data, pos, explicit and vr != b"UN")
+            pos = _skip_sequence(data, pos, explicit and vr != b"UN", depth + 1)
         else:
             pos += length
 
@@ -133,8 +136,8 @@ def read_header(head: bytes) -> Part10Header | None:
                 pos = _skip_sequence(head, pos, explicit and vr != b"UN")
                 continue
             if tag in _WANTED:
-                if pos + length > len(head):
-                    raise _Short
+                if pos + length > len(head) or (explicit and vr != b"UI"):
+                    raise _Short  # not where or what a UID should be: let pydicom judge
                 found[_WANTED[tag]] = _text(head[pos : pos + length])
             pos += length
             if tag == _LAST:
@@ -143,8 +146,9 @@ def read_header(head: bytes) -> Part10Header | None:
         return None
     return Part10Header(
         transfer_syntax_uid=transfer_syntax,
-        sop_class_uid=found.get("sop_class_uid") or meta.get(0x00020002),
-        instance_uid=found.get("instance_uid") or meta.get(0x00020003),
+        # The dataset's own UIDs only, as pydicom reads them: the file meta's copies are not a substitute.
+        sop_class_uid=found.get("sop_class_uid"),
+        instance_uid=found.get("instance_uid"),
         study_uid=found.get("study_uid"),
         series_uid=found.get("series_uid"),
     )

@@ -131,20 +131,21 @@ class FileStore:
         async for part in reader:
             temporary = self._temporary(directory)
             size, head = await self._write(part, temporary)
-            info = read_dicom_file(temporary, head)
-            if not isinstance(info, DicomFile):
-                temporary.unlink(missing_ok=True)
-                raise ProtocolError(
-                    f"The server sent a part that is not a usable DICOM file ({info.reason}, "
-                    f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were saved."
-                )
-            final = self.instance_path(directory, info)
             try:
+                info = read_dicom_file(temporary, head)
+                if not isinstance(info, DicomFile):
+                    raise ProtocolError(
+                        f"The server sent a part that is not a usable DICOM file ({info.reason}, "
+                        f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were saved."
+                    )
+                final = self.instance_path(directory, info)
                 self._ensure_dir(final.parent)
-            except InvalidInputError:
+                os.replace(temporary, final)
+            except BaseException:
+                # Whatever went wrong (a bad part, a file where a directory should be), no partial file
+                # is left behind.
                 temporary.unlink(missing_ok=True)
                 raise
-            os.replace(temporary, final)
             record = SavedFile(
                 final, info.study_uid, info.series_uid, info.instance_uid, size, info.transfer_syntax_uid
             )

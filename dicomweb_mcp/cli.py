@@ -69,7 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in (None, "serve"):
             server = build_server(config)
             if args.command == "serve" and args.transport == "http":
-                serve_http(server, host=args.host, port=args.port, token=config.mcp_token)
+                extra = [
+                    h.strip()
+                    for h in os.environ.get("DICOMWEB_MCP_ALLOWED_HOSTS", "").split(",")
+                    if h.strip()
+                ]
+                serve_http(server, host=args.host, port=args.port, token=config.mcp_token, extra_hosts=extra)
             else:
                 server.run()
             return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,10 +20,12 @@ from dicomweb_mcp import (
     AuthenticationError,
     Config,
     CredentialError,
+    DicomFile,
     DicomWebClient,
     NotFoundError,
     StoreStatus,
     ThrottledError,
+    read_dicom_file,
 )
 from tests.conftest import Samples
 
@@ -410,3 +413,22 @@ async def test_store_batches_run_concurrently_within_the_limit(
     assert peak == 3
     assert [o.file for o in outcomes] == files  # outcomes in the order of the files, whatever the timing
     assert all(o.status is StoreStatus.STORED for o in outcomes)
+
+
+async def test_file_gone_before_sending_fails_only_its_batch(
+    credential: FakeCredential, samples: Samples, tmp_path: Path
+) -> None:
+    copy = tmp_path / "red.dcm"
+    copy.write_bytes(samples.red.path.read_bytes())
+    red = read_dicom_file(copy)
+    assert isinstance(red, DicomFile)
+    copy.unlink()  # removed after it was collected, before it was sent
+    config = Config(url=BASE, auth="azure", concurrency=1)  # type: ignore[arg-type]
+    async with DicomWebClient(config, credential=credential) as client:
+        with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+            mock.post("/studies").respond(
+                200, json=stow_response(referenced=[sop_item(samples.blue.instance_uid)])
+            )
+            outcomes = await client.store_instances([samples.blue, red], encoding="single-part")
+    assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.FAILED]
+    assert "could not be read" in (outcomes[1].reason or "")

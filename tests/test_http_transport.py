@@ -87,7 +87,7 @@ def test_requests_without_the_token_are_refused(http_server: str) -> None:
 
 @pytest.mark.anyio
 async def test_mcp_over_http_with_the_token(http_server: str) -> None:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    http = httpx2.AsyncClient(headers={"Authorization": f"bearer {TOKEN}"}, timeout=30)  # scheme: any case
     async with http, Client(streamable_http_client(http_server, http_client=http)) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool("server_info", {})
@@ -106,3 +106,15 @@ def test_public_bind_without_token_is_refused(orthanc_config: Config) -> None:
         check=False,
     )
     assert result.returncode == 2 and "without DICOMWEB_MCP_TOKEN" in result.stderr
+
+
+def test_host_checks_cover_every_bind_address() -> None:
+    from dicomweb_mcp._http import transport_security
+
+    settings = transport_security("127.0.0.2", 8000, ["pacs-gateway.example"])
+    assert settings.enable_dns_rebinding_protection
+    assert (
+        "127.0.0.2:8000" in settings.allowed_hosts and "pacs-gateway.example:8000" in settings.allowed_hosts
+    )
+    assert not any(h.startswith("evil") for h in settings.allowed_hosts)
+    assert "[::1]:8000" in transport_security("::1", 8000).allowed_hosts

@@ -36,6 +36,16 @@ def with_sequences(ds: Dataset) -> Dataset:
     ds.ReferencedImageSequence = Sequence([inner, Dataset()])
     ds.add_new(0x00091010, "UN", b"\x01\x02\x03\x04")
     ds.add_new(0x00091011, "LO", "private value")
+    return undefined_lengths(ds)
+
+
+def undefined_lengths(ds: Dataset) -> Dataset:
+    """Mark every sequence and item as of undefined length (pydicom writes defined lengths by default)."""
+    for element in ds.iterall():
+        if element.VR == "SQ":
+            element.is_undefined_length = True
+            for item in element.value:
+                item.is_undefined_length_sequence_item = True
     return ds
 
 
@@ -49,6 +59,7 @@ def test_agrees_with_pydicom(samples: Samples, tmp_path: Path, syntax: str | Non
     for source in sources:
         ds = with_sequences(pydicom.dcmread(source))
         data = encoded(ds, syntax)
+        assert b"\xfe\xff\xdd\xe0" in data  # the sequences really are of undefined length
         header = read_header(data[:65536])
         assert header is not None, source
         reference = pydicom.dcmread(io.BytesIO(data))
@@ -86,3 +97,24 @@ def test_bad_uids_are_judged_by_pydicom(samples: Samples, tmp_path: Path) -> Non
     text = tmp_path / "notes.dcm"
     text.write_bytes(b"hello")
     assert isinstance(read_dicom_file(text), SkippedFile)
+
+
+def test_hostile_nesting_and_wrong_vr_go_to_pydicom(samples: Samples, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(samples.blue.path)
+    deepest = Dataset()
+    deepest.CodeValue = "X"
+    for _ in range(40):  # deeper than any real header before group 0020: past the reader's cap
+        outer = Dataset()
+        outer.PurposeOfReferenceCodeSequence = Sequence([deepest])
+        deepest = outer
+    ds.ReferencedImageSequence = Sequence([deepest])
+    data = encoded(undefined_lengths(ds))
+    assert b"\xfe\xff\xdd\xe0" in data  # sequence delimiters: really of undefined length
+    assert read_header(data[:65536]) is None
+    path = tmp_path / "deep.dcm"
+    path.write_bytes(data)
+    assert isinstance(read_dicom_file(path), DicomFile | SkippedFile)  # an answer, not a crash
+
+    odd = pydicom.dcmread(samples.blue.path)
+    odd.add_new(0x00080018, "LO", odd.SOPInstanceUID)  # a UID tag with the wrong VR: not trusted
+    assert read_header(encoded(odd)) is None

@@ -12,6 +12,7 @@ import respx
 from dicomweb_mcp import (
     Config,
     DicomWebClient,
+    NotFoundError,
     ServerError,
     ServerUnreachableError,
     StoreStatus,
@@ -134,6 +135,38 @@ async def test_retried_store_counts_its_own_earlier_attempt_as_stored(
 
 async def test_retried_delete_that_finds_nothing_succeeded(client: DicomWebClient) -> None:
     with respx.mock(base_url=BASE) as mock:
-        route = mock.delete("/studies/1.2.3").mock(side_effect=[httpx.Response(503), httpx.Response(404)])
+        # A gateway timed out: the server may have deleted it, and the retry finds nothing.
+        route = mock.delete("/studies/1.2.3").mock(side_effect=[httpx.Response(504), httpx.Response(404)])
         result = await client.delete("1.2.3")
     assert route.call_count == 2 and result.level == "study"
+
+
+async def test_throttled_then_missing_is_not_found(client: DicomWebClient) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        # A 503 refused the first attempt outright: a 404 after it is the truth.
+        mock.delete("/studies/1.2.3").mock(side_effect=[httpx.Response(503), httpx.Response(404)])
+        with pytest.raises(NotFoundError):
+            await client.delete("1.2.3")
+
+
+async def test_throttled_then_already_stored_is_already_present(
+    client: DicomWebClient, samples: Samples
+) -> None:
+    conflict = stow_response(failed=[sop_item(samples.blue.instance_uid, **{"00081197": 45070})])
+    with respx.mock(base_url=BASE) as mock:
+        mock.post("/studies").mock(side_effect=[httpx.Response(503), httpx.Response(409, json=conflict)])
+        outcomes = await client.store_instances([samples.blue])
+    assert outcomes[0].status is StoreStatus.ALREADY_PRESENT  # it was there before this call
+
+
+async def test_odd_retry_after_values_do_not_break_retries(client: DicomWebClient, sleeps: Sleeps) -> None:
+    with respx.mock(base_url=BASE) as mock:
+        route = mock.get("/studies").mock(
+            side_effect=[
+                httpx.Response(503, headers=[(b"Retry-After", b"\xb2")]),  # latin-1 superscript two
+                httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00"}),  # past, no zone
+                httpx.Response(200, json=[]),
+            ]
+        )
+        await client.search_studies()
+    assert route.call_count == 3 and all(0 <= d <= 1.5 for d in sleeps.delays)

@@ -137,3 +137,17 @@ async def test_upload_roots(orthanc_config: Config, samples: Samples, tmp_path: 
     skipped = {s["path"]: s["reason"] for s in outcome["skipped"]}
     assert set(skipped) == {str(allowed / "link.dcm"), str(elsewhere / "red.dcm"), str(elsewhere)}
     assert all("DICOMWEB_UPLOAD_ROOTS" in reason for reason in skipped.values())
+
+
+async def test_file_in_the_way_leaves_no_partial_file(orthanc_config: Config, samples: Samples) -> None:
+    orthanc_config.download_dir.mkdir(parents=True)
+    (orthanc_config.download_dir / samples.study_uid).write_text("a file where the study directory goes")
+    texts = await run_tools(
+        orthanc_config,
+        [
+            ("store_instances", {"paths": [str(samples.blue.path)]}),
+            ("retrieve_instances", {"study_uid": samples.study_uid}),
+        ],
+    )
+    assert "Could not read or write a local file" in texts[1]
+    assert not list(orthanc_config.download_dir.rglob("*.partial"))
