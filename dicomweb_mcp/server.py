@@ -7,6 +7,7 @@ are pydantic models (their schemas are in ``schemas/``); every ``DicomWebError``
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import os
@@ -15,13 +16,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
 
+import anyio
 import httpx
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import AcceptedElicitation
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from . import __version__
@@ -358,9 +360,14 @@ async def retrieve_rendered(
         Literal["image/jpeg", "image/png"], Field(description="Image format.")
     ] = "image/jpeg",
     quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
-) -> RetrieveRenderedResult:
-    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file to look at."""
-    return await _state(ctx).operations.retrieve_rendered(
+    show: Annotated[
+        bool,
+        Field(description="Also return the picture itself, so that you can look at it (larger result)."),
+    ] = False,
+) -> Annotated[CallToolResult, RetrieveRenderedResult]:
+    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file; with
+    show=true the picture comes back too, for you to look at."""
+    result = await _state(ctx).operations.retrieve_rendered(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
@@ -368,6 +375,15 @@ async def retrieve_rendered(
         media_type=media_type,
         quality=quality,
     )
+    content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
+    if show:
+        picture = await anyio.Path(result.path).read_bytes()
+        content.append(
+            ImageContent(
+                type="image", data=base64.b64encode(picture).decode("ascii"), mime_type=result.content_type
+            )
+        )
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
 @_tool_errors

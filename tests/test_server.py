@@ -3,6 +3,7 @@ steps, and the errors an agent must be able to act on."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -302,3 +303,23 @@ async def test_401_is_explained(tmp_path: Path) -> None:
 
 def test_schemas_are_current() -> None:
     assert write_schemas(REPO / "schemas", check=True) == 0
+
+
+async def test_rendered_picture_can_be_shown_to_the_model(config: Config, samples: Samples) -> None:
+    await store_samples(config, samples)
+    red = samples.red
+    reference = {"study_uid": red.study_uid, "series_uid": red.series_uid, "instance_uid": red.instance_uid}
+    async with Client(build_server(config)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        plain = await client.call_tool("retrieve_rendered", reference)
+        shown = await client.call_tool(
+            "retrieve_rendered", {**reference, "show": True, "media_type": "image/png"}
+        )
+    assert tools["retrieve_rendered"].output_schema is not None  # still a typed result
+    assert [block.type for block in plain.content] == ["text"]
+    assert [block.type for block in shown.content] == ["text", "image"]
+    image = shown.content[1]
+    picture = base64.b64decode(image.data)
+    assert image.mime_type == "image/png" and picture[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture == Path(shown.structured_content["path"]).read_bytes()
+    assert shown.structured_content["size_bytes"] == len(picture)
