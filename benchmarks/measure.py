@@ -29,6 +29,16 @@ ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 ACCEPT_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
 
 
+def measured(seconds: float, size: int, items: int, base: int) -> Result:
+    return {
+        "seconds": seconds,
+        "bytes": size,
+        "items": items,
+        "rss_base_kib": base,
+        "rss_peak_kib": peak_rss_kib(),
+    }
+
+
 def dir_size(path: Path) -> tuple[int, int]:
     files = [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files), len(files)
@@ -65,13 +75,7 @@ async def ours(case: str, a: dict[str, Any]) -> Result:
         else:
             raise SystemExit(f"unknown case {case}")
         seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "bytes": size,
-        "items": items,
-        "rss_base_kib": base,
-        "rss_peak_kib": peak_rss_kib(),
-    }
+    return measured(seconds, size, items, base)
 
 
 # ---- dicomweb-client --------------------------------------------------------------------------------
@@ -124,13 +128,7 @@ def dicomweb_client(case: str, a: dict[str, Any]) -> Result:
     else:
         raise SystemExit(f"unknown case {case}")
     seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "bytes": size,
-        "items": items,
-        "rss_base_kib": base,
-        "rss_peak_kib": peak_rss_kib(),
-    }
+    return measured(seconds, size, items, base)
 
 
 # ---- curl: the wire --------------------------------------------------------------------------------

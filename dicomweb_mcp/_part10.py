@@ -113,14 +113,11 @@ def read_header(head: bytes) -> Part10Header | None:
     try:
         pos = 132
         transfer_syntax = None
-        meta: dict[int, str] = {}
-        while pos + 8 <= len(head) and _U16.unpack_from(head, pos)[0] == 0x0002:
+        while pos + 8 <= len(head) and _U16.unpack_from(head, pos)[0] == 0x0002:  # the file meta group
             tag, _, length, header = _element(head, pos, True)
-            value = head[pos + header : pos + header + length]
-            if tag in (0x00020002, 0x00020003, 0x00020010):
-                meta[tag] = _text(value)
+            if tag == 0x00020010:
+                transfer_syntax = _text(head[pos + header : pos + header + length])
             pos += header + length
-        transfer_syntax = meta.get(0x00020010)
         if not transfer_syntax or transfer_syntax in _NOT_WALKED:
             return None
         explicit = transfer_syntax != _IMPLICIT_LE

@@ -130,13 +130,6 @@ def _state(ctx: Context[Any, Any]) -> AppState:
     return cast(AppState, ctx.request_context.lifespan_context)
 
 
-def _progress(ctx: Context[Any, Any]) -> Callable[[float, float | None, str], Awaitable[None]]:
-    async def report(progress: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(progress, total, message)
-
-    return report
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -303,7 +296,7 @@ async def retrieve_instances(
         instance_uid=instance_uid,
         transfer_syntax=transfer_syntax,
         output_dir=output_dir,
-        progress=_progress(ctx),
+        progress=ctx.report_progress,
     )
 
 
@@ -405,7 +398,7 @@ async def store_instances(
 ) -> StoreInstancesResult:
     """Upload DICOM files (STOW-RS). Only files that parse as DICOM are sent; reports each file's outcome."""
     return await _state(ctx).operations.store_instances(
-        paths=paths, study_uid=study_uid, encoding=encoding, progress=_progress(ctx)
+        paths=paths, study_uid=study_uid, encoding=encoding, progress=ctx.report_progress
     )
 
 

@@ -11,6 +11,7 @@ from mcp import Client
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.server import build_server
+from tests.test_server import ALL_TOOLS, text
 
 pytestmark = pytest.mark.anyio
 
@@ -83,18 +84,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 
 def test_at_least_forty_cases_over_every_tool() -> None:
     assert len(CASES) >= 40
-    assert {tool for tool, _, _ in CASES} == {
-        "search_studies",
-        "search_series",
-        "search_instances",
-        "retrieve_instances",
-        "retrieve_metadata",
-        "retrieve_frames",
-        "retrieve_rendered",
-        "store_instances",
-        "get_change_feed",
-        "delete_instances",
-    }
+    assert {tool for tool, _, _ in CASES} == ALL_TOOLS - {"server_info"}  # server_info takes no arguments
 
 
 @pytest.mark.parametrize(("tool", "arguments", "message"), CASES)
@@ -108,8 +98,7 @@ async def test_bad_input(tool: str, arguments: dict[str, Any], message: str, tmp
     config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path / "dl", allow_delete=True)
     async with Client(build_server(config, transport=httpx.MockTransport(record))) as client:
         result = await client.call_tool(tool, arguments)
-    text = " ".join(getattr(block, "text", "") for block in result.content)
-    assert result.is_error, text
-    assert message in text
+    assert result.is_error, text(result)
+    assert message in text(result)
     assert sent == []
     assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").rglob("*.*"))
