@@ -20,10 +20,10 @@ import httpx
 from mcp import Client, StdioServerParameters
 
 from dicomweb_mcp import Config, DicomWebClient, ServerKind
-from dicomweb_mcp._operations import DicomWebOperations
-from dicomweb_mcp._query import build_query
-from dicomweb_mcp._servers import profile_for
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.dicomweb.query import build_query
+from dicomweb_mcp.dicomweb.servers import profile_for
+from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.server import build_server
 
 SEARCH = {"patient_name": "Patient1*", "study_date": "20180101-20201231", "limit": 25}
 

@@ -21,8 +21,8 @@ from typing import Any
 import anyio
 
 from dicomweb_mcp import Config, DicomWebClient
-from dicomweb_mcp._operations import DicomWebOperations
-from tests.memory_probe import peak_rss_kib, reset_peak_rss
+from dicomweb_mcp.tools.operations import DicomWebOperations
+from tests.support.memory_probe import peak_rss_kib, reset_peak_rss
 
 Result = dict[str, Any]
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'

@@ -30,9 +30,9 @@ from typing import Any
 import anyio
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
-from dicomweb_mcp._multipart import FilePart, MultipartFileBody
-from tests.orthanc import Orthanc  # run as python -m benchmarks.run from the repository
-from tests.synthetic import make_search_corpus, make_study
+from dicomweb_mcp.dicomweb.multipart import FilePart, MultipartFileBody
+from tests.support.orthanc import Orthanc  # run as python -m benchmarks.run from the repository
+from tests.support.synthetic import make_search_corpus, make_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,11 +71,11 @@ async def delete(url: str, study: str) -> None:
 
 async def write_bodies(directory: Path, bodies: Path, batch_count: int, batch_bytes: int) -> None:
     """The multipart batches curl posts: the same batches our client would send."""
-    from dicomweb_mcp._client import _batches
+    from dicomweb_mcp.dicomweb.stow import batches
 
     files, _ = collect_dicom_files([directory])
     bodies.mkdir(parents=True, exist_ok=True)
-    for index, batch in enumerate(_batches(files, batch_count, batch_bytes)):
+    for index, batch in enumerate(batches(files, batch_count, batch_bytes)):
         body = MultipartFileBody([FilePart(f.path, f.size) for f in batch])
         with (bodies / f"{index:04d}.multipart").open("wb") as stream:
             async for chunk in body:

@@ -1,11 +1,22 @@
 """dicomweb-mcp: an MCP server for DICOMweb, and the async DICOMweb client it is built on."""
 
-from ._auth import AzureTokenAuth, BearerAuth, TokenCredential
-from ._client import DicomWebClient
-from ._config import AuthMode, Config, ServerKind
-from ._dicomfiles import SkippedFile, collect_dicom_files, read_dicom_file
-from ._dictionary import Attribute, resolve_attribute
-from ._errors import (
+from .config import AuthMode, Config, ServerKind
+from .dicom.dictionary import Attribute, resolve_attribute
+from .dicom.validation import normalize_date_range, validate_uid
+from .dicomweb.auth import AzureTokenAuth, BearerAuth, TokenCredential
+from .dicomweb.client import DicomWebClient
+from .dicomweb.models import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    ChangeFeedEntry,
+    DeleteResult,
+    QueryResult,
+    RenderedImage,
+    StoreOutcome,
+    StoreStatus,
+)
+from .dicomweb.multipart import BodyPart, MultipartDecoder, MultipartReader
+from .dicomweb.servers import ServerProfile
+from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
@@ -14,7 +25,9 @@ from ._errors import (
     DicomWebError,
     HTTPStatusError,
     InvalidInputError,
+    LocalFileError,
     NotAcceptableError,
+    NotDicomError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -25,20 +38,10 @@ from ._errors import (
     UnsupportedMediaTypeError,
     UnsupportedOperationError,
 )
-from ._models import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    ChangeFeedEntry,
-    DeleteResult,
-    DicomFile,
-    QueryResult,
-    RenderedImage,
-    StoreOutcome,
-    StoreStatus,
-)
-from ._multipart import BodyPart, MultipartDecoder, MultipartReader
-from ._servers import ServerProfile
-from ._validation import normalize_date_range, validate_uid
+from .files.dicomfiles import DicomFile, SkippedFile, collect_dicom_files, read_dicom_file
+from .files.store import FileStore, SavedFile, SavedFrame
 
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
 __all__ = [
@@ -59,17 +62,22 @@ __all__ = [
     "DicomFile",
     "DicomWebClient",
     "DicomWebError",
+    "FileStore",
     "HTTPStatusError",
     "InvalidInputError",
+    "LocalFileError",
     "MultipartDecoder",
     "MultipartReader",
     "NotAcceptableError",
+    "NotDicomError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ProtocolError",
     "QueryResult",
     "RenderedImage",
+    "SavedFile",
+    "SavedFrame",
     "ServerError",
     "ServerKind",
     "ServerProfile",

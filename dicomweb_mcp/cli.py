@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +14,9 @@ import anyio
 from mcp import Client
 
 from . import __version__
-from ._config import Config
-from ._errors import ConfigError
-from ._http import serve_http
-from .server import build_server
+from .config import Config
+from .errors import ConfigError
+from .tools.server import build_server
 
 __all__ = ["main"]
 
@@ -26,8 +24,7 @@ __all__ = ["main"]
 _DESCRIBE_CONFIG = Config(url="http://localhost/dicom-web", allow_delete=True)
 
 
-def _configure_logging() -> None:
-    level = os.environ.get("DICOMWEB_LOG_LEVEL", "WARNING").upper()
+def _configure_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -61,20 +58,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging()
     try:
         if args.command == "schemas":
+            _configure_logging("WARNING")
             return write_schemas(args.dir, check=args.check)
         config = Config.from_env()
+        _configure_logging(config.log_level)
         if args.command in (None, "serve"):
             server = build_server(config)
             if args.command == "serve" and args.transport == "http":
-                extra = [
-                    h.strip()
-                    for h in os.environ.get("DICOMWEB_MCP_ALLOWED_HOSTS", "").split(",")
-                    if h.strip()
-                ]
-                serve_http(server, host=args.host, port=args.port, token=config.mcp_token, extra_hosts=extra)
+                from .tools.http import serve_http  # uvicorn is loaded only for this transport
+
+                serve_http(server, config, host=args.host, port=args.port)
             else:
                 server.run()
             return 0

@@ -21,7 +21,7 @@ from mcp import Client, StdioServerParameters
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.orthanc import Orthanc  # noqa: E402  (the same Orthanc runner the tests use)
+from tests.support.orthanc import Orthanc  # noqa: E402  (the same Orthanc runner the tests use)
 
 SAMPLES = Path(os.environ.get("DICOMWEB_MCP_SAMPLES", REPO.parent / "shared" / "sample-dicom"))
 

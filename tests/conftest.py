@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dicomweb_mcp import Config, DicomFile, DicomWebClient, read_dicom_file
-from tests.orthanc import Orthanc
+from tests.support.orthanc import Orthanc
 
 REPO = Path(__file__).resolve().parents[1]
 # The tutorial files live beside the repository (../shared), never inside it.

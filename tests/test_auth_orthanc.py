@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dicomweb_mcp import AuthenticationError, Config, DicomWebClient, ServerKind, ServerUnreachableError
-from tests.orthanc import Orthanc, free_port
+from tests.support.orthanc import Orthanc, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config
-from dicomweb_mcp.server import build_server
-from tests.test_server import ALL_TOOLS, text
+from dicomweb_mcp.tools.server import build_server
+from tests.support.mcp import ALL_TOOLS, text
 
 pytestmark = pytest.mark.anyio
 

@@ -18,10 +18,11 @@ from dicomweb_mcp import (
     UnsupportedOperationError,
     collect_dicom_files,
 )
-from dicomweb_mcp._store import FileStore
-from dicomweb_mcp._summary import element_value
+from dicomweb_mcp.dicom.dicomjson import element_value
+from dicomweb_mcp.files.store import FileStore, uid_path
 from tests.conftest import Samples
-from tests.synthetic import make_study
+from tests.support.storage import save_all
+from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio
 
@@ -53,19 +54,19 @@ async def test_store_retrieve_study_series_instance(
     store = FileStore(tmp_path)
 
     async with client.stream_instances(samples.study_uid) as reader:
-        study = await store.save_instances(reader, tmp_path / "study")
+        study = await save_all(store, reader, tmp_path / "study")
     assert sorted(f.instance_uid for f in study) == sorted(f.instance_uid for f in samples.all)
     for saved in study:
         original = next(f for f in samples.all if f.instance_uid == saved.instance_uid)
         assert (
-            saved.path
+            Path(saved.path)
             == tmp_path / "study" / original.study_uid / original.series_uid / f"{original.instance_uid}.dcm"
         )
-        assert saved.size_bytes == saved.path.stat().st_size
-        assert pydicom.dcmread(saved.path).PixelData == pydicom.dcmread(original.path).PixelData
+        assert saved.size_bytes == Path(saved.path).stat().st_size
+        assert pydicom.dcmread(Path(saved.path)).PixelData == pydicom.dcmread(original.path).PixelData
 
     async with client.stream_instances(samples.study_uid, samples.red.series_uid) as reader:
-        series = await store.save_instances(reader, tmp_path / "series")
+        series = await save_all(store, reader, tmp_path / "series")
     assert sorted(f.instance_uid for f in series) == sorted(
         [samples.red.instance_uid, samples.green.instance_uid]
     )
@@ -73,7 +74,7 @@ async def test_store_retrieve_study_series_instance(
     async with client.stream_instances(
         samples.study_uid, samples.red.series_uid, samples.red.instance_uid
     ) as reader:
-        instance = await store.save_instances(reader, tmp_path / "instance")
+        instance = await save_all(store, reader, tmp_path / "instance")
     assert [f.instance_uid for f in instance] == [samples.red.instance_uid]
     # No temporary file is left anywhere.
     assert not list(tmp_path.rglob("*.partial"))
@@ -98,16 +99,20 @@ async def test_frame_of_red_triangle(client: DicomWebClient, samples: Samples, t
     await store_tutorial(client, samples)
     red = samples.red
     async with client.stream_frames(red.study_uid, red.series_uid, red.instance_uid, [1]) as reader:
-        frames = await FileStore(tmp_path).save_frames(
-            reader, tmp_path, red.study_uid, red.series_uid, red.instance_uid, [1]
-        )
+        base = uid_path(tmp_path, red.study_uid, red.series_uid, red.instance_uid)
+        frames = [
+            await FileStore(tmp_path).save_frame(
+                part.aiter_bytes(), base, part.frame_number or 1, part.media_type, part.transfer_syntax_uid
+            )
+            async for part in reader
+        ]
     assert len(frames) == 1
     frame = frames[0]
     original = pydicom.dcmread(red.path)
     assert frame.size_bytes == original.Rows * original.Columns * original.SamplesPerPixel == 2_892_945
-    assert frame.path.read_bytes() == original.PixelData[: frame.size_bytes]
+    assert Path(frame.path).read_bytes() == original.PixelData[: frame.size_bytes]
     assert frame.transfer_syntax_uid == "1.2.840.10008.1.2.1"
-    assert frame.path.name == f"{red.instance_uid}.frame-1.raw"
+    assert Path(frame.path).name == f"{red.instance_uid}.frame-1.raw"
 
 
 async def test_rendered_instance(client: DicomWebClient, samples: Samples) -> None:

@@ -15,12 +15,12 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, DicomWebError, StoreStatus, collect_dicom_files
-from dicomweb_mcp._operations import DicomWebOperations
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.server import build_server
 from tests.conftest import Samples
-from tests.nginx import TOKEN, Nginx
-from tests.orthanc import Orthanc
-from tests.synthetic import make_study
+from tests.support.nginx import TOKEN, Nginx
+from tests.support.orthanc import Orthanc
+from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio
 

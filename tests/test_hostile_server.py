@@ -18,11 +18,11 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, ServerUnreachableError
-from dicomweb_mcp._operations import DicomWebOperations
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.server import build_server
 from tests.conftest import Samples
-from tests.hostile import Handler, HostileServer, part
-from tests.orthanc import wait_until
+from tests.support.hostile import Handler, HostileServer, part
+from tests.support.orthanc import wait_until
 
 pytestmark = pytest.mark.anyio
 

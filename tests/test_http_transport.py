@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from dicomweb_mcp import Config
-from tests.orthanc import free_port
+from tests.support.orthanc import free_port
 
 COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
 TOKEN = "mcp-token-7f3a9c"
@@ -109,7 +109,7 @@ def test_public_bind_without_token_is_refused(orthanc_config: Config) -> None:
 
 
 def test_host_checks_cover_every_bind_address() -> None:
-    from dicomweb_mcp._http import transport_security
+    from dicomweb_mcp.tools.http import transport_security
 
     settings = transport_security("127.0.0.2", 8000, ["pacs-gateway.example"])
     assert settings.enable_dns_rebinding_protection

@@ -16,9 +16,9 @@ from dicomweb_mcp import (
     resolve_attribute,
     validate_uid,
 )
-from dicomweb_mcp._errors import error_for_status
-from dicomweb_mcp._query import build_query
-from dicomweb_mcp._servers import guess_kind_from_url, orthanc_rest_root, profile_for
+from dicomweb_mcp.dicomweb.query import build_query
+from dicomweb_mcp.dicomweb.servers import guess_kind_from_url, orthanc_rest_root, profile_for
+from dicomweb_mcp.errors import error_for_status
 
 AZURE_URL = "https://ws-svc.dicom.azurehealthcareapis.com/v2"
 

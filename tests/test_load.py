@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 
 from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
 from tests.conftest import Samples
-from tests.synthetic import make_study
+from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import pytest
 
 from dicomweb_mcp import DicomFile, DicomWebClient, StoreStatus, collect_dicom_files
 from tests.conftest import REPO
-from tests.synthetic import make_study
+from tests.support.synthetic import make_study
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -30,9 +30,9 @@ def large_study(directory: Path, seed: int) -> list[DicomFile]:
 
 
 async def probe(mode: str, url: str, study_uid: str, directory: Path) -> tuple[dict[str, Any], float]:
-    """Run tests.memory_probe in a fresh process; return its report and the peak RSS growth in MiB."""
+    """Run tests.support.memory_probe in a fresh process; return its report and the peak RSS growth in MiB."""
     result = await anyio.run_process(
-        [sys.executable, "-m", "tests.memory_probe", mode, url, study_uid, str(directory)],
+        [sys.executable, "-m", "tests.support.memory_probe", mode, url, study_uid, str(directory)],
         cwd=REPO,
         check=False,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dicomweb_mcp import MultipartDecoder, MultipartReader, ProtocolError
-from dicomweb_mcp._multipart import (
+from dicomweb_mcp.dicomweb.multipart import (
     DATA,
     END,
     START,

@@ -12,9 +12,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from dicomweb_mcp import DicomFile, SkippedFile, read_dicom_file
-from dicomweb_mcp._part10 import read_header
+from dicomweb_mcp.dicom.part10 import read_header
 from tests.conftest import Samples
-from tests.synthetic import make_study
+from tests.support.synthetic import make_study
 
 
 def encoded(ds: Dataset, transfer_syntax: str | None = None) -> bytes:

@@ -19,7 +19,7 @@ from dicomweb_mcp import (
     ThrottledError,
 )
 from tests.conftest import Samples
-from tests.test_contract_azure import BASE, FakeCredential, sop_item, stow_response
+from tests.support.azure import BASE, FakeCredential, sop_item, stow_response
 
 pytestmark = pytest.mark.anyio
 

@@ -15,11 +15,11 @@ import respx
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient
-from dicomweb_mcp._auth import build_auth
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.dicomweb.auth import build_auth
+from dicomweb_mcp.tools.server import build_server
 from tests.conftest import Samples
-from tests.orthanc import Orthanc
-from tests.test_contract_azure import BASE, FakeCredential
+from tests.support.azure import BASE, FakeCredential
+from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.anyio
 

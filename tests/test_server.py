@@ -12,37 +12,15 @@ from typing import Any
 import pydicom
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import write_schemas
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.tools.server import build_server
 from tests.conftest import REPO, Samples
+from tests.support.mcp import ALL_TOOLS, call, text
 
 pytestmark = pytest.mark.anyio
-
-ALL_TOOLS = {
-    "search_studies",
-    "search_series",
-    "search_instances",
-    "retrieve_instances",
-    "retrieve_metadata",
-    "retrieve_frames",
-    "retrieve_rendered",
-    "store_instances",
-    "delete_instances",
-    "get_change_feed",
-    "server_info",
-}
-
-
-def text(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
-
-
-async def call(config: Config, tool: str, arguments: dict[str, Any], **client_options: Any) -> CallToolResult:
-    async with Client(build_server(config), **client_options) as client:
-        return await client.call_tool(tool, arguments)
 
 
 async def store_samples(config: Config, samples: Samples) -> dict[str, Any]:
@@ -291,7 +269,7 @@ async def test_delete_disabled_is_not_callable(config: Config, samples: Samples)
 
 
 async def test_401_is_explained(tmp_path: Path) -> None:
-    from tests.orthanc import Orthanc
+    from tests.support.orthanc import Orthanc
 
     secured = Orthanc(tmp_path / "orthanc", users={"bob": "pw-123456"}).start()
     try:

@@ -11,9 +11,9 @@ import respx
 from mcp import Client
 
 from dicomweb_mcp import Config
-from dicomweb_mcp.server import build_server
+from dicomweb_mcp.tools.server import build_server
 from tests.conftest import Samples
-from tests.test_contract_azure import BASE, CHANGE_FEED, FakeCredential, sop_item, stow_response
+from tests.support.azure import BASE, CHANGE_FEED, FakeCredential, sop_item, stow_response
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._errors import ProtocolError
+from ..errors import ProtocolError
 
 __all__ = [
     "BodyPart",
@@ -232,6 +232,12 @@ class BodyPart:
     @property
     def content_location(self) -> str | None:
         return self.headers.get("content-location")
+
+    @property
+    def frame_number(self) -> int | None:
+        """The frame a part carries, from a Content-Location ending in ``/frames/N`` (Orthanc sends one)."""
+        tail = (self.content_location or "").rstrip("/").rpartition("/frames/")[2]
+        return int(tail) if tail.isdigit() and int(tail) > 0 else None
 
     def aiter_bytes(self) -> AsyncIterator[bytes | memoryview]:
         return self._reader._part_data(self)

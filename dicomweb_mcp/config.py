@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from ._errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["DEFAULT_AZURE_SCOPE", "AuthMode", "Config", "ServerKind"]
 
@@ -24,6 +24,12 @@ DEFAULT_MAX_RETRIES = 3
 # busy while a batch is parsed, few enough not to look like a flood to a remote archive.
 DEFAULT_CONCURRENCY = 4
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_download_dir() -> Path:
+    """Per user and absolute, so it does not depend on the directory a host happens to start us in."""
+    return Path.home() / "dicomweb-downloads"
 
 
 class AuthMode(StrEnum):
@@ -60,13 +66,17 @@ class Config:
     server_kind: ServerKind = ServerKind.AUTO
     partition: str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    download_dir: Path = field(default_factory=lambda: Path.cwd() / "dicomweb-downloads")
+    download_dir: Path = field(default_factory=default_download_dir)
     read_only: bool = False
     allow_delete: bool = False
     max_retries: int = DEFAULT_MAX_RETRIES
     concurrency: int = DEFAULT_CONCURRENCY
     upload_roots: tuple[Path, ...] = ()
     mcp_token: str | None = field(default=None, repr=False)
+    # HTTP transport: extra Host names (a public bind) and browser Origins (a web-based host) to accept.
+    mcp_allowed_hosts: tuple[str, ...] = ()
+    mcp_allowed_origins: tuple[str, ...] = ()
+    log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
         # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
@@ -94,6 +104,9 @@ class Config:
             raise ConfigError(f"DICOMWEB_TIMEOUT must be a positive number of seconds, not {self.timeout}.")
         if self.partition is not None and (not self.partition or "/" in self.partition):
             raise ConfigError(f"DICOMWEB_PARTITION {self.partition!r} is not a partition name.")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"DICOMWEB_LOG_LEVEL {self.log_level!r} is not one of {'|'.join(LOG_LEVELS)}.")
+        object.__setattr__(self, "log_level", self.log_level.upper())
 
     @property
     def base_url(self) -> str:
@@ -103,10 +116,6 @@ class Config:
         if parts.port:
             netloc += f":{parts.port}"
         return f"{parts.scheme}://{netloc}{parts.path}"
-
-    @property
-    def is_azure_host(self) -> bool:
-        return (urlsplit(self.url).hostname or "").endswith(AZURE_HOST_SUFFIX)
 
     def __repr__(self) -> str:
         shown = []
@@ -165,9 +174,7 @@ class Config:
             server_kind=kind,
             partition=get("DICOMWEB_PARTITION"),
             timeout=timeout,
-            download_dir=(
-                Path(download).expanduser() if download else Path.cwd() / "dicomweb-downloads"
-            ).absolute(),
+            download_dir=(Path(download).expanduser() if download else default_download_dir()).absolute(),
             read_only=_flag(env, "DICOMWEB_READ_ONLY"),
             allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
             max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
@@ -178,6 +185,9 @@ class Config:
                 for p in (get("DICOMWEB_UPLOAD_ROOTS") or "").split(os.pathsep)
                 if p
             ),
+            mcp_allowed_hosts=_names(get("DICOMWEB_MCP_ALLOWED_HOSTS")),
+            mcp_allowed_origins=_names(get("DICOMWEB_MCP_ALLOWED_ORIGINS")),
+            log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
         )
 
 
@@ -187,6 +197,10 @@ def _enum(enum: type[_E], name: str, value: str) -> _E:
     except ValueError:
         allowed = "|".join(member.value for member in enum)
         raise ConfigError(f"{name} {value!r} is not one of {allowed}.") from None
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -10,17 +10,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+from ..dicom.part10 import HEAD_BYTES, read_header
+from ..dicom.validation import is_valid_uid
 
-from ._models import DicomFile
-from ._part10 import HEAD_BYTES, read_header
-from ._validation import is_valid_uid
-
-__all__ = ["SkippedFile", "collect_dicom_files", "read_dicom_file"]
+__all__ = ["DicomFile", "SkippedFile", "collect_dicom_files", "read_dicom_file"]
 
 # With pydicom only the header is read: the UIDs sit in the first few KiB, pixel data is never loaded.
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+
+
+@dataclass(frozen=True, slots=True)
+class DicomFile:
+    """A local file known to be DICOM Part 10, with the UIDs read from its header."""
+
+    path: Path
+    size: int
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,10 @@ def read_dicom_file(path: Path, head: bytes | None = None) -> DicomFile | Skippe
 
 
 def _read_with_pydicom(path: Path, size: int) -> DicomFile | SkippedFile:
+    # Imported here: pydicom costs a fifth of a second at start-up and is needed only for odd files.
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
     except InvalidDicomError:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.orthanc import free_port, wait_until
+from tests.support.orthanc import free_port, wait_until
 
 NGINX_BINARY = shutil.which("nginx") or "/usr/sbin/nginx"
 TOKEN = "gate-token-31415"

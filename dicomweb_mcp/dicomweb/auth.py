@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from ._config import AuthMode, Config
-from ._errors import ConfigError, CredentialError
+from ..config import AuthMode, Config
+from ..errors import ConfigError, CredentialError
 
 __all__ = ["AzureTokenAuth", "BearerAuth", "TokenCredential", "build_auth"]
 

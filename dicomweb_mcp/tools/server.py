@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,16 +25,17 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from . import __version__
-from ._auth import TokenCredential
-from ._client import DicomWebClient
-from ._config import Config
-from ._errors import DicomWebError
-from ._models import EXPLICIT_VR_LITTLE_ENDIAN
-from ._operations import DicomWebOperations
-from ._results import (
+from .. import __version__
+from ..config import Config
+from ..dicom.validation import UID_PATTERN, validate_uid
+from ..dicomweb.auth import TokenCredential
+from ..dicomweb.client import DicomWebClient
+from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
+from ..errors import DicomWebError
+from .operations import DicomWebOperations
+from .results import (
     ChangeFeedResult,
-    DeleteInstancesResult,
+    DeleteResult,
     RetrieveFramesResult,
     RetrieveInstancesResult,
     RetrieveMetadataResult,
@@ -46,7 +46,7 @@ from ._results import (
     ServerInfo,
     StoreInstancesResult,
 )
-from ._validation import UID_PATTERN, validate_uid
+from .search import SearchPage
 
 __all__ = ["INSTRUCTIONS", "build_server"]
 
@@ -184,6 +184,7 @@ async def search_studies(
     """Find studies (QIDO-RS) by patient, date, accession number, modality or description; returns
     summaries."""
     return await _state(ctx).operations.search_studies(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
         patient_name=patient_name,
         patient_id=patient_id,
         study_date=study_date,
@@ -192,11 +193,6 @@ async def search_studies(
         study_description=study_description,
         referring_physician_name=referring_physician_name,
         study_uid=study_uid,
-        filters=filters,
-        include_fields=include_fields or [],
-        fuzzy=fuzzy,
-        limit=limit,
-        offset=offset,
     )
 
 
@@ -220,16 +216,12 @@ async def search_series(
 ) -> SearchSeriesResult:
     """Find series (QIDO-RS), usually within one study (give study_uid); returns summaries."""
     return await _state(ctx).operations.search_series(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
         modality=modality,
         series_description=series_description,
         series_number=series_number,
-        filters=filters,
-        include_fields=include_fields or [],
-        fuzzy=fuzzy,
-        limit=limit,
-        offset=offset,
     )
 
 
@@ -257,16 +249,12 @@ async def search_instances(
 ) -> SearchInstancesResult:
     """Find instances (QIDO-RS), within a study or series; returns summaries (size, frames, SOP class)."""
     return await _state(ctx).operations.search_instances(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
         sop_class_uid=sop_class_uid,
         instance_number=instance_number,
-        filters=filters,
-        include_fields=include_fields or [],
-        fuzzy=fuzzy,
-        limit=limit,
-        offset=offset,
     )
 
 
@@ -433,7 +421,7 @@ async def delete_instances(
     instance_uid: Annotated[
         OptionalInstanceUid, Field(description="Delete only this instance (needs series_uid).")
     ] = None,
-) -> DeleteInstancesResult:
+) -> DeleteResult:
     """Permanently delete a study, series or instance from the archive."""
     if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
         raise ToolError("The user did not confirm the deletion; nothing was deleted.")
@@ -510,17 +498,13 @@ def build_server(
         specs.append((store_instances, "Store instances", STORE))
     if delete_enabled:
         specs.append((delete_instances, "Delete instances", DELETE))
-    # httpx logs every URL at INFO, and QIDO URLs carry patient names: keep them out of any log.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    level = os.environ.get("DICOMWEB_LOG_LEVEL", "WARNING").upper()
     return MCPServer(
         "dicomweb-mcp",
         title="DICOMweb",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        log_level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
+        log_level=config.log_level,  # type: ignore[arg-type]
         tools=[_strict(Tool.from_function(fn, title=title, annotations=notes)) for fn, title, notes in specs],
     )
 

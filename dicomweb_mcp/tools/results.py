@@ -6,22 +6,21 @@ directory. Fields without a value are left out of the JSON an agent receives.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from ..dicomweb.models import ChangeFeedEntry, DeleteResult
+from ..files.store import SavedFile, SavedFrame
+from ..records import Record
 
 __all__ = [
-    "ChangeFeedEntryInfo",
     "ChangeFeedResult",
-    "DeleteInstancesResult",
-    "FrameFile",
+    "DeleteResult",
     "InstanceMetadata",
     "InstanceSummary",
     "RetrieveFramesResult",
     "RetrieveInstancesResult",
     "RetrieveMetadataResult",
     "RetrieveRenderedResult",
-    "SavedInstanceFile",
     "SearchInstancesResult",
     "SearchSeriesResult",
     "SearchStudiesResult",
@@ -36,35 +35,6 @@ __all__ = [
 
 MAX_LISTED_FILES = 100
 
-
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """Results leave out fields that have no value, so their schema never needs to allow null: an
-    optional ``X | None`` field is published as plain ``X``, not required. Simpler schemas read better
-    for agents and validate several times faster in MCP clients (they validate every result)."""
-    for prop in schema.get("properties", {}).values():
-        variants = prop.get("anyOf")
-        if isinstance(variants, list) and {"type": "null"} in variants:
-            rest = [v for v in variants if v != {"type": "null"}]
-            prop.pop("anyOf")
-            if prop.get("default", ...) is None:
-                prop.pop("default")
-            if len(rest) == 1:
-                prop.update(rest[0])
-            else:
-                prop["anyOf"] = rest
-
-
-class Result(BaseModel):
-    """Base of every result: leaves out fields that are None, so absent attributes are simply absent."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_absent_not_null)
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
-
-
 Scalar = str | int | float
 Value = Scalar | list[Scalar]
 
@@ -72,7 +42,7 @@ Value = Scalar | list[Scalar]
 # ---- search -------------------------------------------------------------------------------------
 
 
-class StudySummary(Result):
+class StudySummary(Record):
     study_uid: str
     patient_name: str | None = None
     patient_id: str | None = None
@@ -90,7 +60,7 @@ class StudySummary(Result):
     )
 
 
-class SeriesSummary(Result):
+class SeriesSummary(Record):
     study_uid: str | None = None
     series_uid: str
     modality: str | None = None
@@ -102,7 +72,7 @@ class SeriesSummary(Result):
     extra_fields: dict[str, Value] | None = None
 
 
-class InstanceSummary(Result):
+class InstanceSummary(Record):
     study_uid: str | None = None
     series_uid: str | None = None
     instance_uid: str
@@ -115,7 +85,7 @@ class InstanceSummary(Result):
     extra_fields: dict[str, Value] | None = None
 
 
-class _Page(Result):
+class _Page(Record):
     returned: int = Field(description="Number of results in this page.")
     offset: int = Field(description="Offset of the first result of this page.")
     has_more: bool = Field(description="True when the server has more matches: call again with next_offset.")
@@ -138,24 +108,15 @@ class SearchInstancesResult(_Page):
 # ---- retrieve -----------------------------------------------------------------------------------
 
 
-class SavedInstanceFile(Result):
-    path: str
-    study_uid: str
-    series_uid: str
-    instance_uid: str
-    size_bytes: int
-    transfer_syntax_uid: str | None = None
-
-
-class RetrieveInstancesResult(Result):
+class RetrieveInstancesResult(Record):
     directory: str = Field(description="Directory the study tree was saved under.")
-    files: list[SavedInstanceFile] = Field(description=f"Saved files (at most {MAX_LISTED_FILES} listed).")
+    files: list[SavedFile] = Field(description=f"Saved files (at most {MAX_LISTED_FILES} listed).")
     file_count: int
     total_bytes: int
     manifest: str = Field(description="Path of a JSON file listing every saved file.")
 
 
-class InstanceMetadata(Result):
+class InstanceMetadata(Record):
     instance_uid: str
     series_uid: str | None = None
     sop_class_uid: str | None = None
@@ -171,7 +132,7 @@ class InstanceMetadata(Result):
     transfer_syntax_uid: str | None = None
 
 
-class RetrieveMetadataResult(Result):
+class RetrieveMetadataResult(Record):
     instances: list[InstanceMetadata] = Field(
         description=f"Per-instance summaries (at most {MAX_LISTED_FILES})."
     )
@@ -179,19 +140,11 @@ class RetrieveMetadataResult(Result):
     metadata_file: str = Field(description="Path of the full DICOM JSON metadata, saved.")
 
 
-class FrameFile(Result):
-    frame: int
-    path: str
-    content_type: str
-    transfer_syntax_uid: str | None = None
-    size_bytes: int
+class RetrieveFramesResult(Record):
+    files: list[SavedFrame]
 
 
-class RetrieveFramesResult(Result):
-    files: list[FrameFile]
-
-
-class RetrieveRenderedResult(Result):
+class RetrieveRenderedResult(Record):
     path: str
     content_type: str
     size_bytes: int
@@ -200,7 +153,7 @@ class RetrieveRenderedResult(Result):
 # ---- store / delete -----------------------------------------------------------------------------
 
 
-class StoredFile(Result):
+class StoredFile(Record):
     path: str
     study_uid: str | None = None
     series_uid: str | None = None
@@ -210,14 +163,14 @@ class StoredFile(Result):
     warnings: list[str] | None = None
 
 
-class StoreCounts(Result):
+class StoreCounts(Record):
     stored: int
     already_present: int
     failed: int
     skipped: int
 
 
-class StoreInstancesResult(Result):
+class StoreInstancesResult(Record):
     stored: list[StoredFile]
     already_present: list[StoredFile]
     failed: list[StoredFile]
@@ -226,44 +179,25 @@ class StoreInstancesResult(Result):
     warnings: list[str] = Field(default_factory=list)
 
 
-class DeleteInstancesResult(Result):
-    deleted: bool
-    level: Literal["study", "series", "instance"]
-    study_uid: str
-    series_uid: str | None = None
-    instance_uid: str | None = None
-    method: Literal["dicomweb", "orthanc-rest"]
-
-
 # ---- change feed / server -----------------------------------------------------------------------
 
 
-class ChangeFeedEntryInfo(Result):
-    sequence: int
-    timestamp: str | None = None
-    action: str | None = None
-    state: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    instance_uid: str | None = None
-
-
-class ChangeFeedResult(Result):
-    entries: list[ChangeFeedEntryInfo]
+class ChangeFeedResult(Record):
+    entries: list[ChangeFeedEntry]
     next_offset: int | None = Field(None, description="Offset to pass to read the entries after these.")
     metadata_file: str | None = Field(
         None, description="With include_metadata: the entries' metadata, saved."
     )
 
 
-class ServerCapabilities(Result):
+class ServerCapabilities(Record):
     delete: bool
     change_feed: bool
     rendered: bool
     single_part_store: bool
 
 
-class ServerInfo(Result):
+class ServerInfo(Record):
     base_url: str
     server_kind: str
     auth: str

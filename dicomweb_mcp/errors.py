@@ -15,7 +15,9 @@ __all__ = [
     "DicomWebError",
     "HTTPStatusError",
     "InvalidInputError",
+    "LocalFileError",
     "NotAcceptableError",
+    "NotDicomError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -34,6 +36,14 @@ _MAX_SERVER_MESSAGE = 500
 
 class DicomWebError(Exception):
     """Base of every error this package raises on purpose."""
+
+    def add_detail(self, text: str) -> None:
+        """Append what the caller knows (files kept, where the manifest is) while keeping the type, so
+        callers can still catch the error by what it is."""
+        self.args = (f"{self} {text}", *self.args[1:])
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ConfigError(DicomWebError):
@@ -58,6 +68,18 @@ class ServerUnreachableError(DicomWebError):
 
 class ProtocolError(DicomWebError):
     """The server answered, but with a body this client cannot understand (bad multipart, bad JSON)."""
+
+
+class LocalFileError(DicomWebError):
+    """A local file or directory could not be read or written (permissions, full disk, missing path)."""
+
+
+class NotDicomError(DicomWebError):
+    """Bytes that should be a DICOM Part 10 file are not one (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"not a usable DICOM file: {reason}")
 
 
 class HTTPStatusError(DicomWebError):

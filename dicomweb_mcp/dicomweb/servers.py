@@ -6,14 +6,13 @@ one field here. Facts come from the servers' conformance statements and probes o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ._config import AZURE_HOST_SUFFIX, ServerKind
+from ..config import AZURE_HOST_SUFFIX, ServerKind
 
-__all__ = ["ServerProfile", "change_feed_version", "guess_kind_from_url", "orthanc_rest_root", "profile_for"]
+__all__ = ["ServerProfile", "guess_kind_from_url", "orthanc_rest_root", "profile_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +71,3 @@ def orthanc_rest_root(dicomweb_url: str) -> str:
     parts = urlsplit(dicomweb_url)
     path = parts.path.rstrip("/").rpartition("/")[0]
     return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def change_feed_version(url: str) -> int:
-    """The Azure API version in the URL (``/v1``, ``/v1.0-prerelease``, ``/v2``): it decides what the change
-    feed's ``offset`` means (v1: a sequence number; v2: entries to skip). No version segment means v1."""
-    for segment in urlsplit(url).path.split("/"):
-        match = re.fullmatch(r"v(\d+)(\.\d+)?(-[a-z]+)?", segment)
-        if match:
-            return int(match.group(1))
-    return 1

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from ._dictionary import resolve_attribute
-from ._errors import InvalidInputError
-from ._servers import ServerProfile
-from ._validation import normalize_date_range, normalize_time_range, validate_uid
+from ..dicom.dictionary import resolve_attribute
+from ..dicom.validation import normalize_date_range, normalize_time_range, validate_uid
+from ..errors import InvalidInputError
+from .servers import ServerProfile
 
 __all__ = ["MatchValue", "Query", "build_query"]
 

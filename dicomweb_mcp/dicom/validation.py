@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from datetime import date
 
-from ._errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = [
     "UID_PATTERN",

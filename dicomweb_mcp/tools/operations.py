@@ -7,47 +7,36 @@ validates its input before the first request and raises ``DicomWebError``s with 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 
-from ._client import DicomWebClient
-from ._config import Config
-from ._dicomfiles import collect_dicom_files
-from ._dictionary import resolve_attribute
-from ._errors import DicomWebError, InvalidInputError
-from ._models import EXPLICIT_VR_LITTLE_ENDIAN, DicomFile, QueryResult, StoreOutcome, StoreStatus
-from ._query import MatchValue, build_query
-from ._results import (
+from ..config import Config
+from ..dicom.validation import validate_uid
+from ..dicomweb.client import DicomWebClient
+from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutcome, StoreStatus
+from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolError
+from ..files.dicomfiles import DicomFile, collect_dicom_files
+from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
+from .results import (
     MAX_LISTED_FILES,
-    ChangeFeedEntryInfo,
     ChangeFeedResult,
-    DeleteInstancesResult,
-    FrameFile,
     InstanceMetadata,
-    InstanceSummary,
     RetrieveFramesResult,
     RetrieveInstancesResult,
     RetrieveMetadataResult,
     RetrieveRenderedResult,
-    SavedInstanceFile,
-    SearchInstancesResult,
-    SearchSeriesResult,
-    SearchStudiesResult,
-    SeriesSummary,
     ServerCapabilities,
     ServerInfo,
     StoreCounts,
     StoredFile,
     StoreInstancesResult,
-    StudySummary,
 )
-from ._store import FileStore, SavedFile, uid_path
-from ._summary import INSTANCE_FIELDS, METADATA_FIELDS, SERIES_FIELDS, STUDY_FIELDS, extra_fields, summarize
-from ._validation import check_scope, normalize_date_range, validate_uid
+from .search import Searches
+from .summary import METADATA_FIELDS, summarize
 
 __all__ = ["DicomWebOperations", "Progress"]
 
@@ -59,198 +48,11 @@ async def _no_progress(progress: float, total: float | None, message: str) -> No
     return None
 
 
-Search = Callable[[int, int], Awaitable[QueryResult]]
-
-
-class DicomWebOperations:
+class DicomWebOperations(Searches):
     def __init__(self, config: Config, client: DicomWebClient) -> None:
+        super().__init__(client)
         self.config = config
-        self.client = client
         self.store = FileStore(config.download_dir)
-
-    # ---- search ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _match(
-        explicit: Mapping[str, MatchValue | None], filters: Mapping[str, MatchValue] | None
-    ) -> dict[str, MatchValue]:
-        """Merge named arguments with ``filters``; the same attribute given twice is an error."""
-        match: dict[str, MatchValue] = {}
-        named = {keyword for keyword, value in explicit.items() if value is not None}
-        for key, value in (filters or {}).items():
-            attribute = resolve_attribute(key)
-            if attribute.keyword in named:
-                raise InvalidInputError(
-                    f"{attribute.keyword} is given both as an argument and in filters: give it once."
-                )
-            match[key] = value
-        match.update({k: v for k, v in explicit.items() if v is not None})
-        return match
-
-    async def _page(
-        self,
-        search: Search,
-        match: Mapping[str, MatchValue],
-        include_fields: Sequence[str],
-        limit: int,
-        offset: int,
-    ) -> tuple[QueryResult, bool]:
-        """Ask for one result more than the page, to know whether there are more, within the server's cap."""
-        # Validate before the first request (finding the cap may mean asking the server what it is).
-        build_query(match, include_fields=include_fields, limit=limit, offset=offset)
-        cap = (await self.client.profile()).qido_limit_cap
-        ask = limit + 1 if cap is None or limit + 1 <= cap else limit
-        result = await search(ask, offset)
-        has_more = len(result.datasets) > limit or (ask == limit and len(result.datasets) == limit)
-        result.datasets = result.datasets[:limit]
-        return result, has_more
-
-    @staticmethod
-    def _paging(result: QueryResult, has_more: bool, offset: int) -> dict[str, Any]:
-        returned = len(result.datasets)
-        return {
-            "returned": returned,
-            "offset": offset,
-            "has_more": has_more,
-            "next_offset": offset + returned if has_more else None,
-            "warnings": result.warnings,
-        }
-
-    async def search_studies(
-        self,
-        *,
-        patient_name: str | None = None,
-        patient_id: str | None = None,
-        study_date: str | None = None,
-        accession_number: str | None = None,
-        modality: str | None = None,
-        study_description: str | None = None,
-        referring_physician_name: str | None = None,
-        study_uid: str | None = None,
-        filters: Mapping[str, MatchValue] | None = None,
-        include_fields: Sequence[str] = (),
-        fuzzy: bool = False,
-        limit: int = 25,
-        offset: int = 0,
-    ) -> SearchStudiesResult:
-        match = self._match(
-            {
-                "PatientName": patient_name,
-                "PatientID": patient_id,
-                "StudyDate": normalize_date_range(study_date, "study_date") if study_date else None,
-                "AccessionNumber": accession_number,
-                "ModalitiesInStudy": modality,
-                "StudyDescription": study_description,
-                "ReferringPhysicianName": referring_physician_name,
-                "StudyInstanceUID": validate_uid(study_uid, "study_uid") if study_uid else None,
-            },
-            filters,
-        )
-        # StudyDescription is not in the standard's default return set (Orthanc leaves it out).
-        fields = ["StudyDescription", *include_fields]
-
-        async def search(ask: int, at: int) -> QueryResult:
-            return await self.client.search_studies(
-                match, include_fields=fields, fuzzy=fuzzy, limit=ask, offset=at
-            )
-
-        result, has_more = await self._page(search, match, fields, limit, offset)
-        results = [
-            StudySummary(
-                **summarize(d, STUDY_FIELDS),
-                extra_fields=extra_fields(d, include_fields, STUDY_FIELDS.values()) or None,
-            )
-            for d in result.datasets
-            if summarize(d, {"study_uid": "StudyInstanceUID"})
-        ]
-        return SearchStudiesResult(results=results, **self._paging(result, has_more, offset))
-
-    async def search_series(
-        self,
-        *,
-        study_uid: str | None = None,
-        series_uid: str | None = None,
-        modality: str | None = None,
-        series_description: str | None = None,
-        series_number: int | None = None,
-        filters: Mapping[str, MatchValue] | None = None,
-        include_fields: Sequence[str] = (),
-        fuzzy: bool = False,
-        limit: int = 25,
-        offset: int = 0,
-    ) -> SearchSeriesResult:
-        match = self._match(
-            {
-                "SeriesInstanceUID": validate_uid(series_uid, "series_uid") if series_uid else None,
-                "Modality": modality,
-                "SeriesDescription": series_description,
-                "SeriesNumber": series_number,
-            },
-            filters,
-        )
-
-        async def search(ask: int, at: int) -> QueryResult:
-            return await self.client.search_series(
-                match, study_uid=study_uid, include_fields=include_fields, fuzzy=fuzzy, limit=ask, offset=at
-            )
-
-        result, has_more = await self._page(search, match, include_fields, limit, offset)
-        results = []
-        for d in result.datasets:
-            summary = summarize(d, SERIES_FIELDS)
-            if "series_uid" not in summary:
-                continue
-            summary.setdefault("study_uid", study_uid)
-            extras = extra_fields(d, include_fields, SERIES_FIELDS.values()) or None
-            results.append(SeriesSummary(**summary, extra_fields=extras))
-        return SearchSeriesResult(results=results, **self._paging(result, has_more, offset))
-
-    async def search_instances(
-        self,
-        *,
-        study_uid: str | None = None,
-        series_uid: str | None = None,
-        instance_uid: str | None = None,
-        sop_class_uid: str | None = None,
-        instance_number: int | None = None,
-        filters: Mapping[str, MatchValue] | None = None,
-        include_fields: Sequence[str] = (),
-        fuzzy: bool = False,
-        limit: int = 25,
-        offset: int = 0,
-    ) -> SearchInstancesResult:
-        check_scope(study_uid, series_uid)
-        match = self._match(
-            {
-                "SOPInstanceUID": validate_uid(instance_uid, "instance_uid") if instance_uid else None,
-                "SOPClassUID": validate_uid(sop_class_uid, "sop_class_uid") if sop_class_uid else None,
-                "InstanceNumber": instance_number,
-            },
-            filters,
-        )
-
-        async def search(ask: int, at: int) -> QueryResult:
-            return await self.client.search_instances(
-                match,
-                study_uid=study_uid,
-                series_uid=series_uid,
-                include_fields=include_fields,
-                fuzzy=fuzzy,
-                limit=ask,
-                offset=at,
-            )
-
-        result, has_more = await self._page(search, match, include_fields, limit, offset)
-        results = []
-        for d in result.datasets:
-            summary = summarize(d, INSTANCE_FIELDS)
-            if "instance_uid" not in summary:
-                continue
-            summary.setdefault("study_uid", study_uid)
-            summary.setdefault("series_uid", series_uid)
-            extras = extra_fields(d, include_fields, INSTANCE_FIELDS.values()) or None
-            results.append(InstanceSummary(**summary, extra_fields=extras))
-        return SearchInstancesResult(results=results, **self._paging(result, has_more, offset))
 
     # ---- retrieve -------------------------------------------------------------------------------
 
@@ -289,7 +91,16 @@ class DicomWebOperations:
             async with self.client.stream_instances(
                 study_uid, series_uid, instance_uid, transfer_syntax=transfer_syntax
             ) as reader:
-                await self.store.save_instances(reader, directory, on_saved)
+                async for part in reader:
+                    try:
+                        record = await self.store.save_instance(part.aiter_bytes(), directory)
+                    except NotDicomError as exc:
+                        raise ProtocolError(
+                            f"The server sent a part that is not a usable DICOM file ({exc.reason}, "
+                            f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were "
+                            "saved."
+                        ) from None
+                    await on_saved(record)
         except BaseException as exc:
             if not saved:
                 raise
@@ -298,15 +109,15 @@ class DicomWebOperations:
                 manifest, study_uid, saved, complete=False, error=str(exc) or type(exc).__name__
             )
             if isinstance(exc, DicomWebError):
-                raise DicomWebError(
-                    f"{exc} {len(saved)} complete files were kept; {manifest} lists them. "
-                    "Call again to fetch everything."
-                ) from exc
+                exc.add_detail(
+                    f"{len(saved)} complete files were kept; {manifest} lists them. Call again to fetch "
+                    "everything."
+                )
             raise
         self._write_manifest(manifest, study_uid, saved, complete=True, seconds=time.monotonic() - started)
         return RetrieveInstancesResult(
             directory=str(directory),
-            files=[_saved_file(f) for f in saved[:MAX_LISTED_FILES]],
+            files=saved[:MAX_LISTED_FILES],
             file_count=len(saved),
             total_bytes=total_bytes,
             manifest=str(manifest),
@@ -332,7 +143,7 @@ class DicomWebOperations:
                 "seconds": round(seconds, 3) if seconds is not None else None,
                 "file_count": len(saved),
                 "total_bytes": sum(f.size_bytes for f in saved),
-                "files": [_saved_file(f).model_dump() for f in saved],
+                "files": [f.model_dump() for f in saved],
             },
         )
 
@@ -366,25 +177,23 @@ class DicomWebOperations:
         frames: Sequence[int],
         transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
     ) -> RetrieveFramesResult:
-        directory = self.store.directory()
+        base = uid_path(self.store.directory(), study_uid, series_uid, instance_uid)
+        saved: list[SavedFrame] = []
         async with self.client.stream_frames(
             study_uid, series_uid, instance_uid, frames, transfer_syntax=transfer_syntax
         ) as reader:
-            saved = await self.store.save_frames(
-                reader, directory, study_uid, series_uid, instance_uid, frames
-            )
-        return RetrieveFramesResult(
-            files=[
-                FrameFile(
-                    frame=f.frame,
-                    path=str(f.path),
-                    content_type=f.content_type,
-                    transfer_syntax_uid=f.transfer_syntax_uid,
-                    size_bytes=f.size_bytes,
+            async for part in reader:
+                if len(saved) >= len(frames):
+                    raise ProtocolError(f"The server sent more frames than the {len(frames)} asked for.")
+                number = part.frame_number or frames[len(saved)]
+                saved.append(
+                    await self.store.save_frame(
+                        part.aiter_bytes(), base, number, part.media_type, part.transfer_syntax_uid
+                    )
                 )
-                for f in saved
-            ]
-        )
+        if len(saved) != len(frames):
+            raise ProtocolError(f"The server sent {len(saved)} frames for the {len(frames)} asked for.")
+        return RetrieveFramesResult(files=saved)
 
     async def retrieve_rendered(
         self,
@@ -476,16 +285,8 @@ class DicomWebOperations:
 
     async def delete_instances(
         self, *, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> DeleteInstancesResult:
-        result = await self.client.delete(study_uid, series_uid, instance_uid)
-        return DeleteInstancesResult(
-            deleted=True,
-            level=result.level,
-            study_uid=result.study_uid,
-            series_uid=result.series_uid,
-            instance_uid=result.instance_uid,
-            method=result.method,
-        )
+    ) -> DeleteResult:
+        return await self.client.delete(study_uid, series_uid, instance_uid)
 
     # ---- change feed / server -------------------------------------------------------------------
 
@@ -525,18 +326,7 @@ class DicomWebOperations:
         else:
             next_offset = max(e.sequence for e in entries)  # v1: the offset is the last sequence seen
         return ChangeFeedResult(
-            entries=[
-                ChangeFeedEntryInfo(
-                    sequence=e.sequence,
-                    timestamp=e.timestamp,
-                    action=e.action,
-                    state=e.state,
-                    study_uid=e.study_uid,
-                    series_uid=e.series_uid,
-                    instance_uid=e.instance_uid,
-                )
-                for e in entries
-            ],
+            entries=entries,
             next_offset=next_offset,
             metadata_file=metadata_file,
         )
@@ -566,17 +356,6 @@ class DicomWebOperations:
             read_only=self.config.read_only,
             delete_enabled=delete_enabled,
         )
-
-
-def _saved_file(file: SavedFile) -> SavedInstanceFile:
-    return SavedInstanceFile(
-        path=str(file.path),
-        study_uid=file.study_uid,
-        series_uid=file.series_uid,
-        instance_uid=file.instance_uid,
-        size_bytes=file.size_bytes,
-        transfer_syntax_uid=file.transfer_syntax_uid,
-    )
 
 
 def _stored_file(file: DicomFile, outcome: StoreOutcome) -> StoredFile:

@@ -1,18 +1,22 @@
-"""Plain result types of the DICOMweb client (no MCP here: the tool layer has its own pydantic models)."""
+"""What the DICOMweb client returns. Records (deletions, change feed entries) are what tools return too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
+
+from ..files.dicomfiles import DicomFile
+from ..records import Record
 
 __all__ = [
     "EXPLICIT_VR_LITTLE_ENDIAN",
     "FRAME_MEDIA_TYPES",
     "ChangeFeedEntry",
     "DeleteResult",
-    "DicomFile",
     "QueryResult",
     "RenderedImage",
     "StoreOutcome",
@@ -43,19 +47,6 @@ FRAME_MEDIA_TYPES: dict[str, str] = {
 DicomJson = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class DicomFile:
-    """A local file known to be DICOM Part 10, with the UIDs read from its header."""
-
-    path: Path
-    size: int
-    study_uid: str
-    series_uid: str
-    instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str | None = None
-
-
 @dataclass(slots=True)
 class QueryResult:
     """QIDO-RS matches as DICOM JSON datasets, plus anything the caller should know about the query."""
@@ -79,26 +70,26 @@ class StoreOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
+class DeleteResult(Record):
+    deleted: bool
     level: Literal["study", "series", "instance"]
     study_uid: str
-    series_uid: str | None
-    instance_uid: str | None
+    series_uid: str | None = None
+    instance_uid: str | None = None
     method: Literal["dicomweb", "orthanc-rest"]
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeFeedEntry:
+class ChangeFeedEntry(Record):
     sequence: int
-    timestamp: str | None
-    action: str | None
-    state: str | None
-    study_uid: str | None
-    series_uid: str | None
-    instance_uid: str | None
-    partition: str | None = None
-    metadata: DicomJson | None = None
+    timestamp: str | None = None
+    action: str | None = None
+    state: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    instance_uid: str | None = None
+    # Kept for the caller (the metadata is saved to a file), never sent back in a result.
+    partition: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    metadata: SkipJsonSchema[DicomJson | None] = Field(None, exclude=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
-from dicomweb_mcp._store import FileStore
+from dicomweb_mcp.files.store import FileStore
+from tests.support.storage import save_all
 
 
 def _status_kib(field: str) -> int:
@@ -41,7 +42,7 @@ async def main(mode: str, url: str, study_uid: str, directory: Path) -> None:
         if mode == "retrieve":
             baseline = reset_peak_rss()
             async with client.stream_instances(study_uid) as reader:
-                saved = await FileStore(directory).save_instances(reader, directory)
+                saved = await save_all(FileStore(directory), reader, directory)
             count, size = len(saved), sum(f.size_bytes for f in saved)
         else:  # store: every file under directory, streamed from disk
             files, _ = collect_dicom_files([directory])

@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydicom import datadict
-
-from ._errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["Attribute", "resolve_attribute", "tag_of"]
 
@@ -27,6 +25,9 @@ class Attribute:
 
 def resolve_attribute(name: str) -> Attribute:
     """Resolve a keyword or a tag to an ``Attribute``; unknown keywords are an ``InvalidInputError``."""
+    # pydicom is loaded on first use, not at start-up (a fifth of a second an MCP host waits for).
+    from pydicom import datadict
+
     text = name.strip()
     match = _TAG_RE.match(text)
     if match:
@@ -55,6 +56,8 @@ def tag_of(keyword: str) -> str:
 
 def _closest_keyword(text: str) -> str | None:
     import difflib
+
+    from pydicom import datadict
 
     lowered = text.lower()
     keywords = [kw for kw in datadict.keyword_dict if kw]

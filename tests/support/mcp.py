@@ -1,0 +1,34 @@
+"""Calling the MCP server as a host would, through the SDK's in-memory client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import Client
+from mcp.types import CallToolResult
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.tools.server import build_server
+
+ALL_TOOLS = {
+    "search_studies",
+    "search_series",
+    "search_instances",
+    "retrieve_instances",
+    "retrieve_metadata",
+    "retrieve_frames",
+    "retrieve_rendered",
+    "store_instances",
+    "delete_instances",
+    "get_change_feed",
+    "server_info",
+}
+
+
+def text(result: CallToolResult) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+async def call(config: Config, tool: str, arguments: dict[str, Any], **client_options: Any) -> CallToolResult:
+    async with Client(build_server(config), **client_options) as client:
+        return await client.call_tool(tool, arguments)
