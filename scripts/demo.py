@@ -1,8 +1,9 @@
 """The tutorial, end to end, as an MCP host would run it.
 
-Starts a local Orthanc on 127.0.0.1 with a temporary storage directory, launches ``dicomweb-mcp`` over
-stdio with the SDK's client, walks the tutorial (store the three sample files, search, retrieve, look,
-delete), prints each call with a short result and its size, and stops Orthanc.
+Writes the tutorial's three sample files (generated, so a plain clone needs nothing beside it), starts a
+local Orthanc on 127.0.0.1 with a temporary storage directory, launches ``dicomweb-mcp`` over stdio with
+the SDK's client, walks the tutorial (store, search, retrieve, look, delete), prints each call with a
+short result and its size, and stops Orthanc. Run from the repository root: ``python -m scripts.demo``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
+from tests.support.orthanc import Orthanc  # the same Orthanc runner the tests use
+from tests.support.tutorial import write_tutorial_files
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.support.orthanc import Orthanc  # noqa: E402  (the same Orthanc runner the tests use)
-
-SAMPLES = Path(os.environ.get("DICOMWEB_MCP_SAMPLES", REPO.parent / "shared" / "sample-dicom"))
 
 
 def clip(value: Any) -> str:
@@ -101,12 +100,10 @@ async def walk(client: Client, blue: Path, green: Path, red: Path) -> list[tuple
 
 
 async def main() -> None:
-    files = [SAMPLES / f"{name}.dcm" for name in ("blue-circle", "green-square", "red-triangle")]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"demo: sample files missing: {', '.join(missing)} (set DICOMWEB_MCP_SAMPLES)")
     downloads = REPO / "dicomweb-downloads" / "demo"
     with tempfile.TemporaryDirectory(prefix="dicomweb-mcp-demo-") as workdir:
+        samples = write_tutorial_files(Path(workdir) / "tutorial")
+        files = [samples[name] for name in ("blue-circle", "green-square", "red-triangle")]
         orthanc = Orthanc(Path(workdir)).start()
         print(f"Orthanc {orthanc.dicomweb_url} (storage in {workdir}); downloads go to {downloads}\n")
         try:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check dicomweb_mcp tests
-.venv/bin/ruff format --check dicomweb_mcp tests
+.venv/bin/ruff check dicomweb_mcp tests scripts benchmarks
+.venv/bin/ruff format --check dicomweb_mcp tests scripts benchmarks
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

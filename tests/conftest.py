@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dicomweb_mcp import Config, DicomFile, DicomWebClient, read_dicom_file
+from dicomweb_mcp import Config, DicomWebClient
 from tests.support.orthanc import Orthanc
-
-REPO = Path(__file__).resolve().parents[1]
-# The tutorial files live beside the repository (../shared), never inside it.
-SAMPLES = Path(os.environ.get("DICOMWEB_MCP_SAMPLES", REPO.parent / "shared" / "sample-dicom"))
+from tests.support.samples import Samples, make_samples
 
 
 @pytest.fixture
@@ -20,29 +15,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass(frozen=True)
-class Samples:
-    blue: DicomFile
-    green: DicomFile
-    red: DicomFile
-
-    @property
-    def all(self) -> list[DicomFile]:
-        return [self.blue, self.green, self.red]
-
-    @property
-    def study_uid(self) -> str:
-        return self.blue.study_uid
-
-
 @pytest.fixture(scope="session")
-def samples() -> Samples:
-    files = {}
-    for name in ("blue-circle", "green-square", "red-triangle"):
-        result = read_dicom_file(SAMPLES / f"{name}.dcm")
-        assert isinstance(result, DicomFile), f"sample {name} missing or unreadable in {SAMPLES}: {result}"
-        files[name.split("-")[0]] = result
-    return Samples(**files)
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
+    return make_samples(tmp_path_factory.mktemp("tutorial"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import write_schemas
-from tests.conftest import REPO, Samples
+from tests.support.samples import REPO, Samples
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ from dicomweb_mcp import (
 )
 from dicomweb_mcp.dicom.dicomjson import element_value
 from dicomweb_mcp.files.store import FileStore, uid_path
-from tests.conftest import Samples
+from tests.support.samples import Samples
 from tests.support.storage import save_all
 from tests.support.synthetic import make_study
 

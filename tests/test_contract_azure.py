@@ -26,8 +26,8 @@ from dicomweb_mcp import (
     ThrottledError,
     read_dicom_file,
 )
-from tests.conftest import Samples
 from tests.support.azure import BASE, CHANGE_FEED, DICOM_JSON, FakeCredential, sop_item, stow_response
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 

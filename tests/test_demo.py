@@ -7,15 +7,13 @@ import sys
 import anyio
 import pytest
 
-from tests.conftest import REPO
+from tests.support.samples import REPO
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_demo_walks_the_tutorial() -> None:
-    result = await anyio.run_process(
-        [sys.executable, str(REPO / "scripts" / "demo.py")], cwd=REPO, check=False
-    )
+    result = await anyio.run_process([sys.executable, "-m", "scripts.demo"], cwd=REPO, check=False)
     output = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert "counts {'stored': 1, 'already_present': 0, 'failed': 0, 'skipped': 0}" in output

@@ -17,9 +17,9 @@ from mcp import Client
 from dicomweb_mcp import Config, DicomWebClient, DicomWebError, StoreStatus, collect_dicom_files
 from dicomweb_mcp.tools.operations import DicomWebOperations
 from dicomweb_mcp.tools.server import build_server
-from tests.conftest import Samples
 from tests.support.nginx import TOKEN, Nginx
 from tests.support.orthanc import Orthanc
+from tests.support.samples import Samples
 from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio

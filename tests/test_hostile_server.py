@@ -20,9 +20,9 @@ from mcp import Client
 from dicomweb_mcp import Config, DicomWebClient, ServerUnreachableError
 from dicomweb_mcp.tools.operations import DicomWebOperations
 from dicomweb_mcp.tools.server import build_server
-from tests.conftest import Samples
 from tests.support.hostile import Handler, HostileServer, part
 from tests.support.orthanc import wait_until
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
-from tests.conftest import Samples
+from tests.support.samples import Samples
 from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from dicomweb_mcp import DicomFile, DicomWebClient, StoreStatus, collect_dicom_files
-from tests.conftest import REPO
+from tests.support.samples import REPO
 from tests.support.synthetic import make_study
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

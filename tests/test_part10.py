@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from dicomweb_mcp import DicomFile, SkippedFile, read_dicom_file
 from dicomweb_mcp.dicom.part10 import read_header
-from tests.conftest import Samples
+from tests.support.samples import Samples
 from tests.support.synthetic import make_study
 
 

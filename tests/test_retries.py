@@ -18,8 +18,8 @@ from dicomweb_mcp import (
     StoreStatus,
     ThrottledError,
 )
-from tests.conftest import Samples
 from tests.support.azure import BASE, FakeCredential, sop_item, stow_response
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 

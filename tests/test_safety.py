@@ -17,9 +17,9 @@ from mcp import Client
 from dicomweb_mcp import Config, DicomWebClient
 from dicomweb_mcp.dicomweb.auth import build_auth
 from dicomweb_mcp.tools.server import build_server
-from tests.conftest import Samples
 from tests.support.azure import BASE, FakeCredential
 from tests.support.orthanc import Orthanc
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 

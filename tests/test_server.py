@@ -17,8 +17,8 @@ from mcp.types import ElicitRequestParams, ElicitResult
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import write_schemas
 from dicomweb_mcp.tools.server import build_server
-from tests.conftest import REPO, Samples
 from tests.support.mcp import ALL_TOOLS, call, text
+from tests.support.samples import REPO, Samples
 
 pytestmark = pytest.mark.anyio
 

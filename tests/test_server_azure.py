@@ -12,8 +12,8 @@ from mcp import Client
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-from tests.conftest import Samples
 from tests.support.azure import BASE, CHANGE_FEED, FakeCredential, sop_item, stow_response
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 
