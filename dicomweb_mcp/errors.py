@@ -28,6 +28,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UnsupportedOperationError",
     "error_for_status",
+    "local_file_error",
 ]
 
 # Server messages can be long HTML pages or stack traces; an agent needs the first line or two.
@@ -203,3 +204,22 @@ def server_message(body: bytes) -> str:
     if len(text) > _MAX_SERVER_MESSAGE:
         text = text[: _MAX_SERVER_MESSAGE - 3] + "..."
     return text
+
+
+def local_file_error(exc: OSError, kept: str = "") -> LocalFileError:
+    """A local read or write failure, said so that the operator knows which setting or path to fix."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        advice = "Free space on that disk, or set DICOMWEB_DOWNLOAD_DIR to a directory on a larger one."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "Set DICOMWEB_DOWNLOAD_DIR to a directory this server may write to."
+    elif exc.errno == errno.ENOENT:
+        advice = "Check that the path exists (downloads go under DICOMWEB_DOWNLOAD_DIR)."
+    else:
+        advice = (
+            "Check the path, its permissions and the free space (downloads go under DICOMWEB_DOWNLOAD_DIR)."
+        )
+    return LocalFileError(f"Could not read or write a local file{where}: {reason}. {kept}{advice}")

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import anyio
 
 from ..config import Config, ServerKind
-from ..dicom.dicomjson import element_values
 from ..dicom.validation import check_scope, validate_frames, validate_uid
 from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError, error_for_status
 from ..files.dicomfiles import DicomFile
@@ -30,6 +30,7 @@ from .models import (
 )
 from .multipart import MultipartReader, boundary_of
 from .orthanc import detect_kind, orthanc_delete
+from .paths import level_path, transfer_syntax_value
 from .query import MatchValue, build_query
 from .servers import ServerProfile, guess_kind_from_url, profile_for
 from .stow import (
@@ -38,35 +39,14 @@ from .stow import (
     OnBatch,
     OnFileSent,
     batches,
+    existing_instances,
     store_batches,
 )
 from .transport import BaseTransport, HttpTransport, parse_json_objects
 
-__all__ = ["DicomWebClient", "Level", "level_path"]
+__all__ = ["DicomWebClient"]
 
 DICOM_JSON = "application/dicom+json"
-# Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
-_UID_LOOKUP_BATCH = 50
-_SOP_INSTANCE_UID = "00080018"
-
-Level = Literal["study", "series", "instance"]
-
-
-def _transfer_syntax(value: str) -> str:
-    return value if value == "*" else validate_uid(value, "transfer_syntax")
-
-
-def level_path(study_uid: str, series_uid: str | None, instance_uid: str | None) -> tuple[Level, str]:
-    """Validate the UIDs of a study/series/instance reference and build its path."""
-    path = f"/studies/{validate_uid(study_uid, 'study_uid')}"
-    if series_uid is None:
-        if instance_uid is not None:
-            raise InvalidInputError("instance_uid needs series_uid too: give both, or neither.")
-        return "study", path
-    path += f"/series/{validate_uid(series_uid, 'series_uid')}"
-    if instance_uid is None:
-        return "series", path
-    return "instance", path + f"/instances/{validate_uid(instance_uid, 'instance_uid')}"
 
 
 class DicomWebClient:
@@ -218,7 +198,7 @@ class DicomWebClient:
         without it.
         """
         level, path = level_path(study_uid, series_uid, instance_uid)
-        syntax = _transfer_syntax(transfer_syntax)
+        syntax = transfer_syntax_value(transfer_syntax)
         accept = f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'
         async with self._multipart(f"Retrieve {level}", self._root + path, accept) as reader:
             yield reader
@@ -236,7 +216,7 @@ class DicomWebClient:
         """WADO-RS frames (1-based numbers), as uncompressed Explicit VR Little Endian unless asked."""
         _, path = level_path(study_uid, series_uid, instance_uid)
         numbers = ",".join(str(n) for n in validate_frames(frames))
-        syntax = _transfer_syntax(transfer_syntax)
+        syntax = transfer_syntax_value(transfer_syntax)
         media_type = FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream")
         accept = f'multipart/related; type="{media_type}"; transfer-syntax={syntax}'
         async with self._multipart(
@@ -292,41 +272,29 @@ class DicomWebClient:
         on_batch: OnBatch | None = None,
         on_sent: OnFileSent | None = None,
     ) -> list[StoreOutcome]:
-        """STOW-RS: one outcome per file, in order. Bodies stream from disk, in batches, up to
-        ``config.concurrency`` batches at a time.
-
-        ``study_uid`` posts to ``/studies/{study}`` (the server refuses instances of other studies).
+        """STOW-RS: one outcome per file, in order; bodies stream from disk, ``config.concurrency``
+        batches at a time. ``study_uid`` posts to ``/studies/{study}`` (other studies are refused);
         ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
-        ``on_batch`` is awaited with each batch's outcomes as it completes, ``on_sent`` with each file as its
-        bytes have been sent (progress; a retried request sends its files again).
+        ``on_batch`` gets each batch's outcomes, ``on_sent`` each file as its bytes are sent (progress).
         """
         path = "/studies" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}"
         if encoding not in ("multipart", "single-part"):
             raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
         single_part = encoding == "single-part"
         groups = [[f] for f in files] if single_part else batches(files, batch_count, batch_bytes)
-        profile = await self.profile()
+        # Servers that ignore duplicates silently are asked first which instances they already have.
+        silent = (await self.profile()).silent_duplicates
+        lookup = partial(existing_instances, self.search_instances) if silent else None
         return await store_batches(
             self.http,
             self._root + path,
             groups,
             single_part=single_part,
             concurrency=self.config.concurrency,
-            lookup=self._existing_instances if profile.silent_duplicates else None,
+            lookup=lookup,
             on_batch=on_batch,
             on_sent=on_sent,
         )
-
-    async def _existing_instances(self, files: Sequence[DicomFile]) -> set[str]:
-        """The SOP instance UIDs of ``files`` the server already has (for servers that hide duplicates)."""
-        found: set[str] = set()
-        uids = sorted({f.instance_uid for f in files})
-        for start in range(0, len(uids), _UID_LOOKUP_BATCH):
-            chunk = uids[start : start + _UID_LOOKUP_BATCH]
-            result = await self.search_instances({"SOPInstanceUID": chunk}, limit=len(chunk))
-            for dataset in result.datasets:
-                found.update(str(v) for v in element_values(dataset, _SOP_INSTANCE_UID))
-        return found
 
     # ---- delete -----------------------------------------------------------------------------------
 

@@ -7,10 +7,11 @@ looks a UID up and deletes the resources found.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from ..config import ServerKind
 from ..errors import NotFoundError
+from .paths import Level
 from .servers import orthanc_rest_root
 from .transport import HttpTransport, parse_json
 
@@ -18,7 +19,6 @@ __all__ = ["detect_kind", "orthanc_delete"]
 
 log = logging.getLogger("dicomweb_mcp")
 
-Level = Literal["study", "series", "instance"]
 _TYPES = {"study": "Study", "series": "Series", "instance": "Instance"}
 _RESOURCES = {"study": "studies", "series": "series", "instance": "instances"}
 

@@ -24,7 +24,7 @@ from ..errors import (
     error_for_status,
 )
 from ..files.dicomfiles import DicomFile
-from .models import StoreOutcome, StoreStatus
+from .models import QueryResult, StoreOutcome, StoreStatus
 from .multipart import FileBody, FilePart, MultipartFileBody
 from .transport import HttpTransport
 
@@ -34,6 +34,7 @@ __all__ = [
     "FAILURE_REASONS",
     "WARNING_REASONS",
     "batches",
+    "existing_instances",
     "outcomes_from_response",
     "store_batches",
 ]
@@ -50,6 +51,10 @@ _REPEATING_ERRORS = (
     ServerUnreachableError,
     UnsupportedMediaTypeError,
 )
+
+# Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
+_UID_LOOKUP_BATCH = 50
+_SOP_INSTANCE_UID = "00080018"
 
 OnFileSent = Callable[[DicomFile], Awaitable[None]]
 OnBatch = Callable[[Sequence[StoreOutcome]], Awaitable[None]]
@@ -79,13 +84,13 @@ ALREADY_STORED = 45070
 
 _REFERENCED_SOP_SEQUENCE = "00081199"
 _FAILED_SOP_SEQUENCE = "00081198"
-_SOP_INSTANCE_UID = "00081155"
+_REFERENCED_SOP_INSTANCE_UID = "00081155"
 _FAILURE_REASON = "00081197"
 _WARNING_REASON = "00081196"
 
 
 def _uid(item: Mapping[str, Any]) -> str | None:
-    values = element_values(item, _SOP_INSTANCE_UID)
+    values = element_values(item, _REFERENCED_SOP_INSTANCE_UID)
     return str(values[0]) if values else None
 
 
@@ -148,6 +153,21 @@ def outcomes_from_response(
                 reason = f"{_describe(code, FAILURE_REASONS)}; {reason}"
             outcomes.append(StoreOutcome(file, StoreStatus.FAILED, code, reason))
     return outcomes
+
+
+async def existing_instances(
+    search: Callable[..., Awaitable[QueryResult]], files: Sequence[DicomFile]
+) -> set[str]:
+    """The SOP instance UIDs of ``files`` the server already has, by QIDO (``search`` is the client's
+    instance search), for servers that hide duplicates."""
+    found: set[str] = set()
+    uids = sorted({f.instance_uid for f in files})
+    for start in range(0, len(uids), _UID_LOOKUP_BATCH):
+        chunk = uids[start : start + _UID_LOOKUP_BATCH]
+        result = await search({"SOPInstanceUID": chunk}, limit=len(chunk))
+        for dataset in result.datasets:
+            found.update(str(v) for v in element_values(dataset, _SOP_INSTANCE_UID))
+    return found
 
 
 def batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list[list[DicomFile]]:

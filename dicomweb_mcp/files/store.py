@@ -15,7 +15,7 @@ from typing import Any
 
 from ..dicom.part10 import HEAD_BYTES
 from ..dicom.validation import validate_uid
-from ..errors import InvalidInputError, NotDicomError
+from ..errors import InvalidInputError, NotDicomError, local_file_error
 from ..records import Record
 from .dicomfiles import DicomFile, read_dicom_file
 
@@ -55,7 +55,10 @@ class FileStore:
 
     def directory(self, output_dir: str | None = None) -> Path:
         """The directory to save into: the root, or ``output_dir`` which must resolve inside the root."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_file_error(exc) from None
         root = self.root.resolve()
         if not output_dir:
             return root

@@ -18,7 +18,7 @@ from ..config import Config
 from ..dicom.validation import validate_uid
 from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolError
+from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolError, local_file_error
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
 from .results import (
@@ -102,18 +102,22 @@ class DicomWebOperations(Searches):
                         ) from None
                     await on_saved(record)
         except BaseException as exc:
-            if not saved:
+            failure: BaseException = local_file_error(exc) if isinstance(exc, OSError) else exc
+            if saved:
+                # Whatever completed stays (each file is whole), and the manifest says exactly what that is.
+                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                reason = "cancelled by the client" if cancelled else str(failure) or type(exc).__name__
+                kept = f"{len(saved)} complete files were kept"
+                try:
+                    self._write_manifest(manifest, study_uid, saved, complete=False, error=reason)
+                    kept += f"; {manifest} lists them"
+                except OSError:
+                    kept += f" under {directory} (the manifest could not be written)"
+                if isinstance(failure, DicomWebError):
+                    failure.add_detail(f"{kept}. Call again to fetch everything.")
+            if failure is exc:
                 raise
-            # Whatever completed stays (each file is whole), and the manifest says exactly what that is.
-            self._write_manifest(
-                manifest, study_uid, saved, complete=False, error=str(exc) or type(exc).__name__
-            )
-            if isinstance(exc, DicomWebError):
-                exc.add_detail(
-                    f"{len(saved)} complete files were kept; {manifest} lists them. Call again to fetch "
-                    "everything."
-                )
-            raise
+            raise failure from exc
         self._write_manifest(manifest, study_uid, saved, complete=True, seconds=time.monotonic() - started)
         return RetrieveInstancesResult(
             directory=str(directory),

@@ -1,113 +1,58 @@
-"""The MCP server: one typed tool per DICOMweb operation, each a thin adapter over ``DicomWebOperations``.
+"""The MCP server: the tools from ``definitions`` registered by policy, and errors that teach.
 
-Arguments are flat and validated by pydantic before the tool body runs (UIDs, dates, ranges); results
-are pydantic models (their schemas are in ``schemas/``); every ``DicomWebError`` reaches the agent as a
-``ToolError`` that says what went wrong and what to do next.
+Store and delete exist only when the operator allows them. An unknown tool or a bad argument gets an
+answer that names what exists: the tools, the valid arguments, the setting that enables a tool.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import difflib
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from typing import Any
 
-import anyio
-import httpx
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.resolve import AcceptedElicitation
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from mcp.types import ToolAnnotations
+from pydantic import ConfigDict, ValidationError
 
 from .. import __version__
 from ..config import Config
-from ..dicom.validation import UID_PATTERN, validate_uid
 from ..dicomweb.auth import TokenCredential
 from ..dicomweb.client import DicomWebClient
-from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
-from ..errors import DicomWebError
-from .operations import DicomWebOperations
-from .results import (
-    ChangeFeedResult,
-    DeleteResult,
-    RetrieveFramesResult,
-    RetrieveInstancesResult,
-    RetrieveMetadataResult,
-    RetrieveRenderedResult,
-    SearchInstancesResult,
-    SearchSeriesResult,
-    SearchStudiesResult,
-    ServerInfo,
-    StoreInstancesResult,
+from ..dicomweb.transport import BaseTransport
+from .definitions import (
+    AppState,
+    delete_instances,
+    get_change_feed,
+    retrieve_frames,
+    retrieve_instances,
+    retrieve_metadata,
+    retrieve_rendered,
+    search_instances,
+    search_series,
+    search_studies,
+    server_info,
+    store_instances,
 )
-from .search import SearchPage
+from .operations import DicomWebOperations
 
 __all__ = ["INSTRUCTIONS", "build_server"]
-
-log = logging.getLogger("dicomweb_mcp")
 
 INSTRUCTIONS = """\
 Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
 Workflow: search first (search_studies, then search_series / search_instances within a study) to find
-UIDs; then retrieve. Retrieved instances, frames, rendered images and full metadata are saved as files
-under the download directory and the tools return their paths, not the data: open the files from there.
+UIDs; then retrieve. Retrieved instances, frames and full metadata are saved as files under the
+download directory and the tools return their paths, not the data. retrieve_rendered with show=true
+returns the picture itself, for you to look at.
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
 permanently. server_info says which server this is and what it supports.
 """
-
-# ---- argument types: one definition each, shared by every tool --------------------------------------
-
-UID_JSON_SCHEMA = {"pattern": UID_PATTERN, "maxLength": 64}
-
-
-def _uid(name: str) -> AfterValidator:
-    return AfterValidator(lambda value: validate_uid(value, name))
-
-
-StudyUid = Annotated[
-    str,
-    _uid("study_uid"),
-    Field(description="Study Instance UID (digits and dots).", json_schema_extra=UID_JSON_SCHEMA),
-]
-SeriesUid = Annotated[
-    str, _uid("series_uid"), Field(description="Series Instance UID.", json_schema_extra=UID_JSON_SCHEMA)
-]
-InstanceUid = Annotated[
-    str, _uid("instance_uid"), Field(description="SOP Instance UID.", json_schema_extra=UID_JSON_SCHEMA)
-]
-OptionalStudyUid = Annotated[StudyUid | None, Field(description="Study Instance UID.")]
-OptionalSeriesUid = Annotated[SeriesUid | None, Field(description="Series Instance UID.")]
-OptionalInstanceUid = Annotated[InstanceUid | None, Field(description="SOP Instance UID.")]
-Filters = Annotated[
-    dict[str, str | list[str]] | None,
-    Field(
-        description='Other attributes to match, by DICOM keyword or tag, e.g. {"BodyPartExamined": "CHEST", '
-        '"00081030": "CT*"}. A list is a UID list (any of).'
-    ),
-]
-IncludeFields = Annotated[
-    list[str] | None,
-    Field(description='Extra attributes to return (keywords or tags), or ["all"]; shown in extra_fields.'),
-]
-Fuzzy = Annotated[bool, Field(description="Fuzzy matching of person names, where the server supports it.")]
-Limit = Annotated[int, Field(ge=1, le=200, description="Maximum number of results (1-200).")]
-Offset = Annotated[int, Field(ge=0, description="Number of results to skip (paging: pass next_offset).")]
-TransferSyntax = Annotated[
-    str,
-    Field(
-        description="Transfer syntax UID, or '*' for as stored.",
-        pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$",
-        max_length=64,
-    ),
-]
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -119,362 +64,117 @@ DELETE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
 )
 
+# Tools that exist only when the operator allows them, and the setting that does.
+_ENABLED_BY = {
+    "store_instances": "DICOMWEB_READ_ONLY=false",
+    "delete_instances": "DICOMWEB_ALLOW_DELETE=true (and DICOMWEB_READ_ONLY=false)",
+}
+# Methods the SDK serves by default although this server has no prompts or resources: unserved, they are
+# not advertised in the capabilities either.
+_UNUSED_METHODS = (
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+)
 
-@dataclass(frozen=True)
-class AppState:
-    operations: DicomWebOperations
-    delete_enabled: bool
 
+class DicomWebMCPServer(MCPServer[AppState]):
+    """MCPServer whose refusals say what would have worked."""
 
-def _state(ctx: Context[Any, Any]) -> AppState:
-    return cast(AppState, ctx.request_context.lifespan_context)
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the package's errors into ToolErrors whose text the agent sees (other exceptions are hidden)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            raise ToolError(unknown_tool_message(name, [t.name for t in self._tool_manager.list_tools()]))
         try:
-            return await fn(*args, **kwargs)
-        except DicomWebError as exc:
-            raise ToolError(str(exc)) from exc
-        except OSError as exc:
-            raise ToolError(
-                f"Could not read or write a local file ({exc.strerror or exc}: {exc.filename}). Check that "
-                "the download directory is writable and has free space, and that the given paths exist."
-            ) from exc
-
-    return wrapper
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(argument_error_message(tool, exc.__cause__)) from exc.__cause__
+            raise
 
 
-# ---- tools ------------------------------------------------------------------------------------------
+def unknown_tool_message(name: str, available: list[str]) -> str:
+    text = f"There is no tool named {name!r}."
+    if name in _ENABLED_BY:
+        text += f" {name} is switched off on this server: the operator enables it with {_ENABLED_BY[name]}."
+    else:
+        close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
+        if close:
+            text += f" Did you mean {close[0]!r}?"
+    return text + f" Tools here: {', '.join(sorted(available))}."
 
 
-@_tool_errors
-async def search_studies(
-    ctx: Context[Any, Any],
-    patient_name: Annotated[
-        str | None, Field(description="Patient name; wildcards * and ? allowed, e.g. 'Smith*'.")
-    ] = None,
-    patient_id: Annotated[str | None, Field(description="Patient ID (MRN).")] = None,
-    study_date: Annotated[
-        str | None,
-        Field(
-            description="Study date YYYYMMDD or YYYY-MM-DD, or a range 20200101-20201231 (open ends allowed)."
-        ),
-    ] = None,
-    accession_number: Annotated[str | None, Field(description="Accession number.")] = None,
-    modality: Annotated[str | None, Field(description="A modality in the study, e.g. CT, MR, OT.")] = None,
-    study_description: Annotated[
-        str | None, Field(description="Study description; wildcards allowed.")
-    ] = None,
-    referring_physician_name: Annotated[str | None, Field(description="Referring physician's name.")] = None,
-    study_uid: OptionalStudyUid = None,
-    filters: Filters = None,
-    include_fields: IncludeFields = None,
-    fuzzy: Fuzzy = False,
-    limit: Limit = 25,
-    offset: Offset = 0,
-) -> SearchStudiesResult:
-    """Find studies (QIDO-RS) by patient, date, accession number, modality or description; returns
-    summaries."""
-    return await _state(ctx).operations.search_studies(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
-        patient_name=patient_name,
-        patient_id=patient_id,
-        study_date=study_date,
-        accession_number=accession_number,
-        modality=modality,
-        study_description=study_description,
-        referring_physician_name=referring_physician_name,
-        study_uid=study_uid,
-    )
+def _snake(name: str) -> str:
+    """PatientName -> patient_name, StudyInstanceUID -> study_instance_uid."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-@_tool_errors
-async def search_series(
-    ctx: Context[Any, Any],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
-    ] = None,
-    series_uid: OptionalSeriesUid = None,
-    modality: Annotated[str | None, Field(description="Series modality, e.g. CT.")] = None,
-    series_description: Annotated[
-        str | None, Field(description="Series description; wildcards allowed.")
-    ] = None,
-    series_number: Annotated[int | None, Field(ge=0, description="Series number.")] = None,
-    filters: Filters = None,
-    include_fields: IncludeFields = None,
-    fuzzy: Fuzzy = False,
-    limit: Limit = 25,
-    offset: Offset = 0,
-) -> SearchSeriesResult:
-    """Find series (QIDO-RS), usually within one study (give study_uid); returns summaries."""
-    return await _state(ctx).operations.search_series(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
-        study_uid=study_uid,
-        series_uid=series_uid,
-        modality=modality,
-        series_description=series_description,
-        series_number=series_number,
-    )
+# DICOM keywords a radiology user types, and the argument that means the same.
+_KEYWORD_ARGUMENTS = {
+    "StudyInstanceUID": "study_uid",
+    "SeriesInstanceUID": "series_uid",
+    "SOPInstanceUID": "instance_uid",
+    "ModalitiesInStudy": "modality",
+}
 
 
-@_tool_errors
-async def search_instances(
-    ctx: Context[Any, Any],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
-    ] = None,
-    series_uid: Annotated[
-        OptionalSeriesUid,
-        Field(description="Series Instance UID: search only within this series (needs study_uid)."),
-    ] = None,
-    instance_uid: OptionalInstanceUid = None,
-    sop_class_uid: Annotated[
-        Annotated[str, _uid("sop_class_uid"), Field(json_schema_extra=UID_JSON_SCHEMA)] | None,
-        Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
-    ] = None,
-    instance_number: Annotated[int | None, Field(ge=0, description="Instance number.")] = None,
-    filters: Filters = None,
-    include_fields: IncludeFields = None,
-    fuzzy: Fuzzy = False,
-    limit: Limit = 25,
-    offset: Offset = 0,
-) -> SearchInstancesResult:
-    """Find instances (QIDO-RS), within a study or series; returns summaries (size, frames, SOP class)."""
-    return await _state(ctx).operations.search_instances(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
-        study_uid=study_uid,
-        series_uid=series_uid,
-        instance_uid=instance_uid,
-        sop_class_uid=sop_class_uid,
-        instance_number=instance_number,
-    )
+def _suggest(given: str, valid: list[str]) -> str | None:
+    for candidate in (_KEYWORD_ARGUMENTS.get(given), _snake(given), given.lower()):
+        if candidate in valid:
+            return candidate
+    close = difflib.get_close_matches(_snake(given), valid, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
-@_tool_errors
-async def retrieve_instances(
-    ctx: Context[Any, Any],
-    study_uid: StudyUid,
-    series_uid: Annotated[
-        OptionalSeriesUid, Field(description="Series Instance UID: retrieve only this series.")
-    ] = None,
-    instance_uid: Annotated[
-        OptionalInstanceUid,
-        Field(description="SOP Instance UID: retrieve only this instance (needs series_uid)."),
-    ] = None,
-    transfer_syntax: Annotated[
-        TransferSyntax, Field(description="'*' (default) keeps the files as stored.")
-    ] = "*",
-    output_dir: Annotated[
-        str | None,
-        Field(description="Directory inside the download directory (relative paths are taken from it)."),
-    ] = None,
-) -> RetrieveInstancesResult:
-    """Download a study, series or instance (WADO-RS) as DICOM files; returns their paths and a manifest."""
-    return await _state(ctx).operations.retrieve_instances(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        instance_uid=instance_uid,
-        transfer_syntax=transfer_syntax,
-        output_dir=output_dir,
-        progress=ctx.report_progress,
-    )
+_BOUNDS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
 
 
-@_tool_errors
-async def retrieve_metadata(
-    ctx: Context[Any, Any],
-    study_uid: StudyUid,
-    series_uid: OptionalSeriesUid = None,
-    instance_uid: Annotated[
-        OptionalInstanceUid, Field(description="SOP Instance UID (needs series_uid).")
-    ] = None,
-) -> RetrieveMetadataResult:
-    """Read the metadata of a study, series or instance: a compact summary per instance; the full DICOM JSON
-    is saved to metadata_file."""
-    return await _state(ctx).operations.retrieve_metadata(
-        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
-    )
+def _range(tool: Tool, loc: tuple[int | str, ...]) -> str | None:
+    """The accepted range of a number argument (or of a list's items), from the published schema."""
+    schema = tool.parameters.get("properties", {}).get(str(loc[0]), {})
+    if len(loc) > 1:
+        schema = schema.get("items", {})
+    # An optional argument's bounds sit on the non-null branch.
+    schema = next((v for v in schema.get("anyOf", []) if "minimum" in v or "maximum" in v), schema)
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}" if high is not None else None
 
 
-@_tool_errors
-async def retrieve_frames(
-    ctx: Context[Any, Any],
-    study_uid: StudyUid,
-    series_uid: SeriesUid,
-    instance_uid: InstanceUid,
-    frames: Annotated[
-        list[Annotated[int, Field(ge=1)]],
-        Field(min_length=1, max_length=10000, description="Frame numbers, 1-based, e.g. [1] or [1, 2, 3]."),
-    ],
-    transfer_syntax: Annotated[
-        TransferSyntax, Field(description="Default 1.2.840.10008.1.2.1 (uncompressed); '*' for as stored.")
-    ] = EXPLICIT_VR_LITTLE_ENDIAN,
-) -> RetrieveFramesResult:
-    """Download pixel data frames of one instance (WADO-RS) to files; returns their paths."""
-    return await _state(ctx).operations.retrieve_frames(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        instance_uid=instance_uid,
-        frames=frames,
-        transfer_syntax=transfer_syntax,
-    )
-
-
-@_tool_errors
-async def retrieve_rendered(
-    ctx: Context[Any, Any],
-    study_uid: StudyUid,
-    series_uid: SeriesUid,
-    instance_uid: InstanceUid,
-    frame: Annotated[
-        int | None, Field(ge=1, description="Frame number (1-based) of a multi-frame instance.")
-    ] = None,
-    media_type: Annotated[
-        Literal["image/jpeg", "image/png"], Field(description="Image format.")
-    ] = "image/jpeg",
-    quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
-    show: Annotated[
-        bool,
-        Field(description="Also return the picture itself, so that you can look at it (larger result)."),
-    ] = False,
-) -> Annotated[CallToolResult, RetrieveRenderedResult]:
-    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file; with
-    show=true the picture comes back too, for you to look at."""
-    result = await _state(ctx).operations.retrieve_rendered(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        instance_uid=instance_uid,
-        frame=frame,
-        media_type=media_type,
-        quality=quality,
-    )
-    content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
-    if show:
-        picture = await anyio.Path(result.path).read_bytes()
-        content.append(
-            ImageContent(
-                type="image", data=base64.b64encode(picture).decode("ascii"), mime_type=result.content_type
-            )
-        )
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
-
-
-@_tool_errors
-async def store_instances(
-    ctx: Context[Any, Any],
-    paths: Annotated[
-        list[str],
-        Field(min_length=1, description="DICOM files or directories (searched recursively) to upload."),
-    ],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Store into this study only: files of other studies are refused.")
-    ] = None,
-    encoding: Annotated[
-        Literal["multipart", "single-part"],
-        Field(
-            description="'multipart' (standard, default) or 'single-part' (Azure only, one file per request)."
-        ),
-    ] = "multipart",
-) -> StoreInstancesResult:
-    """Upload DICOM files (STOW-RS). Only files that parse as DICOM are sent; reports each file's outcome."""
-    return await _state(ctx).operations.store_instances(
-        paths=paths, study_uid=study_uid, encoding=encoding, progress=ctx.report_progress
-    )
-
-
-class DeleteConfirmation(BaseModel):
-    confirm: bool = Field(description="Delete permanently? This cannot be undone.")
-
-
-async def confirm_delete(
-    ctx: Context[Any, Any], study_uid: str, series_uid: str | None, instance_uid: str | None
-) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
-    """Ask the user before deleting, where the client can ask; otherwise the operator's setting decides."""
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.elicitation is None:
-        return DeleteConfirmation(confirm=True)
-    what = (
-        f"instance {instance_uid}"
-        if instance_uid
-        else f"series {series_uid}"
-        if series_uid
-        else f"study {study_uid}"
-    )
-    base = _state(ctx).operations.config.base_url
-    return Elicit(f"Permanently delete {what} (study {study_uid}) from {base}?", DeleteConfirmation)
-
-
-@_tool_errors
-async def delete_instances(
-    ctx: Context[Any, Any],
-    study_uid: StudyUid,
-    confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
-    series_uid: Annotated[OptionalSeriesUid, Field(description="Delete only this series.")] = None,
-    instance_uid: Annotated[
-        OptionalInstanceUid, Field(description="Delete only this instance (needs series_uid).")
-    ] = None,
-) -> DeleteResult:
-    """Permanently delete a study, series or instance from the archive."""
-    if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
-        raise ToolError("The user did not confirm the deletion; nothing was deleted.")
-    return await _state(ctx).operations.delete_instances(
-        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
-    )
-
-
-@_tool_errors
-async def get_change_feed(
-    ctx: Context[Any, Any],
-    offset: Annotated[
-        int,
-        Field(ge=0, description="Sequence number to read after (v1), or offset within the time window (v2)."),
-    ] = 0,
-    limit: Annotated[
-        int | None, Field(ge=1, le=200, description="Maximum entries (v1: 1-100, v2: 1-200).")
-    ] = None,
-    include_metadata: Annotated[
-        bool, Field(description="Save each entry's metadata to metadata_file.")
-    ] = False,
-    start_time: Annotated[
-        str | None, Field(description="v2: entries from this time (inclusive), ISO 8601 with timezone.")
-    ] = None,
-    end_time: Annotated[
-        str | None, Field(description="v2: entries before this time (exclusive), ISO 8601 with timezone.")
-    ] = None,
-    latest: Annotated[bool, Field(description="Only the newest entry.")] = False,
-) -> ChangeFeedResult:
-    """Read what changed in the archive (Azure DICOM change feed): creations, updates, deletions, in order."""
-    return await _state(ctx).operations.get_change_feed(
-        offset=offset,
-        limit=limit,
-        include_metadata=include_metadata,
-        start_time=start_time,
-        end_time=end_time,
-        latest=latest,
-    )
-
-
-@_tool_errors
-async def server_info(ctx: Context[Any, Any]) -> ServerInfo:
-    """Which DICOMweb server this is, whether it answers, what it supports, and where files are saved."""
-    state = _state(ctx)
-    return await state.operations.server_info(delete_enabled=state.delete_enabled)
+def argument_error_message(tool: Tool, error: ValidationError) -> str:
+    """Each rejected argument with what is accepted, in words; never pydantic's class names or links."""
+    valid = sorted(str(name) for name in tool.parameters.get("properties", {}))
+    lines = []
+    unknown = False
+    for item in error.errors(include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or "arguments"
+        if item["type"] == "extra_forbidden":
+            unknown = True
+            suggestion = _suggest(name, valid)
+            hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
+            lines.append(f"{name!r} is not an argument of {tool.name}{hint}.")
+        elif item["type"] == "missing":
+            lines.append(f"{name!r} is required.")
+        elif item["type"] in _BOUNDS and (bounds := _range(tool, item["loc"])):
+            lines.append(f"{name} must be {bounds}, not {item['input']!r}.")
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}" + ("" if message.endswith(".") else "."))
+    if unknown:
+        lines.append(f"Valid arguments: {', '.join(valid)}.")
+    return f"Invalid arguments for {tool.name}: " + " ".join(lines)
 
 
 def build_server(
-    config: Config,
-    *,
-    credential: TokenCredential | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> MCPServer[AppState]:
+    config: Config, *, credential: TokenCredential | None = None, transport: BaseTransport | None = None
+) -> DicomWebMCPServer:
     """The MCP server for ``config``. Store and delete exist only when the configuration allows them."""
     delete_enabled = config.allow_delete and not config.read_only
 
@@ -498,7 +198,7 @@ def build_server(
         specs.append((store_instances, "Store instances", STORE))
     if delete_enabled:
         specs.append((delete_instances, "Delete instances", DELETE))
-    return MCPServer(
+    server = DicomWebMCPServer(
         "dicomweb-mcp",
         title="DICOMweb",
         version=__version__,
@@ -507,6 +207,11 @@ def build_server(
         log_level=config.log_level,  # type: ignore[arg-type]
         tools=[_strict(Tool.from_function(fn, title=title, annotations=notes)) for fn, title, notes in specs],
     )
+    handlers = getattr(getattr(server, "_lowlevel_server", None), "_request_handlers", None)
+    if isinstance(handlers, dict):
+        for method in _UNUSED_METHODS:
+            handlers.pop(method, None)
+    return server
 
 
 def _strict(tool: Tool) -> Tool:

@@ -1,0 +1,400 @@
+"""The tools themselves: thin adapters from MCP arguments to ``DicomWebOperations`` and back.
+
+Each tool's docstring is its description, its parameters are its input schema (types from
+``arguments``), its return annotation its output schema. Every ``DicomWebError`` reaches the agent as a
+``ToolError`` that says what went wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+
+import anyio
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import AcceptedElicitation
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
+from pydantic import BaseModel, Field
+
+from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
+from ..errors import DicomWebError, local_file_error
+from .arguments import (
+    UID_JSON_SCHEMA,
+    Filters,
+    Fuzzy,
+    IncludeFields,
+    InstanceUid,
+    Limit,
+    Offset,
+    OptionalInstanceUid,
+    OptionalSeriesUid,
+    OptionalStudyUid,
+    SeriesUid,
+    StudyUid,
+    TransferSyntax,
+    uid_validator,
+)
+from .operations import DicomWebOperations
+from .results import (
+    ChangeFeedResult,
+    DeleteResult,
+    RetrieveFramesResult,
+    RetrieveInstancesResult,
+    RetrieveMetadataResult,
+    RetrieveRenderedResult,
+    SearchInstancesResult,
+    SearchSeriesResult,
+    SearchStudiesResult,
+    ServerInfo,
+    StoreInstancesResult,
+)
+from .search import SearchPage
+
+__all__ = ["AppState"]
+
+
+@dataclass(frozen=True)
+class AppState:
+    operations: DicomWebOperations
+    delete_enabled: bool
+
+
+def _state(ctx: Context[Any, Any]) -> AppState:
+    return cast(AppState, ctx.request_context.lifespan_context)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn the package's errors into ToolErrors whose text the agent sees (other exceptions are hidden)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except DicomWebError as exc:
+            raise ToolError(str(exc)) from exc
+        except OSError as exc:
+            raise ToolError(str(local_file_error(exc))) from exc
+
+    return wrapper
+
+
+@_tool_errors
+async def search_studies(
+    ctx: Context[Any, Any],
+    patient_name: Annotated[
+        str | None, Field(description="Patient name; wildcards * and ? allowed, e.g. 'Smith*'.")
+    ] = None,
+    patient_id: Annotated[str | None, Field(description="Patient ID (MRN).")] = None,
+    study_date: Annotated[
+        str | None,
+        Field(
+            description="Study date YYYYMMDD or YYYY-MM-DD, or a range 20200101-20201231 (open ends allowed)."
+        ),
+    ] = None,
+    accession_number: Annotated[str | None, Field(description="Accession number.")] = None,
+    modality: Annotated[str | None, Field(description="A modality in the study, e.g. CT, MR, OT.")] = None,
+    study_description: Annotated[
+        str | None, Field(description="Study description; wildcards allowed.")
+    ] = None,
+    referring_physician_name: Annotated[str | None, Field(description="Referring physician's name.")] = None,
+    study_uid: OptionalStudyUid = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchStudiesResult:
+    """Find studies (QIDO-RS) by patient, date, accession number, modality or description; returns
+    summaries."""
+    return await _state(ctx).operations.search_studies(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        patient_name=patient_name,
+        patient_id=patient_id,
+        study_date=study_date,
+        accession_number=accession_number,
+        modality=modality,
+        study_description=study_description,
+        referring_physician_name=referring_physician_name,
+        study_uid=study_uid,
+    )
+
+
+@_tool_errors
+async def search_series(
+    ctx: Context[Any, Any],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
+    ] = None,
+    series_uid: OptionalSeriesUid = None,
+    modality: Annotated[str | None, Field(description="Series modality, e.g. CT.")] = None,
+    series_description: Annotated[
+        str | None, Field(description="Series description; wildcards allowed.")
+    ] = None,
+    series_number: Annotated[int | None, Field(ge=0, description="Series number.")] = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchSeriesResult:
+    """Find series (QIDO-RS), usually within one study (give study_uid); returns summaries."""
+    return await _state(ctx).operations.search_series(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        modality=modality,
+        series_description=series_description,
+        series_number=series_number,
+    )
+
+
+@_tool_errors
+async def search_instances(
+    ctx: Context[Any, Any],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
+    ] = None,
+    series_uid: Annotated[
+        OptionalSeriesUid,
+        Field(description="Series Instance UID: search only within this series (needs study_uid)."),
+    ] = None,
+    instance_uid: OptionalInstanceUid = None,
+    sop_class_uid: Annotated[
+        Annotated[str, uid_validator("sop_class_uid"), Field(json_schema_extra=UID_JSON_SCHEMA)] | None,
+        Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
+    ] = None,
+    instance_number: Annotated[int | None, Field(ge=0, description="Instance number.")] = None,
+    filters: Filters = None,
+    include_fields: IncludeFields = None,
+    fuzzy: Fuzzy = False,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> SearchInstancesResult:
+    """Find instances (QIDO-RS), within a study or series; returns summaries (size, frames, SOP class)."""
+    return await _state(ctx).operations.search_instances(
+        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        sop_class_uid=sop_class_uid,
+        instance_number=instance_number,
+    )
+
+
+@_tool_errors
+async def retrieve_instances(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: Annotated[
+        OptionalSeriesUid, Field(description="Series Instance UID: retrieve only this series.")
+    ] = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid,
+        Field(description="SOP Instance UID: retrieve only this instance (needs series_uid)."),
+    ] = None,
+    transfer_syntax: Annotated[
+        TransferSyntax, Field(description="'*' (default) keeps the files as stored.")
+    ] = "*",
+    output_dir: Annotated[
+        str | None,
+        Field(description="Directory inside the download directory (relative paths are taken from it)."),
+    ] = None,
+) -> RetrieveInstancesResult:
+    """Download a study, series or instance (WADO-RS) as DICOM files; returns their paths and a manifest."""
+    return await _state(ctx).operations.retrieve_instances(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        transfer_syntax=transfer_syntax,
+        output_dir=output_dir,
+        progress=ctx.report_progress,
+    )
+
+
+@_tool_errors
+async def retrieve_metadata(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: OptionalSeriesUid = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid, Field(description="SOP Instance UID (needs series_uid).")
+    ] = None,
+) -> RetrieveMetadataResult:
+    """Read the metadata of a study, series or instance: a compact summary per instance; the full DICOM JSON
+    is saved to metadata_file."""
+    return await _state(ctx).operations.retrieve_metadata(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
+
+
+@_tool_errors
+async def retrieve_frames(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    instance_uid: InstanceUid,
+    frames: Annotated[
+        list[Annotated[int, Field(ge=1)]],
+        Field(min_length=1, max_length=10000, description="Frame numbers, 1-based, e.g. [1] or [1, 2, 3]."),
+    ],
+    transfer_syntax: Annotated[
+        TransferSyntax, Field(description="Default 1.2.840.10008.1.2.1 (uncompressed); '*' for as stored.")
+    ] = EXPLICIT_VR_LITTLE_ENDIAN,
+) -> RetrieveFramesResult:
+    """Download pixel data frames of one instance (WADO-RS) to files; returns their paths."""
+    return await _state(ctx).operations.retrieve_frames(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        frames=frames,
+        transfer_syntax=transfer_syntax,
+    )
+
+
+@_tool_errors
+async def retrieve_rendered(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    instance_uid: InstanceUid,
+    frame: Annotated[
+        int | None, Field(ge=1, description="Frame number (1-based) of a multi-frame instance.")
+    ] = None,
+    media_type: Annotated[
+        Literal["image/jpeg", "image/png"], Field(description="Image format.")
+    ] = "image/jpeg",
+    quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
+    show: Annotated[
+        bool,
+        Field(description="Also return the picture itself, so that you can look at it (larger result)."),
+    ] = False,
+) -> Annotated[CallToolResult, RetrieveRenderedResult]:
+    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file; with
+    show=true the picture comes back too, for you to look at."""
+    result = await _state(ctx).operations.retrieve_rendered(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        frame=frame,
+        media_type=media_type,
+        quality=quality,
+    )
+    content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
+    if show:
+        picture = await anyio.Path(result.path).read_bytes()
+        content.append(
+            ImageContent(
+                type="image", data=base64.b64encode(picture).decode("ascii"), mime_type=result.content_type
+            )
+        )
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+
+@_tool_errors
+async def store_instances(
+    ctx: Context[Any, Any],
+    paths: Annotated[
+        list[str],
+        Field(min_length=1, description="DICOM files or directories (searched recursively) to upload."),
+    ],
+    study_uid: Annotated[
+        OptionalStudyUid, Field(description="Store into this study only: files of other studies are refused.")
+    ] = None,
+    encoding: Annotated[
+        Literal["multipart", "single-part"],
+        Field(
+            description="'multipart' (standard, default) or 'single-part' (Azure only, one file per request)."
+        ),
+    ] = "multipart",
+) -> StoreInstancesResult:
+    """Upload DICOM files (STOW-RS). Only files that parse as DICOM are sent; reports each file's outcome."""
+    return await _state(ctx).operations.store_instances(
+        paths=paths, study_uid=study_uid, encoding=encoding, progress=ctx.report_progress
+    )
+
+
+class DeleteConfirmation(BaseModel):
+    confirm: bool = Field(description="Delete permanently? This cannot be undone.")
+
+
+async def confirm_delete(
+    ctx: Context[Any, Any], study_uid: str, series_uid: str | None, instance_uid: str | None
+) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
+    """Ask the user before deleting, where the client can ask; otherwise the operator's setting decides."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.elicitation is None:
+        return DeleteConfirmation(confirm=True)
+    what = (
+        f"instance {instance_uid}"
+        if instance_uid
+        else f"series {series_uid}"
+        if series_uid
+        else f"study {study_uid}"
+    )
+    base = _state(ctx).operations.config.base_url
+    return Elicit(f"Permanently delete {what} (study {study_uid}) from {base}?", DeleteConfirmation)
+
+
+@_tool_errors
+async def delete_instances(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Delete only this series.")] = None,
+    instance_uid: Annotated[
+        OptionalInstanceUid, Field(description="Delete only this instance (needs series_uid).")
+    ] = None,
+) -> DeleteResult:
+    """Permanently delete a study, series or instance from the archive."""
+    if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
+        raise ToolError("The user did not confirm the deletion; nothing was deleted.")
+    return await _state(ctx).operations.delete_instances(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
+
+
+@_tool_errors
+async def get_change_feed(
+    ctx: Context[Any, Any],
+    offset: Annotated[
+        int,
+        Field(ge=0, description="Sequence number to read after (v1), or offset within the time window (v2)."),
+    ] = 0,
+    limit: Annotated[
+        int | None, Field(ge=1, le=200, description="Maximum entries (v1: 1-100, v2: 1-200).")
+    ] = None,
+    include_metadata: Annotated[
+        bool, Field(description="Save each entry's metadata to metadata_file.")
+    ] = False,
+    start_time: Annotated[
+        str | None, Field(description="v2: entries from this time (inclusive), ISO 8601 with timezone.")
+    ] = None,
+    end_time: Annotated[
+        str | None, Field(description="v2: entries before this time (exclusive), ISO 8601 with timezone.")
+    ] = None,
+    latest: Annotated[bool, Field(description="Only the newest entry.")] = False,
+) -> ChangeFeedResult:
+    """Read what changed in the archive (Azure DICOM change feed): creations, updates, deletions, in order."""
+    return await _state(ctx).operations.get_change_feed(
+        offset=offset,
+        limit=limit,
+        include_metadata=include_metadata,
+        start_time=start_time,
+        end_time=end_time,
+        latest=latest,
+    )
+
+
+@_tool_errors
+async def server_info(ctx: Context[Any, Any]) -> ServerInfo:
+    """Which DICOMweb server this is, whether it answers, what it supports, and where files are saved."""
+    state = _state(ctx)
+    return await state.operations.server_info(delete_enabled=state.delete_enabled)
