@@ -33,10 +33,36 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+ENVIRONMENT = """\
+environment (only DICOMWEB_URL is required):
+  DICOMWEB_URL             the DICOMweb root, e.g. http://localhost:8042/dicom-web (Orthanc) or
+                           https://<workspace>-<service>.dicom.azurehealthcareapis.com/v2 (Azure)
+  DICOMWEB_AUTH            none | basic | bearer | azure (default: azure for Azure URLs, else none)
+  DICOMWEB_USERNAME, DICOMWEB_PASSWORD   for basic;  DICOMWEB_TOKEN   for bearer
+  DICOMWEB_AZURE_SCOPE     token scope for azure (default the Azure DICOM service's)
+  DICOMWEB_PARTITION       Azure data partition
+  DICOMWEB_SERVER_KIND     auto | azure | orthanc | dcm4chee | google | generic (default auto)
+  DICOMWEB_DOWNLOAD_DIR    where retrieved files are saved (default ~/dicomweb-downloads)
+  DICOMWEB_UPLOAD_ROOTS    directories store_instances may read from (default: anywhere)
+  DICOMWEB_READ_ONLY       true: no store_instances tool
+  DICOMWEB_ALLOW_DELETE    true: a delete_instances tool (permanent deletes)
+  DICOMWEB_TIMEOUT         seconds per request (60)
+  DICOMWEB_MAX_RETRIES     retries of a refused or throttled request (3)
+  DICOMWEB_CONCURRENCY     requests in flight for one store or retrieve (4)
+  DICOMWEB_LOG_LEVEL       DEBUG | INFO | WARNING (default) | ERROR, to stderr
+  DICOMWEB_MCP_TOKEN       serve --transport http: the bearer token every request must carry
+  DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated
+  DICOMWEB_MCP_ALLOWED_ORIGINS  serve --transport http: browser-based hosts' origins, comma-separated
+                                (e.g. http://localhost:6274 for MCP Inspector)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomweb-mcp",
-        description="MCP server for DICOMweb archives. Configure with DICOMWEB_* environment variables.",
+        description="MCP server for DICOMweb archives. MCP hosts start it with no arguments (stdio).",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dicomweb-mcp {__version__}")
     commands = parser.add_subparsers(dest="command")
@@ -44,16 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    call = commands.add_parser("call", help="run one tool through the MCP layer and print its result")
+    call = commands.add_parser(
+        "call",
+        help="run one tool through the MCP layer and print its result (exit 1 if it, or any file, failed)",
+    )
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="tool arguments as a JSON object")
     commands.add_parser(
-        "check", help="print server_info: is the DICOMweb server reachable, what does it support"
+        "check", help="print server_info; exit 1 unless a DICOMweb server answers at DICOMWEB_URL"
     )
-    schemas = commands.add_parser("schemas", help="write (or --check) the tools' JSON Schemas")
-    schemas.add_argument("--check", action="store_true", help="exit 1 if schemas/ is out of date")
-    schemas.add_argument("--dir", type=Path, default=Path("schemas"), help="directory (default ./schemas)")
+    schemas = commands.add_parser("schemas", help="(developers) write or --check the tools' JSON Schemas")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if the directory is out of date")
+    schemas.add_argument(
+        "--dir", type=Path, default=None, help="directory (default: schemas/ of this checkout)"
+    )
     return parser
+
+
+def _schemas_dir(given: Path | None) -> Path | None:
+    """The checkout's schemas/ (found from the package, so it works from any directory), or ``given``."""
+    if given is not None:
+        return given
+    checkout = Path(__file__).resolve().parents[1] / "schemas"
+    return checkout if checkout.is_dir() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "schemas":
             _configure_logging("WARNING")
-            return write_schemas(args.dir, check=args.check)
+            directory = _schemas_dir(args.dir)
+            if directory is None:
+                print(
+                    "dicomweb-mcp: no schemas/ directory beside this installation (it is a developer "
+                    "command for a checkout): pass --dir DIRECTORY",
+                    file=sys.stderr,
+                )
+                return 2
+            return write_schemas(directory, check=args.check)
         config = Config.from_env()
         _configure_logging(config.log_level)
         if args.command in (None, "serve"):
@@ -71,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 serve_http(server, config, host=args.host, port=args.port)
             else:
+                if sys.stdin.isatty():
+                    # Someone ran it by hand: say why nothing seems to happen.
+                    print(
+                        "dicomweb-mcp: waiting for an MCP client on stdin/stdout (MCP hosts start this "
+                        "command themselves; see --help). Ctrl-C to stop.",
+                        file=sys.stderr,
+                    )
                 server.run()
             return 0
         if args.command == "check":
@@ -98,7 +152,15 @@ async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
         text = " ".join(getattr(block, "text", "") for block in result.content)
         print(f"dicomweb-mcp: {text}", file=sys.stderr)
         return 1
-    print(json.dumps(result.structured_content, indent=2))
+    content = result.structured_content or {}
+    print(json.dumps(content, indent=2))
+    if tool == "server_info" and not content.get("reachable"):
+        print(f"dicomweb-mcp: {content.get('error') or 'the server did not answer'}", file=sys.stderr)
+        return 1
+    failed = (content.get("counts") or {}).get("failed", 0)
+    if failed:
+        print(f"dicomweb-mcp: {failed} file(s) failed; see 'failed' above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ from tests.support.orthanc import free_port
 
 COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
 TOKEN = "mcp-token-7f3a9c"
+INSPECTOR = "http://localhost:6274"  # MCP Inspector's page, a browser-based host
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -42,6 +43,7 @@ def http_server(orthanc_config: Config) -> Iterator[str]:
         "DICOMWEB_URL": orthanc_config.url,
         "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir),
         "DICOMWEB_MCP_TOKEN": TOKEN,
+        "DICOMWEB_MCP_ALLOWED_ORIGINS": INSPECTOR,
     }
     process = subprocess.Popen(
         [COMMAND, "serve", "--transport", "http", "--port", str(port)],
@@ -83,6 +85,25 @@ def test_requests_without_the_token_are_refused(http_server: str) -> None:
         headers={**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}", "Host": "evil.example"},
     )
     assert foreign_host.status_code == 421  # DNS-rebinding protection stays on behind the token
+
+
+def test_browser_origins_only_when_allowed(http_server: str) -> None:
+    authorized = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    inspector = httpx.post(http_server, json=INITIALIZE, headers={**authorized, "Origin": INSPECTOR})
+    other = httpx.post(
+        http_server, json=INITIALIZE, headers={**authorized, "Origin": "http://localhost:9999"}
+    )
+    assert inspector.status_code == 200, inspector.text
+    assert other.status_code == 403
+
+
+def test_no_oauth_discovery_to_follow(http_server: str) -> None:
+    root = http_server.removesuffix("/mcp")
+    for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server"):
+        response = httpx.get(root + path)
+        # Not 401: that would send a host into an OAuth login this server cannot complete.
+        assert response.status_code == 404
+        assert "Authorization: Bearer" in response.json()["message"]
 
 
 @pytest.mark.anyio

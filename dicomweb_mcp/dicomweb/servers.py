@@ -6,13 +6,14 @@ one field here. Facts come from the servers' conformance statements and probes o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 from ..config import AZURE_HOST_SUFFIX, ServerKind
 
-__all__ = ["ServerProfile", "guess_kind_from_url", "orthanc_rest_root", "profile_for"]
+__all__ = ["ServerProfile", "guess_kind_from_url", "orthanc_rest_root", "profile_for", "root_hint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +72,25 @@ def orthanc_rest_root(dicomweb_url: str) -> str:
     parts = urlsplit(dicomweb_url)
     path = parts.path.rstrip("/").rpartition("/")[0]
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def root_hint(url: str) -> str | None:
+    """What is likely wrong with a DICOMWEB_URL that misses the DICOMweb root, or None when it looks right.
+
+    Shown with a 400/404/405 answer: a server's own REST API at the same address answers DICOMweb paths
+    with errors that say nothing of the URL (Orthanc: 'Missing "since" argument')."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    base = f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "") + path
+    if (parts.hostname or "").endswith(AZURE_HOST_SUFFIX):
+        if not re.search(r"/v\d", path):
+            return f"DICOMWEB_URL has no API version: the Azure DICOM service answers at {base}/v2 (or /v1)."
+        return None
+    if not path:
+        return (
+            f"DICOMWEB_URL {base} has no path, so it may be the server's own address rather than its "
+            f"DICOMweb root: for Orthanc use {base}/dicom-web, for dcm4chee {base}/dcm4chee-arc/aets/AET/rs."
+        )
+    if parts.port == 8042 and not path.endswith("/dicom-web"):
+        return f"Orthanc serves DICOMweb under /dicom-web: try DICOMWEB_URL={base}/dicom-web."
+    return None

@@ -24,6 +24,7 @@ import httpx
 
 from ..config import Config
 from ..errors import DicomWebError, ProtocolError, ServerUnreachableError, error_for_status
+from .servers import root_hint
 
 __all__ = [
     "READ_BYTES",
@@ -140,6 +141,7 @@ class HttpTransport:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.config = config
+        self._root_hint = root_hint(config.url)
         self._backoff = retry_backoff
         self._sleep = sleep  # injectable so tests can check delays without waiting
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -187,7 +189,10 @@ class HttpTransport:
             body += chunk
             if len(body) >= _MAX_ERROR_BODY:
                 break
-        raise error_for_status(operation, response.status_code, response.request.url.path, body, attempts)
+        error = error_for_status(operation, response.status_code, response.request.url.path, body, attempts)
+        if response.status_code in (400, 404, 405) and self._root_hint:
+            error.add_detail(self._root_hint)
+        raise error
 
     def _retry_delay(self, attempt: int, retry_after: str | None) -> float:
         """Exponential backoff with full jitter, or the server's Retry-After plus a little jitter."""

@@ -350,12 +350,15 @@ class DicomWebOperations(Searches):
             auth=self.config.auth.value,
             reachable=reachable,
             error=error,
+            # Only a server that answered has capabilities to speak of.
             capabilities=ServerCapabilities(
                 delete=profile.delete_method != "unsupported",
                 change_feed=profile.change_feed,
                 rendered=profile.rendered,
                 single_part_store=profile.single_part_store,
-            ),
+            )
+            if reachable
+            else None,
             download_dir=str(self.config.download_dir),
             read_only=self.config.read_only,
             delete_enabled=delete_enabled,

@@ -203,7 +203,7 @@ class ServerInfo(Record):
     auth: str
     reachable: bool
     error: str | None = None
-    capabilities: ServerCapabilities
+    capabilities: ServerCapabilities | None = Field(None, description="Only when the server answered.")
     download_dir: str
     read_only: bool
     delete_enabled: bool
