@@ -1,60 +1,101 @@
 """The tools' argument types: one definition each, shared by every tool that takes the argument.
 
-UIDs are validated by pydantic before a tool body runs; their pattern is in the published schema too.
+Optional arguments accept an empty value as "not given": hosts in OpenAI's strict mode must send every
+argument, and send "" or [] for the ones the model means to leave out. UIDs are validated before a tool
+body runs, with a message that says what a UID looks like.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from ..dicom.validation import UID_PATTERN, validate_uid
+from ..dicom.validation import validate_uid
 
-UID_JSON_SCHEMA = {"pattern": UID_PATTERN, "maxLength": 64}
-
-
-def uid_validator(name: str) -> AfterValidator:
-    return AfterValidator(lambda value: validate_uid(value, name))
-
-
-StudyUid = Annotated[
-    str,
-    uid_validator("study_uid"),
-    Field(description="Study Instance UID (digits and dots).", json_schema_extra=UID_JSON_SCHEMA),
+__all__ = [
+    "Filter",
+    "Filters",
+    "Fuzzy",
+    "IncludeFields",
+    "InstanceUid",
+    "Limit",
+    "Offset",
+    "OptionalInstanceUid",
+    "OptionalSeriesUid",
+    "OptionalSopClassUid",
+    "OptionalStudyUid",
+    "SeriesUid",
+    "StudyUid",
+    "Text",
+    "TransferSyntax",
 ]
-SeriesUid = Annotated[
-    str,
-    uid_validator("series_uid"),
-    Field(description="Series Instance UID.", json_schema_extra=UID_JSON_SCHEMA),
+
+
+def _blank_is_absent(value: Any) -> Any:
+    return None if value == "" or value == [] else value
+
+
+def _uid(name: str) -> AfterValidator:
+    return AfterValidator(lambda value: value if value is None else validate_uid(value, name))
+
+
+Text = Annotated[str | None, BeforeValidator(_blank_is_absent)]
+
+
+# Plain UID arguments carry no description: their names say what they are, in every host's prompt.
+StudyUid = Annotated[str, _uid("study_uid")]
+SeriesUid = Annotated[str, _uid("series_uid")]
+InstanceUid = Annotated[str, _uid("instance_uid")]
+OptionalStudyUid = Annotated[str | None, BeforeValidator(_blank_is_absent), _uid("study_uid")]
+OptionalSeriesUid = Annotated[str | None, BeforeValidator(_blank_is_absent), _uid("series_uid")]
+OptionalInstanceUid = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_absent),
+    _uid("instance_uid"),
+    Field(description="SOP Instance UID (needs series_uid)."),
 ]
-InstanceUid = Annotated[
-    str,
-    uid_validator("instance_uid"),
-    Field(description="SOP Instance UID.", json_schema_extra=UID_JSON_SCHEMA),
+OptionalSopClassUid = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_absent),
+    _uid("sop_class_uid"),
+    Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
 ]
-OptionalStudyUid = Annotated[StudyUid | None, Field(description="Study Instance UID.")]
-OptionalSeriesUid = Annotated[SeriesUid | None, Field(description="Series Instance UID.")]
-OptionalInstanceUid = Annotated[InstanceUid | None, Field(description="SOP Instance UID.")]
+
+
+# One more attribute to match: a closed shape, since OpenAI's strict mode refuses open maps.
+class Filter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attribute: str = Field(description="DICOM keyword or tag, e.g. BodyPartExamined.")
+    value: str
+
+
+def _filters(value: Any) -> Any:
+    """The published shape is a list of attribute/value items; a map {keyword: value} (what a model
+    often writes) means the same, a list value being a UID list."""
+    if isinstance(value, dict):
+        return [
+            {"attribute": key, "value": ",".join(map(str, item)) if isinstance(item, list) else item}
+            for key, item in value.items()
+        ]
+    return _blank_is_absent(value)
+
+
 Filters = Annotated[
-    dict[str, str | list[str]] | None,
-    Field(
-        description='Other attributes to match, by DICOM keyword or tag, e.g. {"BodyPartExamined": "CHEST", '
-        '"00081030": "CT*"}. A list is a UID list (any of).'
-    ),
+    list[Filter] | None,
+    BeforeValidator(_filters),
+    Field(description="Other attributes to match."),
 ]
 IncludeFields = Annotated[
     list[str] | None,
-    Field(description='Extra attributes to return (keywords or tags), or ["all"]; shown in extra_fields.'),
+    Field(description='Extra attributes to return, or ["all"].'),
 ]
-Fuzzy = Annotated[bool, Field(description="Fuzzy matching of person names, where the server supports it.")]
-Limit = Annotated[int, Field(ge=1, le=200, description="Maximum number of results (1-200).")]
-Offset = Annotated[int, Field(ge=0, description="Number of results to skip (paging: pass next_offset).")]
+Fuzzy = Annotated[bool, Field(description="Fuzzy patient name matching, where the server has it.")]
+Limit = Annotated[int, Field(ge=1, le=200, description="Results per page.")]
+Offset = Annotated[int, Field(ge=0, description="Results to skip: the last result's next_offset.")]
 TransferSyntax = Annotated[
     str,
-    Field(
-        description="Transfer syntax UID, or '*' for as stored.",
-        pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$",
-        max_length=64,
-    ),
+    BeforeValidator(lambda value: "*" if value == "" else value),
+    Field(pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$", max_length=64),
 ]

@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import DicomWebError, local_file_error
 from .arguments import (
-    UID_JSON_SCHEMA,
     Filters,
     Fuzzy,
     IncludeFields,
@@ -32,11 +31,12 @@ from .arguments import (
     Offset,
     OptionalInstanceUid,
     OptionalSeriesUid,
+    OptionalSopClassUid,
     OptionalStudyUid,
     SeriesUid,
     StudyUid,
+    Text,
     TransferSyntax,
-    uid_validator,
 )
 from .operations import DicomWebOperations
 from .results import (
@@ -89,22 +89,15 @@ def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 @_tool_errors
 async def search_studies(
     ctx: Context[Any, Any],
-    patient_name: Annotated[
-        str | None, Field(description="Patient name; wildcards * and ? allowed, e.g. 'Smith*'.")
-    ] = None,
-    patient_id: Annotated[str | None, Field(description="Patient ID (MRN).")] = None,
+    patient_name: Annotated[Text, Field(description="Patient name; * ? wildcards, e.g. Smith*.")] = None,
+    patient_id: Annotated[Text, Field(description="Patient ID (MRN).")] = None,
     study_date: Annotated[
-        str | None,
-        Field(
-            description="Study date YYYYMMDD or YYYY-MM-DD, or a range 20200101-20201231 (open ends allowed)."
-        ),
+        Text, Field(description="YYYYMMDD, or a range 20200101-20201231 (ends optional).")
     ] = None,
-    accession_number: Annotated[str | None, Field(description="Accession number.")] = None,
-    modality: Annotated[str | None, Field(description="A modality in the study, e.g. CT, MR, OT.")] = None,
-    study_description: Annotated[
-        str | None, Field(description="Study description; wildcards allowed.")
-    ] = None,
-    referring_physician_name: Annotated[str | None, Field(description="Referring physician's name.")] = None,
+    accession_number: Text = None,
+    modality: Annotated[Text, Field(description="A modality in the study: CT, MR, ...")] = None,
+    study_description: Annotated[Text, Field(description="Wildcards allowed.")] = None,
+    referring_physician_name: Text = None,
     study_uid: OptionalStudyUid = None,
     filters: Filters = None,
     include_fields: IncludeFields = None,
@@ -112,10 +105,9 @@ async def search_studies(
     limit: Limit = 25,
     offset: Offset = 0,
 ) -> SearchStudiesResult:
-    """Find studies (QIDO-RS) by patient, date, accession number, modality or description; returns
-    summaries."""
+    """Find studies (QIDO-RS); returns a summary per study."""
     return await _state(ctx).operations.search_studies(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        SearchPage.of(filters, include_fields, fuzzy, limit, offset),
         patient_name=patient_name,
         patient_id=patient_id,
         study_date=study_date,
@@ -130,62 +122,46 @@ async def search_studies(
 @_tool_errors
 async def search_series(
     ctx: Context[Any, Any],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
-    ] = None,
+    study_uid: Annotated[OptionalStudyUid, Field(description="Within this study.")] = None,
     series_uid: OptionalSeriesUid = None,
-    modality: Annotated[str | None, Field(description="Series modality, e.g. CT.")] = None,
-    series_description: Annotated[
-        str | None, Field(description="Series description; wildcards allowed.")
-    ] = None,
-    series_number: Annotated[int | None, Field(ge=0, description="Series number.")] = None,
+    modality: Annotated[Text, Field(description="CT, MR, ...")] = None,
+    series_description: Annotated[Text, Field(description="Wildcards allowed.")] = None,
     filters: Filters = None,
     include_fields: IncludeFields = None,
-    fuzzy: Fuzzy = False,
     limit: Limit = 25,
     offset: Offset = 0,
 ) -> SearchSeriesResult:
-    """Find series (QIDO-RS), usually within one study (give study_uid); returns summaries."""
+    """Find series (QIDO-RS), usually of one study; returns a summary per series."""
     return await _state(ctx).operations.search_series(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        SearchPage.of(filters, include_fields, False, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
         modality=modality,
         series_description=series_description,
-        series_number=series_number,
     )
 
 
 @_tool_errors
 async def search_instances(
     ctx: Context[Any, Any],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Study Instance UID: search only within this study.")
-    ] = None,
+    study_uid: Annotated[OptionalStudyUid, Field(description="Within this study.")] = None,
     series_uid: Annotated[
-        OptionalSeriesUid,
-        Field(description="Series Instance UID: search only within this series (needs study_uid)."),
+        OptionalSeriesUid, Field(description="Search within this series (needs study_uid).")
     ] = None,
     instance_uid: OptionalInstanceUid = None,
-    sop_class_uid: Annotated[
-        Annotated[str, uid_validator("sop_class_uid"), Field(json_schema_extra=UID_JSON_SCHEMA)] | None,
-        Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
-    ] = None,
-    instance_number: Annotated[int | None, Field(ge=0, description="Instance number.")] = None,
+    sop_class_uid: OptionalSopClassUid = None,
     filters: Filters = None,
     include_fields: IncludeFields = None,
-    fuzzy: Fuzzy = False,
     limit: Limit = 25,
     offset: Offset = 0,
 ) -> SearchInstancesResult:
-    """Find instances (QIDO-RS), within a study or series; returns summaries (size, frames, SOP class)."""
+    """Find instances (QIDO-RS) of a study or series; returns a summary per instance."""
     return await _state(ctx).operations.search_instances(
-        SearchPage(filters, include_fields or (), fuzzy, limit, offset),
+        SearchPage.of(filters, include_fields, False, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
         sop_class_uid=sop_class_uid,
-        instance_number=instance_number,
     )
 
 
@@ -193,22 +169,16 @@ async def search_instances(
 async def retrieve_instances(
     ctx: Context[Any, Any],
     study_uid: StudyUid,
-    series_uid: Annotated[
-        OptionalSeriesUid, Field(description="Series Instance UID: retrieve only this series.")
-    ] = None,
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Only this series.")] = None,
     instance_uid: Annotated[
-        OptionalInstanceUid,
-        Field(description="SOP Instance UID: retrieve only this instance (needs series_uid)."),
+        OptionalInstanceUid, Field(description="Only this instance (needs series_uid).")
     ] = None,
     transfer_syntax: Annotated[
-        TransferSyntax, Field(description="'*' (default) keeps the files as stored.")
+        TransferSyntax, Field(description="Transfer syntax UID; * = as stored.")
     ] = "*",
-    output_dir: Annotated[
-        str | None,
-        Field(description="Directory inside the download directory (relative paths are taken from it)."),
-    ] = None,
+    output_dir: Annotated[Text, Field(description="Subdirectory of the download directory.")] = None,
 ) -> RetrieveInstancesResult:
-    """Download a study, series or instance (WADO-RS) as DICOM files; returns their paths and a manifest."""
+    """Download a study, series or instance (WADO-RS) as DICOM files; returns where they are."""
     return await _state(ctx).operations.retrieve_instances(
         study_uid=study_uid,
         series_uid=series_uid,
@@ -224,12 +194,10 @@ async def retrieve_metadata(
     ctx: Context[Any, Any],
     study_uid: StudyUid,
     series_uid: OptionalSeriesUid = None,
-    instance_uid: Annotated[
-        OptionalInstanceUid, Field(description="SOP Instance UID (needs series_uid).")
-    ] = None,
+    instance_uid: OptionalInstanceUid = None,
 ) -> RetrieveMetadataResult:
-    """Read the metadata of a study, series or instance: a compact summary per instance; the full DICOM JSON
-    is saved to metadata_file."""
+    """Read the metadata of a study, series or instance (WADO-RS): a summary per instance; the full DICOM
+    JSON is saved to metadata_file."""
     return await _state(ctx).operations.retrieve_metadata(
         study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
     )
@@ -243,13 +211,13 @@ async def retrieve_frames(
     instance_uid: InstanceUid,
     frames: Annotated[
         list[Annotated[int, Field(ge=1)]],
-        Field(min_length=1, max_length=10000, description="Frame numbers, 1-based, e.g. [1] or [1, 2, 3]."),
+        Field(min_length=1, max_length=10000, description="Frame numbers from 1, e.g. [1, 2]."),
     ],
     transfer_syntax: Annotated[
-        TransferSyntax, Field(description="Default 1.2.840.10008.1.2.1 (uncompressed); '*' for as stored.")
+        TransferSyntax, Field(description="Transfer syntax UID (default uncompressed); * = as stored.")
     ] = EXPLICIT_VR_LITTLE_ENDIAN,
 ) -> RetrieveFramesResult:
-    """Download pixel data frames of one instance (WADO-RS) to files; returns their paths."""
+    """Download pixel data frames of one instance (WADO-RS) to files."""
     return await _state(ctx).operations.retrieve_frames(
         study_uid=study_uid,
         series_uid=series_uid,
@@ -265,20 +233,12 @@ async def retrieve_rendered(
     study_uid: StudyUid,
     series_uid: SeriesUid,
     instance_uid: InstanceUid,
-    frame: Annotated[
-        int | None, Field(ge=1, description="Frame number (1-based) of a multi-frame instance.")
-    ] = None,
-    media_type: Annotated[
-        Literal["image/jpeg", "image/png"], Field(description="Image format.")
-    ] = "image/jpeg",
-    quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality 1-100.")] = None,
-    show: Annotated[
-        bool,
-        Field(description="Also return the picture itself, so that you can look at it (larger result)."),
-    ] = False,
+    frame: Annotated[int | None, Field(ge=1, description="Frame number, from 1.")] = None,
+    media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
+    quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality.")] = None,
+    show: Annotated[bool, Field(description="Also return the picture, to look at.")] = False,
 ) -> Annotated[CallToolResult, RetrieveRenderedResult]:
-    """Render an instance or frame as a JPEG or PNG picture (WADO-RS rendered), saved to a file; with
-    show=true the picture comes back too, for you to look at."""
+    """Render an instance or frame as JPEG or PNG (WADO-RS rendered) to a file."""
     result = await _state(ctx).operations.retrieve_rendered(
         study_uid=study_uid,
         series_uid=series_uid,
@@ -301,21 +261,13 @@ async def retrieve_rendered(
 @_tool_errors
 async def store_instances(
     ctx: Context[Any, Any],
-    paths: Annotated[
-        list[str],
-        Field(min_length=1, description="DICOM files or directories (searched recursively) to upload."),
-    ],
-    study_uid: Annotated[
-        OptionalStudyUid, Field(description="Store into this study only: files of other studies are refused.")
-    ] = None,
+    paths: Annotated[list[str], Field(min_length=1, description="DICOM files or directories (recursive).")],
+    study_uid: Annotated[OptionalStudyUid, Field(description="Refuse files of other studies.")] = None,
     encoding: Annotated[
-        Literal["multipart", "single-part"],
-        Field(
-            description="'multipart' (standard, default) or 'single-part' (Azure only, one file per request)."
-        ),
+        Literal["multipart", "single-part"], Field(description="single-part: Azure only, a file a request.")
     ] = "multipart",
 ) -> StoreInstancesResult:
-    """Upload DICOM files (STOW-RS). Only files that parse as DICOM are sent; reports each file's outcome."""
+    """Upload DICOM files (STOW-RS); reports each file's outcome."""
     return await _state(ctx).operations.store_instances(
         paths=paths, study_uid=study_uid, encoding=encoding, progress=ctx.report_progress
     )
@@ -348,9 +300,9 @@ async def delete_instances(
     ctx: Context[Any, Any],
     study_uid: StudyUid,
     confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
-    series_uid: Annotated[OptionalSeriesUid, Field(description="Delete only this series.")] = None,
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Only this series.")] = None,
     instance_uid: Annotated[
-        OptionalInstanceUid, Field(description="Delete only this instance (needs series_uid).")
+        OptionalInstanceUid, Field(description="Only this instance (needs series_uid).")
     ] = None,
 ) -> DeleteResult:
     """Permanently delete a study, series or instance from the archive."""
@@ -364,25 +316,14 @@ async def delete_instances(
 @_tool_errors
 async def get_change_feed(
     ctx: Context[Any, Any],
-    offset: Annotated[
-        int,
-        Field(ge=0, description="Sequence number to read after (v1), or offset within the time window (v2)."),
-    ] = 0,
-    limit: Annotated[
-        int | None, Field(ge=1, le=200, description="Maximum entries (v1: 1-100, v2: 1-200).")
-    ] = None,
-    include_metadata: Annotated[
-        bool, Field(description="Save each entry's metadata to metadata_file.")
-    ] = False,
-    start_time: Annotated[
-        str | None, Field(description="v2: entries from this time (inclusive), ISO 8601 with timezone.")
-    ] = None,
-    end_time: Annotated[
-        str | None, Field(description="v2: entries before this time (exclusive), ISO 8601 with timezone.")
-    ] = None,
+    offset: Annotated[int, Field(ge=0, description="The last result's next_offset.")] = 0,
+    limit: Annotated[int | None, Field(ge=1, le=200, description="Entries (v1 at most 100).")] = None,
+    include_metadata: Annotated[bool, Field(description="Save the entries' metadata to a file.")] = False,
+    start_time: Annotated[Text, Field(description="v2: from this ISO 8601 time, with timezone.")] = None,
+    end_time: Annotated[Text, Field(description="v2: before this ISO 8601 time.")] = None,
     latest: Annotated[bool, Field(description="Only the newest entry.")] = False,
 ) -> ChangeFeedResult:
-    """Read what changed in the archive (Azure DICOM change feed): creations, updates, deletions, in order."""
+    """What changed in the archive, in order: creations, updates, deletions."""
     return await _state(ctx).operations.get_change_feed(
         offset=offset,
         limit=limit,
@@ -394,7 +335,10 @@ async def get_change_feed(
 
 
 @_tool_errors
-async def server_info(ctx: Context[Any, Any]) -> ServerInfo:
-    """Which DICOMweb server this is, whether it answers, what it supports, and where files are saved."""
+async def server_info(
+    ctx: Context[Any, Any],
+    probe: Annotated[bool, Field(description="false: settings only, no request.")] = True,
+) -> ServerInfo:
+    """This server's kind, reachability, capabilities and download directory."""
     state = _state(ctx)
-    return await state.operations.server_info(delete_enabled=state.delete_enabled)
+    return await state.operations.server_info(delete_enabled=state.delete_enabled, probe=probe)

@@ -335,15 +335,17 @@ class DicomWebOperations(Searches):
             metadata_file=metadata_file,
         )
 
-    async def server_info(self, *, delete_enabled: bool) -> ServerInfo:
+    async def server_info(self, *, delete_enabled: bool, probe: bool = True) -> ServerInfo:
         error = None
-        try:
-            profile = await self.client.profile()
-            await self.client.search_studies(limit=1)
-            reachable = True
-        except DicomWebError as exc:
-            reachable, error = False, str(exc)
-            profile = self.client.assumed_profile()
+        reachable: bool | None = None  # not asked
+        profile = self.client.assumed_profile()
+        if probe:
+            try:
+                profile = await self.client.profile()
+                await self.client.search_studies(limit=1)
+                reachable = True
+            except DicomWebError as exc:
+                reachable, error = False, str(exc)
         return ServerInfo(
             base_url=self.config.base_url,
             server_kind=profile.kind.value,

@@ -201,7 +201,7 @@ class ServerInfo(Record):
     base_url: str
     server_kind: str
     auth: str
-    reachable: bool
+    reachable: bool | None = Field(None, description="Absent when not probed.")
     error: str | None = None
     capabilities: ServerCapabilities | None = Field(None, description="Only when the server answered.")
     download_dir: str

@@ -14,6 +14,7 @@ from ..dicomweb.models import QueryResult
 from ..dicomweb.query import MatchValue, build_query
 from ..errors import InvalidInputError
 from ..records import Record
+from .arguments import Filter
 from .results import (
     InstanceSummary,
     SearchInstancesResult,
@@ -38,6 +39,24 @@ class SearchPage:
     fuzzy: bool = False
     limit: int = 25
     offset: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        filters: Sequence[Filter] | None,
+        include_fields: Sequence[str] | None,
+        fuzzy: bool,
+        limit: int,
+        offset: int,
+    ) -> SearchPage:
+        """From the tools' arguments: ``filters`` as attribute/value items, each attribute at most once."""
+        match: dict[str, MatchValue] = {}
+        for item in filters or ():
+            keyword = resolve_attribute(item.attribute).keyword or item.attribute
+            if keyword in match:
+                raise InvalidInputError(f"filters name {item.attribute} twice: give each attribute once.")
+            match[item.attribute] = item.value
+        return cls(match, tuple(include_fields or ()), fuzzy, limit, offset)
 
 
 class Searches:

@@ -39,6 +39,7 @@ from .definitions import (
     store_instances,
 )
 from .operations import DicomWebOperations
+from .schema import lean_input_schema
 
 __all__ = ["INSTRUCTIONS", "build_server"]
 
@@ -215,12 +216,12 @@ def build_server(
 
 
 def _strict(tool: Tool) -> Tool:
-    """Refuse unknown arguments: an agent that misnames one (patient_id on search_instances) must be told,
-    not given a wider search than it asked for."""
+    """Refuse unknown arguments at run time: an agent that misnames one (patient_id on search_instances)
+    must be told, not given a wider search than it asked for. The published schema stays lean."""
     lenient = tool.fn_metadata.arg_model
     strict = type(
         lenient.__name__, (lenient,), {"model_config": ConfigDict(**lenient.model_config, extra="forbid")}
     )
     tool.fn_metadata.arg_model = strict
-    tool.parameters = {**tool.parameters, "additionalProperties": False}
+    tool.parameters = lean_input_schema(tool.parameters)
     return tool
