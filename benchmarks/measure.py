@@ -65,13 +65,13 @@ async def ours(case: str, a: dict[str, Any]) -> Result:
                 got = await operations.retrieve_frames(
                     study_uid=a["study"], series_uid=a["series"], instance_uid=a["instance"], frames=batch
                 )
-                size += sum(f.size_bytes for f in got.files)
-                items += len(got.files)
+                size += got.total_bytes
+                items += got.frame_count
         elif case in ("store-many", "store-large"):
             stored = await operations.store_instances(paths=[a["source"]])
             assert stored.counts.failed == 0 and stored.counts.skipped == 0, stored.counts
             items = stored.counts.stored + stored.counts.already_present
-            size = sum(Path(f.path).stat().st_size for f in stored.stored)
+            size = sum(p.stat().st_size for p in Path(a["source"]).rglob("*") if p.is_file())
         else:
             raise SystemExit(f"unknown case {case}")
         seconds = time.perf_counter() - started

@@ -44,11 +44,11 @@ environment (only DICOMWEB_URL is required):
   DICOMWEB_SERVER_KIND     auto | azure | orthanc | dcm4chee | google | generic (default auto)
   DICOMWEB_DOWNLOAD_DIR    where retrieved files are saved (default ~/dicomweb-downloads)
   DICOMWEB_UPLOAD_ROOTS    directories store_instances may read from (default: anywhere)
-  DICOMWEB_READ_ONLY       true: no store_instances tool
+  DICOMWEB_READ_ONLY       true: no store_instances or delete_instances tool
   DICOMWEB_ALLOW_DELETE    true: a delete_instances tool (permanent deletes)
   DICOMWEB_TIMEOUT         seconds per request (60)
   DICOMWEB_MAX_RETRIES     retries of a refused or throttled request (3)
-  DICOMWEB_CONCURRENCY     requests in flight for one store or retrieve (4)
+  DICOMWEB_CONCURRENCY     requests in flight for one store (4)
   DICOMWEB_LOG_LEVEL       DEBUG | INFO | WARNING (default) | ERROR, to stderr
   DICOMWEB_MCP_TOKEN       serve --transport http: the bearer token every request must carry
   DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated

@@ -44,9 +44,7 @@ def short(tool: str, result: dict[str, Any]) -> str:
     if tool == "retrieve_metadata":
         return f"{result['instance_count']} instance(s); full metadata in {clip(result['metadata_file'])}"
     if tool == "retrieve_frames":
-        return "; ".join(
-            f"frame {f['frame']}: {f['size_bytes']:,} bytes -> {clip(f['path'])}" for f in result["files"]
-        )
+        return f"{result['frame_count']} frame(s), {result['total_bytes']:,} bytes -> {clip(result['files'])}"
     if tool == "retrieve_rendered":
         return f"{result['content_type']} {result['size_bytes']:,} bytes -> {clip(result['path'])}"
     if tool == "delete_instances":
@@ -76,7 +74,7 @@ async def walk(client: Client, blue: Path, green: Path, red: Path) -> list[tuple
 
     await step("server_info", {})
     stored = await step("store_instances", {"paths": [str(blue)]})
-    study = state["study"] = stored["stored"][0]["study_uid"]
+    study = state["study"] = stored["study_uids"][0]
     await step("store_instances", {"paths": [str(red)], "study_uid": study})
     await step("store_instances", {"paths": [str(green)], "study_uid": study})
     await step("search_studies", {"patient_name": "Anony*"})

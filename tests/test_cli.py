@@ -35,8 +35,9 @@ async def test_stdio_server_search_and_retrieve(orthanc_config: Config, samples:
         retrieved = await client.call_tool("retrieve_instances", {"study_uid": samples.study_uid})
     assert not stored.is_error and stored.structured_content["counts"]["stored"] == 1
     assert [s["study_uid"] for s in found.structured_content["results"]] == [samples.study_uid]
-    files = retrieved.structured_content["files"]
-    assert len(files) == 1 and Path(files[0]["path"]).read_bytes() == samples.blue.path.read_bytes()
+    saved = retrieved.structured_content
+    assert len(saved["files"]) == 1
+    assert (Path(saved["directory"]) / saved["files"][0]).read_bytes() == samples.blue.path.read_bytes()
 
 
 async def test_call_and_check_print_json(orthanc_config: Config, samples: Samples) -> None:

@@ -17,6 +17,6 @@ async def test_demo_walks_the_tutorial() -> None:
     output = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert "counts {'stored': 1, 'already_present': 0, 'failed': 0, 'skipped': 0}" in output
-    assert "frame 1: 2,892,945 bytes" in output
+    assert "1 frame(s), 2,892,945 bytes" in output
     assert "deleted study via orthanc-rest" in output
     assert output.rstrip().endswith("Demo complete: Orthanc stopped.")

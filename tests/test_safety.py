@@ -133,7 +133,7 @@ async def test_upload_roots(orthanc_config: Config, samples: Samples, tmp_path: 
             "store_instances", {"paths": [str(allowed), str(elsewhere / "red.dcm"), str(elsewhere)]}
         )
     outcome = result.structured_content
-    assert [Path(s["path"]).name for s in outcome["stored"]] == ["blue.dcm"]
+    assert [Path(path).name for path in outcome["stored"]] == ["blue.dcm"]
     skipped = {s["path"]: s["reason"] for s in outcome["skipped"]}
     assert set(skipped) == {str(allowed / "link.dcm"), str(elsewhere / "red.dcm"), str(elsewhere)}
     assert all("DICOMWEB_UPLOAD_ROOTS" in reason for reason in skipped.values())

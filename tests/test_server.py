@@ -108,15 +108,15 @@ async def test_tutorial_through_tools(config: Config, samples: Samples) -> None:
     }
 
     saved = retrieved.structured_content
-    assert saved["file_count"] == 3 and saved["total_bytes"] == sum(f["size_bytes"] for f in saved["files"])
-    for entry in saved["files"]:
-        path = Path(entry["path"])
-        assert (
-            path
-            == config.download_dir / entry["study_uid"] / entry["series_uid"] / f"{entry['instance_uid']}.dcm"
-        )
-        original = next(f for f in samples.all if f.instance_uid == entry["instance_uid"])
+    assert saved["directory"] == str(config.download_dir / samples.study_uid)
+    expected = {f"{f.series_uid}/{f.instance_uid}.dcm": f for f in samples.all}
+    assert saved["file_count"] == 3 and sorted(saved["files"]) == sorted(expected)
+    total = 0
+    for name, original in expected.items():
+        path = Path(saved["directory"]) / name
+        total += path.stat().st_size
         assert pydicom.dcmread(path).PixelData == pydicom.dcmread(original.path).PixelData
+    assert saved["total_bytes"] == total
     manifest = json.loads(Path(saved["manifest"]).read_text())
     assert manifest["complete"] is True and len(manifest["files"]) == 3
 
@@ -126,8 +126,10 @@ async def test_tutorial_through_tools(config: Config, samples: Samples) -> None:
     }
     assert len(json.loads(Path(meta["metadata_file"]).read_text())) == 3
 
-    frame = frames.structured_content["files"][0]
-    assert frame["size_bytes"] == 2_892_945 and Path(frame["path"]).stat().st_size == 2_892_945
+    frame = frames.structured_content
+    assert frame["frame_count"] == 1 and frame["total_bytes"] == 2_892_945
+    assert frame["files"] == [f"{samples.red.instance_uid}.frame-1.raw"]
+    assert (Path(frame["directory"]) / frame["files"][0]).stat().st_size == 2_892_945
 
     image = rendered.structured_content
     assert image["content_type"] == "image/jpeg" and Path(image["path"]).read_bytes()[:3] == b"\xff\xd8\xff"

@@ -92,5 +92,6 @@ def root_hint(url: str) -> str | None:
             f"DICOMweb root: for Orthanc use {base}/dicom-web, for dcm4chee {base}/dcm4chee-arc/aets/AET/rs."
         )
     if parts.port == 8042 and not path.endswith("/dicom-web"):
-        return f"Orthanc serves DICOMweb under /dicom-web: try DICOMWEB_URL={base}/dicom-web."
+        root = base.removesuffix(path)
+        return f"Orthanc serves DICOMweb under /dicom-web: try DICOMWEB_URL={root}/dicom-web."
     return None

@@ -23,7 +23,9 @@ from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
 from .results import (
     MAX_LISTED_FILES,
+    MAX_LISTED_PROBLEMS,
     ChangeFeedResult,
+    FileProblem,
     InstanceMetadata,
     RetrieveFramesResult,
     RetrieveInstancesResult,
@@ -32,7 +34,6 @@ from .results import (
     ServerCapabilities,
     ServerInfo,
     StoreCounts,
-    StoredFile,
     StoreInstancesResult,
 )
 from .search import Searches
@@ -119,11 +120,12 @@ class DicomWebOperations(Searches):
                 raise
             raise failure from exc
         self._write_manifest(manifest, study_uid, saved, complete=True, seconds=time.monotonic() - started)
+        study_directory = uid_path(directory, study_uid)
         return RetrieveInstancesResult(
-            directory=str(directory),
-            files=saved[:MAX_LISTED_FILES],
+            directory=str(study_directory),
             file_count=len(saved),
             total_bytes=total_bytes,
+            files=[str(Path(f.path).relative_to(study_directory)) for f in saved[:MAX_LISTED_FILES]],
             manifest=str(manifest),
         )
 
@@ -197,7 +199,14 @@ class DicomWebOperations(Searches):
                 )
         if len(saved) != len(frames):
             raise ProtocolError(f"The server sent {len(saved)} frames for the {len(frames)} asked for.")
-        return RetrieveFramesResult(files=saved)
+        return RetrieveFramesResult(
+            directory=str(base.parent),
+            frame_count=len(saved),
+            total_bytes=sum(f.size_bytes for f in saved),
+            files=[Path(f.path).name for f in saved[:MAX_LISTED_FILES]],
+            content_type=saved[0].content_type,
+            transfer_syntax_uid=saved[0].transfer_syntax_uid,
+        )
 
     async def retrieve_rendered(
         self,
@@ -265,26 +274,28 @@ class DicomWebOperations(Searches):
             await self.client.store_instances(
                 files, study_uid=study_uid, encoding=encoding, on_batch=on_batch, on_sent=on_sent
             )
-        by_status: dict[StoreStatus, list[StoredFile]] = {status: [] for status in StoreStatus}
+        by_status: dict[StoreStatus, list[StoreOutcome]] = {status: [] for status in StoreStatus}
         warnings: list[str] = []
         for outcome in outcomes:
-            by_status[outcome.status].append(_stored_file(outcome.file, outcome))
+            by_status[outcome.status].append(outcome)
             warnings.extend(f"{outcome.file.path.name}: {w}" for w in outcome.warnings)
-        skipped_files = [StoredFile(path=str(s.path), reason=s.reason) for s in skipped]
         if not files:
             warnings.append("No DICOM files were found in the given paths; nothing was sent.")
+        stored, present = by_status[StoreStatus.STORED], by_status[StoreStatus.ALREADY_PRESENT]
+        failed = by_status[StoreStatus.FAILED]
         return StoreInstancesResult(
-            stored=by_status[StoreStatus.STORED],
-            already_present=by_status[StoreStatus.ALREADY_PRESENT],
-            failed=by_status[StoreStatus.FAILED],
-            skipped=skipped_files,
             counts=StoreCounts(
-                stored=len(by_status[StoreStatus.STORED]),
-                already_present=len(by_status[StoreStatus.ALREADY_PRESENT]),
-                failed=len(by_status[StoreStatus.FAILED]),
-                skipped=len(skipped_files),
+                stored=len(stored), already_present=len(present), failed=len(failed), skipped=len(skipped)
             ),
-            warnings=warnings,
+            study_uids=sorted({o.file.study_uid for o in stored + present}),
+            stored=[str(o.file.path) for o in stored[:MAX_LISTED_FILES]],
+            already_present=[str(o.file.path) for o in present[:MAX_LISTED_FILES]],
+            failed=[
+                FileProblem(path=str(o.file.path), reason=o.reason or "refused", reason_code=o.reason_code)
+                for o in failed[:MAX_LISTED_PROBLEMS]
+            ],
+            skipped=[FileProblem(path=str(f.path), reason=f.reason) for f in skipped[:MAX_LISTED_PROBLEMS]],
+            warnings=warnings[:MAX_LISTED_PROBLEMS],
         )
 
     async def delete_instances(
@@ -365,15 +376,3 @@ class DicomWebOperations(Searches):
             read_only=self.config.read_only,
             delete_enabled=delete_enabled,
         )
-
-
-def _stored_file(file: DicomFile, outcome: StoreOutcome) -> StoredFile:
-    return StoredFile(
-        path=str(file.path),
-        study_uid=file.study_uid,
-        series_uid=file.series_uid,
-        instance_uid=file.instance_uid,
-        reason_code=outcome.reason_code,
-        reason=outcome.reason,
-        warnings=outcome.warnings or None,
-    )

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..dicomweb.models import ChangeFeedEntry, DeleteResult
-from ..files.store import SavedFile, SavedFrame
 from ..records import Record
 
 __all__ = [
     "ChangeFeedResult",
     "DeleteResult",
+    "FileProblem",
     "InstanceMetadata",
     "InstanceSummary",
     "RetrieveFramesResult",
@@ -29,11 +29,12 @@ __all__ = [
     "ServerInfo",
     "StoreCounts",
     "StoreInstancesResult",
-    "StoredFile",
     "StudySummary",
 ]
 
-MAX_LISTED_FILES = 100
+# A result lists a few saved files as examples; the manifest (or the metadata file) has them all. The
+# text an agent reads then stays the same size for 3 files or 3,000.
+MAX_LISTED_FILES = 5
 
 Scalar = str | int | float
 Value = Scalar | list[Scalar]
@@ -109,11 +110,11 @@ class SearchInstancesResult(_Page):
 
 
 class RetrieveInstancesResult(Record):
-    directory: str = Field(description="Directory the study tree was saved under.")
-    files: list[SavedFile] = Field(description=f"Saved files (at most {MAX_LISTED_FILES} listed).")
+    directory: str = Field(description="The study's directory: {series_uid}/{instance_uid}.dcm below it.")
     file_count: int
     total_bytes: int
-    manifest: str = Field(description="Path of a JSON file listing every saved file.")
+    files: list[str] = Field(description=f"The first {MAX_LISTED_FILES} files, relative to directory.")
+    manifest: str = Field(description="JSON file listing every saved file.")
 
 
 class InstanceMetadata(Record):
@@ -141,7 +142,12 @@ class RetrieveMetadataResult(Record):
 
 
 class RetrieveFramesResult(Record):
-    files: list[SavedFrame]
+    directory: str
+    frame_count: int
+    total_bytes: int
+    files: list[str] = Field(description=f"The first {MAX_LISTED_FILES} frame files, relative to directory.")
+    content_type: str
+    transfer_syntax_uid: str | None = None
 
 
 class RetrieveRenderedResult(Record):
@@ -153,14 +159,14 @@ class RetrieveRenderedResult(Record):
 # ---- store / delete -----------------------------------------------------------------------------
 
 
-class StoredFile(Record):
+# Failures are listed in full up to this many; each needs its reason to be acted on.
+MAX_LISTED_PROBLEMS = 20
+
+
+class FileProblem(Record):
     path: str
-    study_uid: str | None = None
-    series_uid: str | None = None
-    instance_uid: str | None = None
+    reason: str
     reason_code: int | None = None
-    reason: str | None = None
-    warnings: list[str] | None = None
 
 
 class StoreCounts(Record):
@@ -171,11 +177,16 @@ class StoreCounts(Record):
 
 
 class StoreInstancesResult(Record):
-    stored: list[StoredFile]
-    already_present: list[StoredFile]
-    failed: list[StoredFile]
-    skipped: list[StoredFile] = Field(description="Files not sent: not DICOM, unreadable, or missing.")
     counts: StoreCounts
+    study_uids: list[str] = Field(description="The studies the stored and present files belong to.")
+    stored: list[str] = Field(description=f"The first {MAX_LISTED_FILES} files stored.")
+    already_present: list[str] = Field(description=f"The first {MAX_LISTED_FILES} already stored.")
+    failed: list[FileProblem] = Field(
+        description=f"Files the server refused (at most {MAX_LISTED_PROBLEMS})."
+    )
+    skipped: list[FileProblem] = Field(
+        description=f"Files not sent: not DICOM, unreadable, or missing (at most {MAX_LISTED_PROBLEMS})."
+    )
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -7,6 +7,7 @@ answer that names what exists: the tools, the valid arguments, the setting that 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, ValidationError
 
 from .. import __version__
@@ -58,6 +59,10 @@ permanently. server_info says which server this is and what it supports.
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
 )
+# Reads from the archive that write files under the download directory: not read-only for a host.
+SAVES_FILES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
 STORE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
 )
@@ -91,11 +96,26 @@ class DicomWebMCPServer(MCPServer[AppState]):
         if tool is None:
             raise ToolError(unknown_tool_message(name, [t.name for t in self._tool_manager.list_tools()]))
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(argument_error_message(tool, exc.__cause__)) from exc.__cause__
             raise
+        return _compact_text(result)
+
+
+def _compact_text(result: Any) -> Any:
+    """Most hosts show the model the text block, not the structured content: make it the same facts as
+    compact JSON (the SDK writes it indented, a third more bytes on every result)."""
+    if isinstance(result, CallToolResult) and result.structured_content is not None:
+        blocks = [b for b in result.content if isinstance(b, TextContent)]
+        if len(blocks) == 1:
+            compact = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+            content = [
+                TextContent(type="text", text=compact) if b is blocks[0] else b for b in result.content
+            ]
+            return result.model_copy(update={"content": content})
+    return result
 
 
 def unknown_tool_message(name: str, available: list[str]) -> str:
@@ -188,10 +208,10 @@ def build_server(
         (search_studies, "Search studies", READ_ONLY),
         (search_series, "Search series", READ_ONLY),
         (search_instances, "Search instances", READ_ONLY),
-        (retrieve_instances, "Retrieve instances", READ_ONLY),
-        (retrieve_metadata, "Retrieve metadata", READ_ONLY),
-        (retrieve_frames, "Retrieve frames", READ_ONLY),
-        (retrieve_rendered, "Retrieve rendered image", READ_ONLY),
+        (retrieve_instances, "Retrieve instances", SAVES_FILES),
+        (retrieve_metadata, "Retrieve metadata", SAVES_FILES),
+        (retrieve_frames, "Retrieve frames", SAVES_FILES),
+        (retrieve_rendered, "Retrieve rendered image", SAVES_FILES),
         (get_change_feed, "Read the change feed", READ_ONLY),
         (server_info, "Server info", READ_ONLY),
     ]
