@@ -67,7 +67,8 @@ async def walk(client: Client, blue: Path, green: Path, red: Path) -> list[tuple
         if result.is_error:
             raise SystemExit(f"   {tool} failed: {' '.join(getattr(b, 'text', '') for b in result.content)}")
         content = result.structured_content or {}
-        size = len(json.dumps(content).encode())
+        # What the model reads: the text block (hosts show it, not the structured content).
+        size = sum(len(getattr(block, "text", "").encode()) for block in result.content)
         sizes.append((tool, size))
         print(f"   {short(tool, content)}  [{size:,} bytes, {elapsed:.0f} ms]")
         return content
@@ -118,7 +119,7 @@ async def main() -> None:
                 sizes = await walk(client, *files)
         finally:
             orthanc.stop()
-    print("\nResult sizes (bytes of structured content):")
+    print("\nResult sizes (bytes of text the model reads):")
     for tool, size in sizes:
         print(f"  {tool:<20} {size:>6,}")
     print("\nDemo complete: Orthanc stopped.")
