@@ -303,3 +303,17 @@ async def test_rendered_picture_can_be_shown_to_the_model(config: Config, sample
     assert image.mime_type == "image/png" and picture[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture == Path(shown.structured_content["path"]).read_bytes()
     assert shown.structured_content["size_bytes"] == len(picture)
+
+
+async def test_include_all_fields_works_and_says_what_the_server_did(
+    config: Config, samples: Samples
+) -> None:
+    await store_samples(config, samples)
+    result = await call(
+        config, "search_instances", {"study_uid": samples.study_uid, "include_fields": ["all"]}
+    )
+    assert not result.is_error, text(result)
+    found = result.structured_content["results"]
+    assert found and all(r["extra_fields"] for r in found)
+    # Orthanc ignores includefield=all: the caller is told rather than left to wonder.
+    assert any("includefield=all" in w for w in result.structured_content["warnings"])

@@ -112,3 +112,23 @@ async def test_progress_is_reported(orthanc_config: Config, samples: Samples) ->
     assert stored[-1][2] == "sent 3/3 instances (8.7/8.7 MB); 3 answered"
     assert [u[0] for u in updates] == [1, 2, 3]
     assert "8.7 MB saved" in (updates[-1][2] or "")
+
+
+async def test_wildcards_on_a_server_without_them(tmp_path: Path) -> None:
+    """Azure matches exactly: 'Anony*' sent as is would find nothing. A name prefix becomes fuzzy
+    (word-prefix) matching, said in a warning; any other wildcard is refused before a request."""
+    with respx.mock(base_url=BASE) as mock:
+        studies = mock.get("/studies").respond(204)
+        async with Client(azure_server(tmp_path)) as client:
+            prefix = await client.call_tool("search_studies", {"patient_name": "Anony*"})
+            inner = await client.call_tool("search_studies", {"patient_name": "An*ny"})
+            listed = await client.call_tool(
+                "search_studies", {"filters": [{"attribute": "StudyInstanceUID", "value": "1.2.3,1.2.4"}]}
+            )
+    assert not prefix.is_error
+    sent = studies.calls[0].request.url.params
+    assert sent["PatientName"] == "Anony" and sent["fuzzymatching"] == "true"
+    assert "word starting 'Anony'" in prefix.structured_content["warnings"][0]
+    assert inner.is_error and "no * or ? wildcards" in inner.content[0].text
+    assert listed.is_error and "one UID at a time" in listed.content[0].text
+    assert studies.call_count == 1  # the refused ones sent nothing

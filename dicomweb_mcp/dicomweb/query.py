@@ -28,12 +28,51 @@ class Query:
 
     pairs: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    vrs: dict[str, str] = field(default_factory=dict)  # attribute -> VR, for matching rules
+
+    def _adapted(self, profile: ServerProfile) -> list[tuple[str, str]]:
+        """The pairs as ``profile``'s server can honour them. A part it cannot honour is changed to what
+        means the same (with a warning) or refused: never sent to be silently widened or emptied."""
+        pairs: list[tuple[str, str]] = []
+        fuzzy = ("fuzzymatching", "true") in self.pairs
+        server = f"this {profile.kind.value} server"
+        for name, value in self.pairs:
+            vr = self.vrs.get(name, "")
+            if name == "includefield" and value == "all" and not profile.include_all:
+                self.warnings.append(
+                    f"{server} ignores includefield=all: only its default attributes and those named in "
+                    "include_fields come back."
+                )
+            elif name == "fuzzymatching" and not profile.fuzzy_matching:
+                self.warnings.append(f"{server} has no fuzzy matching: names were matched as given.")
+            elif vr == "UI" and "," in value and not profile.uid_lists:
+                raise InvalidInputError(
+                    f"{name}: {server} does not match a list of UIDs; search for one UID at a time."
+                )
+            elif ("*" in value or "?" in value) and not profile.wildcards and name in self.vrs:
+                prefix = value.rstrip("*")
+                if vr == "PN" and profile.fuzzy_matching and prefix and not set("*?") & set(prefix):
+                    self.warnings.append(
+                        f"{server} has no wildcards: {name}={value!r} was matched as names with a word "
+                        f"starting {prefix!r} (fuzzy matching)."
+                    )
+                    pairs.append((name, prefix))
+                    if not fuzzy:
+                        pairs.append(("fuzzymatching", "true"))
+                        fuzzy = True
+                    continue
+                raise InvalidInputError(
+                    f"{name}={value!r}: {server} matches exact values only, no * or ? wildcards. Give the "
+                    "exact value" + (", or a name prefix such as 'Smith*'." if vr == "PN" else ".")
+                )
+            pairs.append((name, value))
+        return pairs
 
     def encode(self, profile: ServerProfile) -> str:
         """The query string (without ``?``) as ``profile``'s server reads it: Orthanc's values go unescaped,
         and a limit above the server's cap is lowered (each with a warning)."""
         encoded = []
-        for name, value in self.pairs:
+        for name, value in self._adapted(profile):
             if name == "limit" and profile.qido_limit_cap is not None and int(value) > profile.qido_limit_cap:
                 cap = profile.qido_limit_cap
                 self.warnings.append(
@@ -72,6 +111,7 @@ def build_query(
         # Keywords are what every server knows (Azure's are case-sensitive); unknown tags go as tags.
         key = attribute.keyword or attribute.tag
         query.pairs.append((key, _match_value(key, attribute.vr, value)))
+        query.vrs[key] = attribute.vr
     fields = list(include_fields)
     for name in fields:
         if name.strip().lower() == "all":

@@ -31,14 +31,31 @@ class ServerProfile:
     # Orthanc ignores a duplicate silently (200, stored copy kept): look the UIDs up before storing to
     # report "already present" truthfully.
     silent_duplicates: bool = False
+    # QIDO matching. Azure matches exactly: a '*' would be matched literally (no results), so a name
+    # prefix goes as fuzzy matching (word prefix on person names) and any other wildcard is refused.
+    wildcards: bool = True
+    uid_lists: bool = True
+    fuzzy_matching: bool = True
+    # Orthanc ignores includefield=all silently: the caller is told.
+    include_all: bool = True
 
 
 _PROFILES: dict[ServerKind, ServerProfile] = {
     ServerKind.AZURE: ServerProfile(
-        ServerKind.AZURE, qido_limit_cap=200, change_feed=True, single_part_store=True
+        ServerKind.AZURE,
+        qido_limit_cap=200,
+        change_feed=True,
+        single_part_store=True,
+        wildcards=False,
+        uid_lists=False,
     ),
     ServerKind.ORTHANC: ServerProfile(
-        ServerKind.ORTHANC, raw_query_values=True, delete_method="orthanc-rest", silent_duplicates=True
+        ServerKind.ORTHANC,
+        raw_query_values=True,
+        delete_method="orthanc-rest",
+        silent_duplicates=True,
+        fuzzy_matching=False,
+        include_all=False,
     ),
     # dcm4chee deletes only rejected studies (403 otherwise): the DICOMweb DELETE is tried and its 403
     # explained by the error hint.

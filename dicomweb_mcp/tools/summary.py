@@ -94,10 +94,14 @@ def summarize(dataset: DicomJson, fields: Mapping[str, str]) -> dict[str, Any]:
 
 
 def extra_fields(dataset: DicomJson, names: Iterable[str], skip: Iterable[str] = ()) -> dict[str, Any]:
-    """Values of requested attributes (keywords or tags), keyed by keyword, for ``include_fields``."""
+    """Values of requested attributes (keywords or tags), keyed by keyword, for ``include_fields``;
+    ``all`` means every attribute the server returned that has a plain value."""
     skipped = set(skip)
     extras: dict[str, Any] = {}
-    for name in names:
+    wanted = list(names)
+    if any(name.strip().lower() == "all" for name in wanted):
+        wanted = [tag for tag in dataset if len(tag) == 8]
+    for name in wanted:
         attribute = resolve_attribute(name)
         key = attribute.keyword or attribute.tag
         if key in skipped:
