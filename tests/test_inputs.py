@@ -139,8 +139,12 @@ def test_query_uid_lists_limits_and_azure_cap() -> None:
         ("limit", "500"),
         ("offset", "10"),
     ]
-    assert query.encode(profile_for(ServerKind.AZURE)).endswith("&limit=200&offset=10")
-    assert "maximum of 200" in query.warnings[0]
+    assert query.encode(profile_for(ServerKind.GENERIC)).startswith("StudyInstanceUID=1.2.3,1.2.4&")
+    with pytest.raises(InvalidInputError, match="one UID at a time"):  # Azure has no UID lists
+        query.encode(profile_for(ServerKind.AZURE))
+    capped = build_query({"StudyInstanceUID": "1.2.3"}, limit=500, offset=10)
+    assert capped.encode(profile_for(ServerKind.AZURE)).endswith("&limit=200&offset=10")
+    assert "maximum of 200" in capped.warnings[0]
     for bad in ({"limit": 0}, {"offset": -1}):
         with pytest.raises(InvalidInputError):
             build_query(None, **bad)  # type: ignore[arg-type]
