@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -95,10 +96,18 @@ def _schemas_dir(given: Path | None) -> Path | None:
     return checkout if checkout.is_dir() else None
 
 
+def _started() -> None:
+    """Start-up is over (``__main__`` paused the cyclic collector for it): what it built lives as long as
+    the process, so it is frozen out of the collector's sight and collection resumes."""
+    gc.freeze()
+    gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "schemas":
+            _started()
             _configure_logging("WARNING")
             directory = _schemas_dir(args.dir)
             if directory is None:
@@ -111,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_schemas(directory, check=args.check)
         config = Config.from_env()
         _configure_logging(config.log_level)
-        if args.command in (None, "serve"):
-            server = build_server(config)
+        server = build_server(config) if args.command in (None, "serve") else None
+        _started()
+        if server is not None:
             if args.command == "serve" and args.transport == "http":
                 from .tools.http import serve_http  # uvicorn is loaded only for this transport
 
@@ -125,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "command themselves; see --help). Ctrl-C to stop.",
                         file=sys.stderr,
                     )
-                server.run()
+                anyio.run(server.serve_stdio)
             return 0
         if args.command == "check":
             return anyio.run(_call, config, "server_info", {})

@@ -152,3 +152,57 @@ async def test_url_without_dicomweb_root_is_explained_in_tool_errors(
     async with Client(build_server(config)) as client:
         result = await client.call_tool("search_studies", {"patient_id": "ID1"})
     assert result.is_error and "/dicom-web" in text(result)
+
+
+def test_a_client_that_probes_with_discover_still_connects(tmp_path: Path) -> None:
+    """The Vercel AI SDK sends server/discover, and if no answer comes within a second it sends
+    initialize on the same pipe. Both arrive before the server reads either when start-up is slow: the
+    server must answer discover at once (any error) and accept the initialize that follows."""
+    discover = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "server/discover",
+        "params": {
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            }
+        },
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    process = subprocess.Popen(
+        [COMMAND],
+        env={
+            "PATH": os.environ["PATH"],
+            "DICOMWEB_URL": "http://127.0.0.1:9/dicom-web",
+            "DICOMWEB_DOWNLOAD_DIR": str(tmp_path),
+        },
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(discover) + "\n" + json.dumps(initialize) + "\n")
+        process.stdin.flush()
+        answers = {}
+        while len(answers) < 2:
+            message = json.loads(process.stdout.readline())
+            answers[message["id"]] = message
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert "error" in answers[1]  # discover: not served, said at once
+    assert answers[2]["result"]["serverInfo"]["name"] == "dicomweb-mcp"
+    assert "prompts" not in answers[2]["result"]["capabilities"]

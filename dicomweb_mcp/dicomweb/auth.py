@@ -51,7 +51,9 @@ class AzureTokenAuth(httpx.Auth):
     blocking HTTP calls never stall the event loop; async credentials are awaited directly.
     """
 
-    def __init__(self, credential: TokenCredential, scope: str) -> None:
+    def __init__(self, credential: TokenCredential | None, scope: str) -> None:
+        # None: DefaultAzureCredential, made on the first token request. azure-identity takes a tenth of
+        # a second to import, which a host would otherwise wait for before the server answers at all.
         self._credential = credential
         self._scope = scope
         self._token: str | None = None
@@ -59,7 +61,8 @@ class AzureTokenAuth(httpx.Auth):
         self._lock = anyio.Lock()
 
     def __repr__(self) -> str:
-        return f"AzureTokenAuth(credential={type(self._credential).__name__}, scope={self._scope!r})"
+        kind = type(self._credential).__name__ if self._credential is not None else "DefaultAzureCredential"
+        return f"AzureTokenAuth(credential={kind}, scope={self._scope!r})"
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("AzureTokenAuth works with httpx.AsyncClient only")
@@ -75,6 +78,8 @@ class AzureTokenAuth(httpx.Auth):
     async def _get_token(self, *, force: bool) -> str:
         async with self._lock:
             if force or self._token is None or time.time() >= self._expires_on - _REFRESH_MARGIN_SECONDS:
+                if self._credential is None:
+                    self._credential = _default_azure_credential()
                 get_token = self._credential.get_token
                 try:
                     if inspect.iscoroutinefunction(get_token):
@@ -104,10 +109,12 @@ def build_auth(config: Config, credential: TokenCredential | None = None) -> htt
     if config.auth is AuthMode.BEARER:
         assert config.token is not None
         return BearerAuth(config.token)
-    if credential is None:
-        try:
-            from azure.identity import DefaultAzureCredential
-        except ImportError as exc:  # pragma: no cover - azure-identity is a dependency
-            raise ConfigError("DICOMWEB_AUTH=azure needs the azure-identity package.") from exc
-        credential = DefaultAzureCredential()
     return AzureTokenAuth(credential, config.azure_scope)
+
+
+def _default_azure_credential() -> TokenCredential:
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError as exc:  # pragma: no cover - azure-identity is a dependency
+        raise ConfigError("DICOMWEB_AUTH=azure needs the azure-identity package.") from exc
+    return DefaultAzureCredential()

@@ -144,18 +144,34 @@ class HttpTransport:
         self._root_hint = root_hint(config.url)
         self._backoff = retry_backoff
         self._sleep = sleep  # injectable so tests can check delays without waiting
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self.pool_transport = transport or _pool_transport(limits)
-        self._http = httpx.AsyncClient(
-            auth=auth,
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 15.0)),
-            limits=limits,
-            transport=self.pool_transport,
-            headers={"User-Agent": "dicomweb-mcp"},
+        self._auth = auth
+        self._given_transport = transport
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The pool, made on the first request: building it (TLS context, certificates) costs start-up
+        time that a host waits for before the server answers at all."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                auth=self._auth,
+                timeout=httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 15.0)),
+                limits=self._limits,
+                transport=self._given_transport or _pool_transport(self._limits),
+                headers={"User-Agent": "dicomweb-mcp"},
+            )
+        return self._client
+
+    @property
+    def pool_transport(self) -> httpx.AsyncBaseTransport:
+        return self._http._transport
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def transport_error(self, operation: str, exc: httpx.TransportError, attempts: int = 1) -> DicomWebError:
         base = self.config.base_url
