@@ -261,4 +261,6 @@ def _strict(tool: Tool) -> Tool:
     )
     tool.fn_metadata.arg_model = strict
     tool.parameters = lean_input_schema(tool.parameters)
+    # A docstring's line breaks and indentation are bytes every host pays on every turn.
+    tool.description = " ".join((tool.description or "").split())
     return tool
