@@ -5,6 +5,7 @@ It knows nothing of MCP. Server differences come from ``ServerProfile``; errors 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -15,7 +16,13 @@ import anyio
 
 from ..config import Config, ServerKind
 from ..dicom.validation import check_scope, validate_frames, validate_uid
-from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError, error_for_status
+from ..errors import (
+    DicomWebError,
+    HTTPStatusError,
+    InvalidInputError,
+    UnsupportedOperationError,
+    error_for_status,
+)
 from ..files.dicomfiles import DicomFile
 from .auth import TokenCredential, build_auth
 from .changefeed import change_feed_version, check_change_feed_arguments, read_change_feed, read_latest_change
@@ -38,6 +45,7 @@ from .stow import (
     DEFAULT_STORE_BATCH_COUNT,
     OnBatch,
     OnFileSent,
+    batch_limits,
     batches,
     existing_instances,
     store_batches,
@@ -104,6 +112,12 @@ class DicomWebClient:
                         return profile_for(kind)
                     self._profile = profile_for(kind)
         return self._profile
+
+    async def warm_up(self) -> None:
+        """Detect the server kind (which also opens a pooled connection) ahead of the first request; a
+        failure is left for that request to meet and report."""
+        with contextlib.suppress(DicomWebError):
+            await self.profile()
 
     def assumed_profile(self) -> ServerProfile:
         """The profile known so far without asking the server (generic until detection succeeded)."""
@@ -281,10 +295,17 @@ class DicomWebClient:
         if encoding not in ("multipart", "single-part"):
             raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
         single_part = encoding == "single-part"
-        groups = [[f] for f in files] if single_part else batches(files, batch_count, batch_bytes)
         # Servers that ignore duplicates silently are asked first which instances they already have.
         silent = (await self.profile()).silent_duplicates
         lookup = partial(existing_instances, self.search_instances) if silent else None
+        if single_part:
+            groups = [[f] for f in files]
+        else:
+            # Enough batches to use every connection allowed, and each small enough for one lookup.
+            count, size = batch_limits(
+                files, self.config.concurrency, batch_count, batch_bytes, lookup is not None
+            )
+            groups = batches(files, count, size)
         return await store_batches(
             self.http,
             self._root + path,

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_STORE_BATCH_COUNT",
     "FAILURE_REASONS",
     "WARNING_REASONS",
+    "batch_limits",
     "batches",
     "existing_instances",
     "outcomes_from_response",
@@ -55,6 +56,8 @@ _REPEATING_ERRORS = (
 # Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
 _UID_LOOKUP_BATCH = 50
 _SOP_INSTANCE_UID = "00080018"
+# Below this, splitting a batch by bytes costs more round trips than it saves.
+_MIN_BATCH_BYTES = 1024 * 1024
 
 OnFileSent = Callable[[DicomFile], Awaitable[None]]
 OnBatch = Callable[[Sequence[StoreOutcome]], Awaitable[None]]
@@ -168,6 +171,20 @@ async def existing_instances(
         for dataset in result.datasets:
             found.update(str(v) for v in element_values(dataset, _SOP_INSTANCE_UID))
     return found
+
+
+def batch_limits(
+    files: Sequence[DicomFile], concurrency: int, max_count: int, max_bytes: int, looked_up: bool
+) -> tuple[int, int]:
+    """Files and bytes per batch so that ``concurrency`` requests can be in flight: 200 files with 4
+    connections go as 4 batches of 50, not 2 of 100 (over a WAN each request runs at the per-connection
+    rate). Batches that are looked up first hold at most one lookup's worth of UIDs."""
+    total = sum(f.size for f in files)
+    count = max(1, min(max_count, -(-len(files) // concurrency)))
+    if looked_up:
+        count = min(count, _UID_LOOKUP_BATCH)
+    size = max(_MIN_BATCH_BYTES, min(max_bytes, -(-total // concurrency)))
+    return count, size
 
 
 def batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list[list[DicomFile]]:

@@ -6,9 +6,7 @@ validates its input before the first request and raises ``DicomWebError``s with 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -18,9 +16,10 @@ from ..config import Config
 from ..dicom.validation import validate_uid
 from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolError, local_file_error
+from ..errors import DicomWebError, InvalidInputError, ProtocolError
 from ..files.dicomfiles import DicomFile, collect_dicom_files
-from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
+from ..files.store import FileStore, SavedFrame, uid_path
+from .download import Download, Progress
 from .results import (
     MAX_LISTED_FILES,
     MAX_LISTED_PROBLEMS,
@@ -40,9 +39,6 @@ from .search import Searches
 from .summary import METADATA_FIELDS, summarize
 
 __all__ = ["DicomWebOperations", "Progress"]
-
-# progress, total (None when unknown), message
-Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
 async def _no_progress(progress: float, total: float | None, message: str) -> None:
@@ -77,80 +73,23 @@ class DicomWebOperations(Searches):
         progress: Progress = _no_progress,
     ) -> RetrieveInstancesResult:
         directory = self.store.directory(output_dir)
-        manifest = self._level_file(directory, study_uid, series_uid, instance_uid, "manifest")
-        saved: list[SavedFile] = []
-        total_bytes = 0
-
-        async def on_saved(file: SavedFile) -> None:
-            nonlocal total_bytes
-            saved.append(file)
-            total_bytes += file.size_bytes
-            await progress(len(saved), None, f"{len(saved)} instances, {total_bytes / 1e6:.1f} MB saved")
-
-        started = time.monotonic()
-        try:
-            async with self.client.stream_instances(
-                study_uid, series_uid, instance_uid, transfer_syntax=transfer_syntax
-            ) as reader:
-                async for part in reader:
-                    try:
-                        record = await self.store.save_instance(part.aiter_bytes(), directory)
-                    except NotDicomError as exc:
-                        raise ProtocolError(
-                            f"The server sent a part that is not a usable DICOM file ({exc.reason}, "
-                            f"{part.content_type or 'no Content-Type'}); {len(saved)} files before it were "
-                            "saved."
-                        ) from None
-                    await on_saved(record)
-        except BaseException as exc:
-            failure: BaseException = local_file_error(exc) if isinstance(exc, OSError) else exc
-            if saved:
-                # Whatever completed stays (each file is whole), and the manifest says exactly what that is.
-                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-                reason = "cancelled by the client" if cancelled else str(failure) or type(exc).__name__
-                kept = f"{len(saved)} complete files were kept"
-                try:
-                    self._write_manifest(manifest, study_uid, saved, complete=False, error=reason)
-                    kept += f"; {manifest} lists them"
-                except OSError:
-                    kept += f" under {directory} (the manifest could not be written)"
-                if isinstance(failure, DicomWebError):
-                    failure.add_detail(f"{kept}. Call again to fetch everything.")
-            if failure is exc:
-                raise
-            raise failure from exc
-        self._write_manifest(manifest, study_uid, saved, complete=True, seconds=time.monotonic() - started)
-        study_directory = uid_path(directory, study_uid)
+        download = Download(
+            self.client,
+            self.store,
+            directory,
+            self._level_file(directory, study_uid, series_uid, instance_uid, "manifest"),
+            study_uid,
+            progress,
+            self.config.concurrency,
+        )
+        await download.run(series_uid, instance_uid, transfer_syntax)
+        saved, study_directory = download.saved, download.study_directory
         return RetrieveInstancesResult(
             directory=str(study_directory),
             file_count=len(saved),
-            total_bytes=total_bytes,
+            total_bytes=download.saved_bytes,
             files=[str(Path(f.path).relative_to(study_directory)) for f in saved[:MAX_LISTED_FILES]],
-            manifest=str(manifest),
-        )
-
-    def _write_manifest(
-        self,
-        path: Path,
-        study_uid: str,
-        saved: Sequence[SavedFile],
-        *,
-        complete: bool,
-        error: str | None = None,
-        seconds: float | None = None,
-    ) -> None:
-        self.store.write_json(
-            path,
-            {
-                "study_uid": study_uid,
-                "complete": complete,
-                "error": error,
-                "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "seconds": round(seconds, 3) if seconds is not None else None,
-                "file_count": len(saved),
-                "total_bytes": sum(f.size_bytes for f in saved),
-                "files": [f.model_dump() for f in saved],
-            },
+            manifest=str(download.manifest),
         )
 
     async def retrieve_metadata(

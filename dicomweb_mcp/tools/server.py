@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -218,8 +219,15 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with DicomWebClient(config, credential=credential, transport=transport) as client:
+        async with (
+            DicomWebClient(config, credential=credential, transport=transport) as client,
+            anyio.create_task_group() as background,
+        ):
+            # While the host is still shaking hands, learn the server's kind and open a connection: the
+            # first tool call then costs what a later one does, not two round trips more.
+            background.start_soon(client.warm_up)
             yield AppState(DicomWebOperations(config, client), delete_enabled)
+            background.cancel_scope.cancel()
 
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
         (search_studies, "Search studies", READ_ONLY),

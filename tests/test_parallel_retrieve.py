@@ -1,0 +1,79 @@
+"""A study with several series comes one GET per series, in parallel; what the guarantees were for one
+stream (whole files only, an exact manifest, the error that stopped it) hold for several."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicomweb_mcp import Config, DicomWebClient, NotFoundError, collect_dicom_files
+from dicomweb_mcp.tools.operations import DicomWebOperations
+from tests.support.synthetic import make_study
+
+pytestmark = pytest.mark.anyio
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Real HTTP, with every request's method and path noted; optionally one path answered 404."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests: list[tuple[str, str]] = []
+        self.refuse = refuse
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        if self.refuse and request.url.path.endswith(self.refuse):
+            return httpx.Response(404, text="refused by the test")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def stored_study(config: Config, directory: Path) -> tuple[str, list[str]]:
+    files = make_study(directory, instances=12, series=3, rows=32, columns=32)
+    found, _ = collect_dicom_files(files)
+    async with DicomWebClient(config) as client:
+        outcomes = await client.store_instances(found)
+    assert all(o.status.value == "stored" for o in outcomes)
+    return found[0].study_uid, sorted({f.series_uid for f in found})
+
+
+async def test_one_get_per_series(orthanc_config: Config, tmp_path: Path) -> None:
+    study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
+    recording = Recording()
+    async with DicomWebClient(orthanc_config, transport=recording) as client:
+        result = await DicomWebOperations(orthanc_config, client).retrieve_instances(study_uid=study_uid)
+    gets = [path for method, path in recording.requests if method == "GET" and "/dicom-web/" in path]
+    assert gets.count(f"/dicom-web/studies/{study_uid}/series") == 1  # the series list: one QIDO
+    assert sorted(p for p in gets if "/series/" in p) == sorted(
+        f"/dicom-web/studies/{study_uid}/series/{uid}" for uid in series
+    )
+    assert result.file_count == 12
+    manifest = json.loads(Path(result.manifest).read_text())
+    assert manifest["complete"] is True and manifest["file_count"] == 12
+
+
+async def test_a_failing_series_stops_the_rest_and_keeps_the_manifest_true(
+    orthanc_config: Config, tmp_path: Path
+) -> None:
+    study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
+    recording = Recording(refuse=series[1])
+    async with DicomWebClient(orthanc_config, transport=recording) as client:
+        operations = DicomWebOperations(orthanc_config, client)
+        with pytest.raises(NotFoundError) as raised:
+            await operations.retrieve_instances(study_uid=study_uid)
+    on_disk = set(orthanc_config.download_dir.rglob("*.dcm"))
+    assert not list(orthanc_config.download_dir.rglob("*.partial"))
+    manifest_path = orthanc_config.download_dir / study_uid / "manifest.json"
+    if on_disk:  # whatever completed before the failure is listed, exactly, and the error says so
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest["complete"] is False and "refused by the test" in manifest["error"]
+        assert {Path(f["path"]) for f in manifest["files"]} == on_disk
+        assert f"{len(on_disk)} complete files were kept" in str(raised.value)
+    else:
+        assert not manifest_path.exists()
