@@ -49,7 +49,7 @@ environment (only DICOMWEB_URL is required):
   DICOMWEB_ALLOW_DELETE    true: a delete_instances tool (permanent deletes)
   DICOMWEB_TIMEOUT         seconds per request (60)
   DICOMWEB_MAX_RETRIES     retries of a refused or throttled request (3)
-  DICOMWEB_CONCURRENCY     requests in flight for one store (4)
+  DICOMWEB_CONCURRENCY     requests in flight for one store or study retrieve (8)
   DICOMWEB_LOG_LEVEL       DEBUG | INFO | WARNING (default) | ERROR, to stderr
   DICOMWEB_MCP_TOKEN       serve --transport http: the bearer token every request must carry
   DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated
