@@ -16,7 +16,6 @@ from dicomweb_mcp import (
     NotFoundError,
     ServerKind,
     StoreStatus,
-    UnsupportedOperationError,
     collect_dicom_files,
 )
 from dicomweb_mcp.dicom.dicomjson import element_value
@@ -242,9 +241,23 @@ async def test_missing_study_is_not_found(client: DicomWebClient) -> None:
     assert "/studies/1.2.3.4.5/metadata" in str(caught.value)
 
 
-async def test_change_feed_is_unsupported_on_orthanc(client: DicomWebClient) -> None:
-    with pytest.raises(UnsupportedOperationError, match="Azure"):
-        await client.change_feed()
+async def test_change_feed_on_orthanc_from_its_change_log(client: DicomWebClient, samples: Samples) -> None:
+    await store_tutorial(client, samples)
+    await client.delete(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
+    feed = await client.change_feed(limit=50)
+    # Instance entries only, oldest first, with their UIDs; Orthanc drops a deleted resource's entries.
+    # (The three files were stored in parallel: their order in the log is the order they arrived.)
+    assert {(e.instance_uid, e.series_uid, e.study_uid, e.action) for e in feed} == {
+        (f.instance_uid, f.series_uid, f.study_uid, "Create") for f in (samples.blue, samples.green)
+    }
+    assert len(feed) == 2 and feed[0].sequence < feed[1].sequence
+    assert feed[0].timestamp and feed[0].state == "Current"
+    after_first = await client.change_feed(offset=feed[0].sequence, limit=1)
+    assert [e.instance_uid for e in after_first] == [feed[1].instance_uid]
+    latest = await client.change_feed_latest()
+    assert latest is not None and latest.instance_uid == feed[1].instance_uid
+    with pytest.raises(InvalidInputError, match="no time window"):
+        await client.change_feed(start_time="2024-01-01T00:00:00Z")
 
 
 async def test_delete_removes_a_study_held_under_two_patient_ids(

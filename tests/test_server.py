@@ -140,7 +140,7 @@ async def test_tutorial_through_tools(config: Config, samples: Samples) -> None:
         and server["reachable"] is True
         and server["delete_enabled"] is True
     )
-    assert server["capabilities"]["change_feed"] is False
+    assert server["capabilities"]["change_feed"] is True  # Orthanc's change log, read as a feed
 
 
 async def test_store_reports_duplicates_and_skips_non_dicom(
@@ -242,7 +242,7 @@ async def test_delete_asks_the_user_when_the_client_can(config: Config, samples:
         ("store_instances", {"paths": ["/x.dcm"], "encoding": "zip"}, "'multipart' or 'single-part'"),
         ("store_instances", {"paths": []}, "at least 1 item"),
         ("search_instances", {"patient_id": "ID1"}, "'patient_id' is not an argument of search_instances"),
-        ("get_change_feed", {}, "Azure"),
+        ("get_change_feed", {"start_time": "2024-01-01T00:00:00Z"}, "no time window"),
     ],
 )
 async def test_bad_input_is_a_clear_tool_error(
@@ -317,3 +317,15 @@ async def test_include_all_fields_works_and_says_what_the_server_did(
     assert found and all(r["extra_fields"] for r in found)
     # Orthanc ignores includefield=all: the caller is told rather than left to wonder.
     assert any("includefield=all" in w for w in result.structured_content["warnings"])
+
+
+async def test_change_feed_tool_on_orthanc(config: Config, samples: Samples) -> None:
+    """The tutorials' change-feed step works on Orthanc too, paged the v1 way (offset = last sequence)."""
+    await store_samples(config, samples)
+    first = await call(config, "get_change_feed", {})
+    assert not first.is_error, text(first)
+    feed = first.structured_content
+    assert {e["instance_uid"] for e in feed["entries"]} == {f.instance_uid for f in samples.all}
+    assert feed["next_offset"] == max(e["sequence"] for e in feed["entries"])
+    after = await call(config, "get_change_feed", {"offset": feed["next_offset"]})
+    assert after.structured_content["entries"] == []

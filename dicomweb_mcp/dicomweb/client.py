@@ -18,14 +18,13 @@ from ..config import Config, ServerKind
 from ..dicom.validation import check_scope, validate_frames, validate_uid
 from ..errors import (
     DicomWebError,
-    HTTPStatusError,
     InvalidInputError,
     UnsupportedOperationError,
-    error_for_status,
 )
 from ..files.dicomfiles import DicomFile
 from .auth import TokenCredential, build_auth
 from .changefeed import change_feed_version, check_change_feed_arguments, read_change_feed, read_latest_change
+from .delete import Target, delete_resource
 from .models import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     FRAME_MEDIA_TYPES,
@@ -37,6 +36,7 @@ from .models import (
 )
 from .multipart import MultipartReader, boundary_of
 from .orthanc import detect_kind, orthanc_delete
+from .orthanc_changes import read_latest_orthanc_change, read_orthanc_changes
 from .paths import level_path, transfer_syntax_value
 from .query import MatchValue, build_query
 from .servers import ServerProfile, guess_kind_from_url, profile_for
@@ -324,52 +324,31 @@ class DicomWebClient:
     ) -> DeleteResult:
         """Delete a study, series or instance. On Orthanc (405 on DICOMweb DELETE) via its REST API."""
         level, path = level_path(study_uid, series_uid, instance_uid)
-        done = DeleteResult(
+        target = Target(level, path, study_uid, series_uid, instance_uid)
+        if (await self.profile()).delete_method == "orthanc-rest":
+            await orthanc_delete(self.http, self.config.url, target)
+            method: Literal["dicomweb", "orthanc-rest"] = "orthanc-rest"
+        else:
+            method = await delete_resource(self.http, self._root, self.config.url, target)
+        return DeleteResult(
             deleted=True,
             level=level,
             study_uid=study_uid,
             series_uid=series_uid,
             instance_uid=instance_uid,
-            method="dicomweb",
+            method=method,
         )
-        by_rest = done.model_copy(update={"method": "orthanc-rest"})
-        url = self.config.url
-        if (await self.profile()).delete_method == "orthanc-rest":
-            await orthanc_delete(self.http, url, level, path, study_uid, series_uid, instance_uid)
-            return by_rest
-        operation = f"Delete {level}"
-        # DELETE answers with no body; Orthanc answers 400 instead of 405 to a series or instance DELETE
-        # that asks for application/dicom+json, so ask for anything.
-        async with self.http.stream(
-            operation, "DELETE", self._root + path, headers={"Accept": "*/*"}, ok=(404, 405)
-        ) as sent:
-            response, status = sent.response, sent.response.status_code
-            if status == 405:
-                await response.aread()
-            elif status == 404 and not sent.maybe_done:  # else the lost earlier attempt deleted it
-                await self.http.raise_for_status(operation, response, sent.attempts)
-        if status != 405:
-            return done
-        # An Orthanc that was not recognised (kind set to generic, /system hidden by a proxy): its REST
-        # API can still delete; if there is none, the 405 stands.
-        try:
-            await orthanc_delete(self.http, url, level, path, study_uid, series_uid, instance_uid)
-        except HTTPStatusError as exc:
-            if exc.status_code == 404 and exc.path.endswith("/tools/lookup"):
-                raise error_for_status(operation, 405, response.request.url.path, response.content) from None
-            raise
-        return by_rest
 
     # ---- change feed ------------------------------------------------------------------------------
 
-    async def _require_change_feed(self) -> None:
+    async def _change_feed_kind(self) -> str:
         profile = await self.profile()
-        if not profile.change_feed and profile.kind is not ServerKind.GENERIC:
+        if profile.change_feed == "none" and profile.kind is not ServerKind.GENERIC:
             raise UnsupportedOperationError(
-                "The change feed is an Azure DICOM service feature; this "
-                f"{profile.kind.value} server has none. Use search_studies with a StudyDate range "
-                "to find recent studies instead."
+                f"This {profile.kind.value} server keeps no change feed. Use search_studies with a "
+                "StudyDate range to find recent studies instead."
             )
+        return profile.change_feed
 
     @property
     def change_feed_version(self) -> int:
@@ -387,8 +366,18 @@ class DicomWebClient:
     ) -> list[ChangeFeedEntry]:
         """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 skips ``offset`` entries of the
         (optional) time window."""
+        if await self._change_feed_kind() == "orthanc":
+            check_change_feed_arguments(1, offset, limit, None, None)
+            if start_time or end_time:
+                raise InvalidInputError("Orthanc's change log has no time window: page with offset instead.")
+            return await read_orthanc_changes(
+                self.http,
+                self.config.url,
+                since=offset,
+                limit=limit or 10,
+                concurrency=self.config.concurrency,
+            )
         check_change_feed_arguments(self.change_feed_version, offset, limit, start_time, end_time)
-        await self._require_change_feed()
         return await read_change_feed(
             self.http,
             self._root,
@@ -401,5 +390,8 @@ class DicomWebClient:
 
     async def change_feed_latest(self, *, include_metadata: bool = False) -> ChangeFeedEntry | None:
         """``/changefeed/latest``: the newest entry, or None for an empty feed (204)."""
-        await self._require_change_feed()
+        if await self._change_feed_kind() == "orthanc":
+            return await read_latest_orthanc_change(
+                self.http, self.config.url, concurrency=self.config.concurrency
+            )
         return await read_latest_change(self.http, self._root, include_metadata=include_metadata)

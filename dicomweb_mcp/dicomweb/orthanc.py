@@ -7,6 +7,7 @@ looks a UID up and deletes the resources found.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import ServerKind
@@ -15,7 +16,7 @@ from .paths import Level
 from .servers import orthanc_rest_root
 from .transport import HttpTransport, parse_json
 
-__all__ = ["detect_kind", "orthanc_delete"]
+__all__ = ["Target", "detect_kind", "orthanc_delete"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -63,21 +64,29 @@ def _main_tag(resource: Any, keyword: str) -> Any:
     return ((resource or {}).get("MainDicomTags") or {}).get(keyword) if isinstance(resource, dict) else None
 
 
-async def orthanc_delete(
-    http: HttpTransport,
-    dicomweb_url: str,
-    level: Level,
-    path: str,
-    study_uid: str,
-    series_uid: str | None,
-    instance_uid: str | None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What to delete: its level, DICOMweb path and UIDs (validated by ``level_path``)."""
+
+    level: Level
+    path: str
+    study_uid: str
+    series_uid: str | None
+    instance_uid: str | None
+
+
+async def orthanc_delete(http: HttpTransport, dicomweb_url: str, target: Target) -> None:
     """Look the UID up, keep the resources that really are in the named study (and series), delete all.
 
     Orthanc keys resources by patient too, so one UID can be several resources (the same study under
-    two patient IDs): every one is deleted, or the study would survive a reported deletion. ``path`` is
-    the DICOMweb path, for the not-found message.
+    two patient IDs): every one is deleted, or the study would survive a reported deletion.
     """
+    level, study_uid, series_uid, instance_uid = (
+        target.level,
+        target.study_uid,
+        target.series_uid,
+        target.instance_uid,
+    )
     rest = orthanc_rest_root(dicomweb_url)
     operation = f"Delete {level}"
     uid = instance_uid or series_uid or study_uid
@@ -106,7 +115,7 @@ async def orthanc_delete(
         targets.append(orthanc_id)
     if not targets:
         where = "" if level == "study" else f" in study {study_uid}"
-        raise NotFoundError(operation, 404, path, f"no {level} {uid}{where}")
+        raise NotFoundError(operation, 404, target.path, f"no {level} {uid}{where}")
     for orthanc_id in targets:
         await http.read(
             operation, "DELETE", f"{rest}/{resource}/{orthanc_id}", headers={"Accept": "application/json"}

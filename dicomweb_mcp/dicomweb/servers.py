@@ -25,7 +25,8 @@ class ServerProfile:
     # Azure answers 400 to a QIDO limit above 200.
     qido_limit_cap: int | None = None
     delete_method: Literal["dicomweb", "orthanc-rest", "unsupported"] = "dicomweb"
-    change_feed: bool = False
+    # "changefeed": the Azure DICOM service's; "orthanc": Orthanc's REST change log, read as one.
+    change_feed: Literal["changefeed", "orthanc", "none"] = "none"
     single_part_store: bool = False
     rendered: bool = True
     # Orthanc ignores a duplicate silently (200, stored copy kept): look the UIDs up before storing to
@@ -44,7 +45,7 @@ _PROFILES: dict[ServerKind, ServerProfile] = {
     ServerKind.AZURE: ServerProfile(
         ServerKind.AZURE,
         qido_limit_cap=200,
-        change_feed=True,
+        change_feed="changefeed",
         single_part_store=True,
         wildcards=False,
         uid_lists=False,
@@ -53,6 +54,7 @@ _PROFILES: dict[ServerKind, ServerProfile] = {
         ServerKind.ORTHANC,
         raw_query_values=True,
         delete_method="orthanc-rest",
+        change_feed="orthanc",
         silent_duplicates=True,
         fuzzy_matching=False,
         include_all=False,

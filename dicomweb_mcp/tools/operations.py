@@ -305,7 +305,7 @@ class DicomWebOperations(Searches):
             # Only a server that answered has capabilities to speak of.
             capabilities=ServerCapabilities(
                 delete=profile.delete_method != "unsupported",
-                change_feed=profile.change_feed,
+                change_feed=profile.change_feed != "none",
                 rendered=profile.rendered,
                 single_part_store=profile.single_part_store,
             )

@@ -1,0 +1,134 @@
+"""Orthanc's change log (``GET /changes`` on its REST API) read as a change feed of instances.
+
+Orthanc logs every new patient, study, series and instance (and stable and modified events) with a
+sequence number; the feed keeps the instance entries, with their UIDs looked up. Orthanc removes the
+entries of a resource when it is deleted and logs no deletion, so this feed shows creations only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from ..errors import NotFoundError
+from .models import ChangeFeedEntry
+from .servers import orthanc_rest_root
+from .transport import HttpTransport, parse_json
+
+__all__ = ["read_latest_orthanc_change", "read_orthanc_changes"]
+
+_ACCEPT = {"Accept": "application/json"}
+# Pages of the log read for one call at most: a long run of study- or series-level events is skipped,
+# never read forever.
+_MAX_PAGES = 10
+_ACTIONS = {"NewInstance": "Create", "ModifiedInstance": "Update"}
+
+
+async def read_orthanc_changes(
+    http: HttpTransport, dicomweb_url: str, *, since: int, limit: int, concurrency: int
+) -> list[ChangeFeedEntry]:
+    """Up to ``limit`` instance entries after sequence ``since``, oldest first."""
+    rest = orthanc_rest_root(dicomweb_url)
+    operation = "Read Orthanc's change log"
+    changes: list[dict[str, Any]] = []
+    for _ in range(_MAX_PAGES):
+        url = f"{rest}/changes?since={since}&limit={limit}"
+        page = parse_json(operation, await http.read(operation, "GET", url, headers=_ACCEPT)) or {}
+        entries = page.get("Changes") if isinstance(page, dict) else None
+        changes += [c for c in entries or [] if isinstance(c, dict) and c.get("ChangeType") in _ACTIONS]
+        since = int(page.get("Last", since)) if isinstance(page, dict) else since
+        if changes or not isinstance(page, dict) or page.get("Done", True):
+            break
+    changes = changes[:limit]
+    lookup = _Lookup(http, rest)
+    found: list[ChangeFeedEntry | None] = [None] * len(changes)
+    limiter = anyio.Semaphore(concurrency)
+
+    async def describe(index: int, change: dict[str, Any]) -> None:
+        async with limiter:
+            found[index] = await lookup.entry(change)
+
+    async with anyio.create_task_group() as group:
+        for index, change in enumerate(changes):
+            group.start_soon(describe, index, change)
+    return [entry for entry in found if entry is not None]
+
+
+async def read_latest_orthanc_change(
+    http: HttpTransport, dicomweb_url: str, *, concurrency: int
+) -> ChangeFeedEntry | None:
+    """The newest instance entry: the log's last sequence number, then the page that ends there."""
+    operation = "Read Orthanc's change log"
+    url = f"{orthanc_rest_root(dicomweb_url)}/changes?last"
+    page = parse_json(operation, await http.read(operation, "GET", url, headers=_ACCEPT)) or {}
+    last = int(page.get("Last", 0)) if isinstance(page, dict) else 0
+    window = 100
+    entries = await read_orthanc_changes(
+        http, dicomweb_url, since=max(0, last - window), limit=window, concurrency=concurrency
+    )
+    return entries[-1] if entries else None
+
+
+class _Lookup:
+    """Instance -> series -> study UIDs, each series and study asked for once."""
+
+    def __init__(self, http: HttpTransport, rest: str) -> None:
+        self._http = http
+        self._rest = rest
+        self._parents: dict[str, tuple[str | None, str | None]] = {}  # series ID -> (series UID, study UID)
+
+    async def _get(self, path: str) -> dict[str, Any] | None:
+        operation = "Read Orthanc's change log"
+        try:
+            data = parse_json(
+                operation, await self._http.read(operation, "GET", self._rest + path, headers=_ACCEPT)
+            )
+        except NotFoundError:
+            return None  # deleted since it was logged
+        return data if isinstance(data, dict) else None
+
+    async def _series(self, series_id: str) -> tuple[str | None, str | None]:
+        if series_id not in self._parents:
+            series = await self._get(f"/series/{series_id}") or {}
+            study = (
+                await self._get(f"/studies/{series.get('ParentStudy')}")
+                if series.get("ParentStudy")
+                else None
+            )
+            self._parents[series_id] = (_tag(series, "SeriesInstanceUID"), _tag(study, "StudyInstanceUID"))
+        return self._parents[series_id]
+
+    async def entry(self, change: dict[str, Any]) -> ChangeFeedEntry:
+        instance_id = str(change.get("ID", ""))
+        instance = (
+            await self._get(f"/instances/{instance_id}") if instance_id.replace("-", "").isalnum() else None
+        )
+        series_uid = study_uid = None
+        if instance and isinstance(instance.get("ParentSeries"), str):
+            series_uid, study_uid = await self._series(instance["ParentSeries"])
+        return ChangeFeedEntry(
+            sequence=int(change.get("Seq", -1)),
+            timestamp=_timestamp(change.get("Date")),
+            action=_ACTIONS.get(str(change.get("ChangeType"))),
+            state="Current" if instance else "Deleted",
+            study_uid=study_uid,
+            series_uid=series_uid,
+            instance_uid=_tag(instance, "SOPInstanceUID"),
+            partition=None,
+            metadata=None,
+        )
+
+
+def _tag(resource: dict[str, Any] | None, keyword: str) -> str | None:
+    value = ((resource or {}).get("MainDicomTags") or {}).get(keyword)
+    return str(value) if value else None
+
+
+def _timestamp(value: Any) -> str | None:
+    """Orthanc writes 20261122T081015 (server local time); ISO 8601 reads better, without a zone."""
+    try:
+        return datetime.strptime(str(value), "%Y%m%dT%H%M%S").isoformat()
+    except ValueError:
+        return None
