@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from dicomweb_mcp import Config, DicomWebClient
+from dicomweb_mcp import Config, DicomWebClient, resolve_attribute
 from dicomweb_mcp.tools.operations import DicomWebOperations
 from tests.support.memory_probe import peak_rss_kib, reset_peak_rss
 
@@ -52,6 +52,7 @@ async def ours(case: str, a: dict[str, Any]) -> Result:
     async with DicomWebClient(config) as client:
         operations = DicomWebOperations(config, client)
         await client.search_studies(limit=1)  # warm: connection open, kind known
+        resolve_attribute("PatientName")  # the DICOM dictionary loads on first use: once, not per study
         base = reset_peak_rss()
         started = time.perf_counter()
         if case in ("retrieve-large", "retrieve-many"):
