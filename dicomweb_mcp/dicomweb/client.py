@@ -6,6 +6,7 @@ It knows nothing of MCP. Server differences come from ``ServerProfile``; errors 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -50,11 +51,13 @@ from .stow import (
     existing_instances,
     store_batches,
 )
-from .transport import BaseTransport, HttpTransport, parse_json_objects
+from .transport import BaseTransport, HttpTransport, Response, beside, parse_json_objects
 
 __all__ = ["DicomWebClient"]
 
 DICOM_JSON = "application/dicom+json"
+# What a server whose kind the URL does not give away can turn out to be.
+_UNDETECTED = (ServerKind.ORTHANC, ServerKind.GENERIC)
 
 
 class DicomWebClient:
@@ -136,12 +139,24 @@ class DicomWebClient:
         offset: int | None,
     ) -> QueryResult:
         query = build_query(match, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset)
-        encoded = query.encode(await self.profile())
-        # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
-        url = self._root + path + (f"?{encoded}" if encoded else "")
-        response = await self.http.read(operation, "GET", url, headers={"Accept": DICOM_JSON})
+        response = None
+        if self._profile is None:
+            # Not known yet, so Orthanc or another server (the URL tells the rest). When both would read
+            # this query the same way, it goes beside the detection instead of after it: the first call
+            # of a session then costs one round trip, not two.
+            either = {copy.deepcopy(query).encode(profile_for(kind)) for kind in _UNDETECTED}
+            if len(either) == 1:
+                response = await beside(self.warm_up, partial(self._get_json, operation, path, either.pop()))
+        encoded = query.encode(await self.profile())  # the profile's warnings, and its encoding if new
+        if response is None:
+            response = await self._get_json(operation, path, encoded)
         # 204 (Azure) and 200 [] (Orthanc) both mean no match.
         return QueryResult(parse_json_objects(operation, response), query.warnings)
+
+    async def _get_json(self, operation: str, path: str, encoded: str) -> Response:
+        # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
+        url = self._root + path + (f"?{encoded}" if encoded else "")
+        return await self.http.read(operation, "GET", url, headers={"Accept": DICOM_JSON})
 
     async def search_studies(
         self,
@@ -167,7 +182,7 @@ class DicomWebClient:
         limit: int | None = None,
         offset: int | None = None,
     ) -> QueryResult:
-        """QIDO-RS ``/series``, or ``/studies/{study}/series`` when ``study_uid`` scopes the search."""
+        """QIDO-RS ``/series``, or ``/studies/{study}/series``."""
         path = "/series" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}/series"
         return await self._search("Search for series", path, match, include_fields, fuzzy, limit, offset)
 
@@ -206,11 +221,8 @@ class DicomWebClient:
         *,
         transfer_syntax: str = "*",
     ) -> AsyncIterator[MultipartReader]:
-        """WADO-RS retrieve of a study, series or instance; yields a reader of parts (DICOM Part 10 files).
-
-        ``transfer_syntax='*'`` asks for the files as stored; Azure answers 406 to a multi-instance retrieve
-        without it.
-        """
+        """WADO-RS retrieve of a study, series or instance: a reader of parts (Part 10 files). ``'*'`` asks
+        for the files as stored; Azure answers 406 to a multi-instance retrieve without it."""
         level, path = level_path(study_uid, series_uid, instance_uid)
         syntax = transfer_syntax_value(transfer_syntax)
         accept = f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'
@@ -364,19 +376,10 @@ class DicomWebClient:
         start_time: str | None = None,
         end_time: str | None = None,
     ) -> list[ChangeFeedEntry]:
-        """``/changefeed``: v1 pages by sequence (``offset`` exclusive); v2 skips ``offset`` entries of the
-        (optional) time window."""
+        """v1 (and Orthanc) page by sequence (``offset`` exclusive); v2 skips ``offset`` entries."""
         if await self._change_feed_kind() == "orthanc":
-            check_change_feed_arguments(1, offset, limit, None, None)
-            if start_time or end_time:
-                raise InvalidInputError("Orthanc's change log has no time window: page with offset instead.")
-            return await read_orthanc_changes(
-                self.http,
-                self.config.url,
-                since=offset,
-                limit=limit or 10,
-                concurrency=self.config.concurrency,
-            )
+            window = (start_time, end_time)
+            return await read_orthanc_changes(self.http, self.config, offset, limit, window)
         check_change_feed_arguments(self.change_feed_version, offset, limit, start_time, end_time)
         return await read_change_feed(
             self.http,
@@ -391,7 +394,5 @@ class DicomWebClient:
     async def change_feed_latest(self, *, include_metadata: bool = False) -> ChangeFeedEntry | None:
         """``/changefeed/latest``: the newest entry, or None for an empty feed (204)."""
         if await self._change_feed_kind() == "orthanc":
-            return await read_latest_orthanc_change(
-                self.http, self.config.url, concurrency=self.config.concurrency
-            )
+            return await read_latest_orthanc_change(self.http, self.config)
         return await read_latest_change(self.http, self._root, include_metadata=include_metadata)

@@ -12,7 +12,9 @@ from typing import Any
 
 import anyio
 
-from ..errors import NotFoundError
+from ..config import Config
+from ..errors import InvalidInputError, NotFoundError
+from .changefeed import check_change_feed_arguments
 from .models import ChangeFeedEntry
 from .servers import orthanc_rest_root
 from .transport import HttpTransport, parse_json
@@ -27,10 +29,18 @@ _ACTIONS = {"NewInstance": "Create", "ModifiedInstance": "Update"}
 
 
 async def read_orthanc_changes(
-    http: HttpTransport, dicomweb_url: str, *, since: int, limit: int, concurrency: int
+    http: HttpTransport,
+    config: Config,
+    since: int,
+    limit: int | None,
+    window: tuple[str | None, str | None] = (None, None),
 ) -> list[ChangeFeedEntry]:
-    """Up to ``limit`` instance entries after sequence ``since``, oldest first."""
-    rest = orthanc_rest_root(dicomweb_url)
+    """Up to ``limit`` (default 10) instance entries after sequence ``since``, oldest first."""
+    check_change_feed_arguments(1, since, limit, None, None)
+    if any(window):
+        raise InvalidInputError("Orthanc's change log has no time window: page with offset instead.")
+    limit = limit or 10
+    rest = orthanc_rest_root(config.url)
     operation = "Read Orthanc's change log"
     changes: list[dict[str, Any]] = []
     for _ in range(_MAX_PAGES):
@@ -44,7 +54,7 @@ async def read_orthanc_changes(
     changes = changes[:limit]
     lookup = _Lookup(http, rest)
     found: list[ChangeFeedEntry | None] = [None] * len(changes)
-    limiter = anyio.Semaphore(concurrency)
+    limiter = anyio.Semaphore(config.concurrency)
 
     async def describe(index: int, change: dict[str, Any]) -> None:
         async with limiter:
@@ -56,18 +66,13 @@ async def read_orthanc_changes(
     return [entry for entry in found if entry is not None]
 
 
-async def read_latest_orthanc_change(
-    http: HttpTransport, dicomweb_url: str, *, concurrency: int
-) -> ChangeFeedEntry | None:
+async def read_latest_orthanc_change(http: HttpTransport, config: Config) -> ChangeFeedEntry | None:
     """The newest instance entry: the log's last sequence number, then the page that ends there."""
     operation = "Read Orthanc's change log"
-    url = f"{orthanc_rest_root(dicomweb_url)}/changes?last"
+    url = f"{orthanc_rest_root(config.url)}/changes?last"
     page = parse_json(operation, await http.read(operation, "GET", url, headers=_ACCEPT)) or {}
     last = int(page.get("Last", 0)) if isinstance(page, dict) else 0
-    window = 100
-    entries = await read_orthanc_changes(
-        http, dicomweb_url, since=max(0, last - window), limit=window, concurrency=concurrency
-    )
+    entries = await read_orthanc_changes(http, config, max(0, last - 100), 100)
     return entries[-1] if entries else None
 
 

@@ -11,12 +11,12 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpcore
@@ -38,6 +38,7 @@ __all__ = [
 
 log = logging.getLogger("dicomweb_mcp")
 
+_T = TypeVar("_T")
 Response = httpx.Response
 BaseTransport = httpx.AsyncBaseTransport
 
@@ -304,6 +305,27 @@ class HttpTransport:
                 yield chunk
         except httpx.TransportError as exc:
             raise self.transport_error(operation, exc) from None
+
+
+async def beside(
+    background: Callable[[], Coroutine[Any, Any, None]], call: Callable[[], Awaitable[_T]]
+) -> _T:
+    """``call``'s result, with ``background`` run at the same time (both done on return). A
+    ``DicomWebError`` from ``call`` is raised as itself, not inside an exception group."""
+    outcome: list[_T | DicomWebError] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await call())
+        except DicomWebError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(background)
+        group.start_soon(run)
+    if isinstance(outcome[0], DicomWebError):
+        raise outcome[0]
+    return outcome[0]
 
 
 def parse_json(operation: str, response: httpx.Response) -> Any:

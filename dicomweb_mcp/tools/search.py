@@ -97,7 +97,8 @@ class Searches:
         include = [*ask_fields, *page.include_fields]
         # Validate before the first request (finding the cap may mean asking the server what it is).
         build_query(match, include_fields=include, limit=page.limit, offset=page.offset)
-        cap = (await self.client.profile()).qido_limit_cap
+        # Only servers the URL gives away (Azure) cap the limit: no need to wait for detection here.
+        cap = self.client.assumed_profile().qido_limit_cap
         ask = page.limit + 1 if cap is None or page.limit + 1 <= cap else page.limit
         result = await search(
             match, include_fields=include, fuzzy=page.fuzzy, limit=ask, offset=page.offset, **where
