@@ -8,4 +8,6 @@ bash scripts/setup.sh curl time
 # The agent-facing contract and the start-up time first: seconds, against no server.
 .venv/bin/python -m benchmarks.contract
 .venv/bin/python -m benchmarks.startup --runs 7
+# Over a WAN: a shaping proxy on 127.0.0.1 (40 ms RTT, 100 Mbit/s a connection, 1 Gbit/s in all).
+.venv/bin/python -m benchmarks.wan --runs 3
 exec .venv/bin/python -m benchmarks.run "$@"
