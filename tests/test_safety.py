@@ -151,3 +151,19 @@ async def test_file_in_the_way_leaves_no_partial_file(orthanc_config: Config, sa
     )
     assert "Could not read or write a local file" in texts[1]
     assert not list(orthanc_config.download_dir.rglob("*.partial"))
+
+
+async def test_https_servers_are_verified(tmp_path: Path) -> None:
+    """Certificates are checked for https:// servers; only a plain http:// server skips loading them."""
+    import ssl
+
+    for url, mode in (
+        ("https://pacs.example/dicom-web", ssl.CERT_REQUIRED),
+        ("http://pacs.example/dicom-web", None),
+    ):
+        async with DicomWebClient(Config(url=url, download_dir=tmp_path)) as client:
+            context = client.http.pool_transport._pool._ssl_context  # type: ignore[attr-defined]
+            if mode is None:
+                assert context.verify_mode == ssl.CERT_NONE  # never used: no TLS to an http:// server
+            else:
+                assert context.verify_mode == mode and context.check_hostname

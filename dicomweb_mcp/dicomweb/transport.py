@@ -102,11 +102,15 @@ class _WideReadBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def _pool_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def _pool_transport(limits: httpx.Limits, tls: bool) -> httpx.AsyncHTTPTransport:
     """httpx's own transport, its connection pool reading wide. Only this pool is tuned (the MCP SDK's
     clients keep httpcore's default), and if httpx or httpcore change their insides the pool simply
-    keeps the default read size: ``reads_wide`` tells which, and a test checks it."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+    keeps the default read size: ``reads_wide`` tells which, and a test checks it.
+
+    Without ``tls`` (an http:// server) no certificate store is loaded: every request goes to that
+    server's own scheme and host and redirects are not followed, so the TLS context is never used, and
+    loading the store costs 20-50 ms on the first call of a session."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(backend, httpcore.AsyncNetworkBackend):
@@ -161,7 +165,8 @@ class HttpTransport:
                 auth=self._auth,
                 timeout=httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 15.0)),
                 limits=self._limits,
-                transport=self._given_transport or _pool_transport(self._limits),
+                transport=self._given_transport
+                or _pool_transport(self._limits, tls=self.config.url.startswith("https:")),
                 headers={"User-Agent": "dicomweb-mcp"},
             )
         return self._client
