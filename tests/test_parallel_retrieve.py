@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -19,15 +20,18 @@ pytestmark = pytest.mark.anyio
 class Recording(httpx.AsyncBaseTransport):
     """Real HTTP, with every request's method and path noted; optionally one path answered 404."""
 
-    def __init__(self, refuse: str | None = None) -> None:
+    def __init__(self, refuse: str | None = None, distance: float = 0.0) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.requests: list[tuple[str, str]] = []
         self.refuse = refuse
+        self.distance = distance  # seconds added to each answer: a server across a WAN
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
         if self.refuse and request.url.path.endswith(self.refuse):
             return httpx.Response(404, text="refused by the test")
+        if self.distance:
+            await anyio.sleep(self.distance)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -77,3 +81,38 @@ async def test_a_failing_series_stops_the_rest_and_keeps_the_manifest_true(
         assert f"{len(on_disk)} complete files were kept" in str(raised.value)
     else:
         assert not manifest_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "distance", "one_get_each"), [(512, 0.02, True), (32, 0.02, False), (512, 0.0, False)]
+)
+async def test_one_series_of_large_images_comes_an_instance_at_a_time(
+    orthanc_config: Config, tmp_path: Path, size: int, distance: float, one_get_each: bool
+) -> None:
+    """From a server 20 ms away, 512 KiB images come one GET each, several at once; small ones, or any
+    from a server on this machine (where one stream runs at disk speed), in one GET."""
+    files = make_study(tmp_path / "study", instances=6, rows=size, columns=size)
+    found, _ = collect_dicom_files(files)
+    async with DicomWebClient(orthanc_config) as client:
+        await client.store_instances(found)
+    recording = Recording(distance=distance)
+    async with DicomWebClient(orthanc_config, transport=recording) as client:
+        result = await DicomWebOperations(orthanc_config, client).retrieve_instances(
+            study_uid=found[0].study_uid
+        )
+    retrieves = [p for m, p in recording.requests if m == "GET" and "/instances/" in p and p.count("/") > 6]
+    assert result.file_count == 6
+    if one_get_each:
+        assert sorted(retrieves) == sorted(
+            f"/dicom-web/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.instance_uid}"
+            for f in found
+        )
+    else:
+        assert (
+            retrieves == []
+            and (
+                "GET",
+                f"/dicom-web/studies/{found[0].study_uid}",
+            )
+            in recording.requests
+        )

@@ -155,6 +155,7 @@ class HttpTransport:
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._client: httpx.AsyncClient | None = None
+        self.fastest_reply: float | None = None  # seconds: the quickest GET answer's headers so far
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -235,6 +236,7 @@ class HttpTransport:
             attempt += 1
             retries_left = retry and attempt <= self.config.max_retries
             request = self._http.build_request(method, url, headers=headers, content=content)
+            asked = anyio.current_time()
             try:
                 response = await self._http.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -249,6 +251,10 @@ class HttpTransport:
                 log.info("%s: %s, retrying in %.1f s", operation, type(exc).__name__, delay)
                 await self._sleep(delay)
                 continue
+            if method == "GET":
+                # The quickest answer yet bounds the round trip (with any connection set-up in it).
+                waited = anyio.current_time() - asked
+                self.fastest_reply = min(self.fastest_reply or waited, waited)
             if response.status_code in _RETRY_STATUSES and retries_left:
                 delay = self._retry_delay(attempt, response.headers.get("retry-after"))
                 if anyio.current_time() + delay <= deadline:

@@ -26,8 +26,35 @@ __all__ = ["Download", "Progress"]
 
 # progress, total (None when unknown), message
 Progress = Callable[[float, float | None, str], Awaitable[None]]
-# A study with more series than one QIDO page returns comes in one GET: nothing is left out.
+# A study with more series (a series with more instances) than one QIDO page returns comes in one GET:
+# nothing is left out.
 _MAX_LISTED_SERIES = 200
+_MAX_LISTED_INSTANCES = 1000
+# Below this many bytes of pixels per instance, one request each costs more round trips than it saves.
+_LARGE_INSTANCE_BYTES = 256 * 1024
+# A server that answered within this is on this machine or its LAN: one stream already runs at the speed
+# of the disk (measured on loopback: a 1 GB series 20% slower split than in one GET), while over a WAN each
+# connection is capped and eight streams arrive several times sooner.
+_NEAR_SERVER_SECONDS = 0.005
+_INSTANCE_SIZE = {
+    "instance_uid": "SOPInstanceUID",
+    "rows": "Rows",
+    "columns": "Columns",
+    "frames": "NumberOfFrames",
+    "bits": "BitsAllocated",
+    "samples": "SamplesPerPixel",
+}
+_SIZE_FIELDS = ["Rows", "Columns", "NumberOfFrames", "BitsAllocated", "SamplesPerPixel"]
+
+
+def _pixel_bytes(summary: dict[str, Any]) -> int:
+    """Pixel data size from the image attributes QIDO returned (0 when they are missing)."""
+    try:
+        rows, columns = int(summary["rows"]), int(summary["columns"])
+        frames, samples = int(summary.get("frames") or 1), int(summary.get("samples") or 1)
+        return rows * columns * frames * samples * -(-int(summary.get("bits") or 8) // 8)
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 @dataclass
@@ -51,14 +78,47 @@ class Download:
         transfer_syntax_value(transfer_syntax)
         started = time.monotonic()
         try:
-            series = await self._series() if series_uid is None else None
-            if series and len(series) > 1:
-                await self._in_parallel(series, transfer_syntax)
+            units = await self._units(series_uid) if instance_uid is None else None
+            if units:
+                await self._in_parallel(units, transfer_syntax)
             else:
                 await self._stream(series_uid, instance_uid, transfer_syntax)
         except BaseException as exc:
             self._fail(exc)
         self.write_manifest(complete=True, seconds=time.monotonic() - started)
+
+    async def _units(self, series_uid: str | None) -> list[tuple[str, str | None]] | None:
+        """What to fetch in parallel: the study's series, or the instances of its one series when they
+        are large; None for one GET."""
+        series = [series_uid] if series_uid else await self._series()
+        if series and len(series) > 1:
+            return [(uid, None) for uid in series]
+        return await self._large_instances(series[0]) if series else None
+
+    async def _large_instances(self, series_uid: str) -> list[tuple[str, str | None]] | None:
+        """The instances of a series of large images (a CT or MR series: one GET each, several at once,
+        beats one stream over a WAN); None for small ones, where a request each would cost more."""
+        try:
+            found = await self.client.search_instances(
+                study_uid=self.study_uid,
+                series_uid=series_uid,
+                limit=_MAX_LISTED_INSTANCES,
+                include_fields=_SIZE_FIELDS,
+            )
+        except DicomWebError:
+            return None
+        summaries = [summarize(d, _INSTANCE_SIZE) for d in found.datasets]
+        sizes = [_pixel_bytes(s) for s in summaries]
+        uids = [s.get("instance_uid") for s in summaries]
+        if len(uids) < 2 or len(uids) >= _MAX_LISTED_INSTANCES or None in uids or 0 in sizes:
+            return None
+        if sum(sizes) / len(sizes) < _LARGE_INSTANCE_BYTES:
+            return None
+        reply = self.client.http.fastest_reply
+        if reply is not None and reply < _NEAR_SERVER_SECONDS:
+            return None  # a server this near sends one stream as fast as this machine can write it
+        self.total = len(uids)
+        return [(series_uid, str(uid)) for uid in uids]
 
     async def _series(self) -> list[str] | None:
         """The study's series UIDs (and the instance count, for progress), or None to use one GET."""
@@ -79,21 +139,21 @@ class Download:
             self.total = sum(counts)  # type: ignore[arg-type]
         return uids
 
-    async def _in_parallel(self, series: list[str], transfer_syntax: str) -> None:
+    async def _in_parallel(self, units: list[tuple[str, str | None]], transfer_syntax: str) -> None:
         failures: list[BaseException] = []
         limiter = anyio.Semaphore(self.concurrency)
         async with anyio.create_task_group() as group:
 
-            async def fetch(series_uid: str) -> None:
+            async def fetch(series_uid: str, instance_uid: str | None) -> None:
                 async with limiter:
                     try:
-                        await self._stream(series_uid, None, transfer_syntax)
+                        await self._stream(series_uid, instance_uid, transfer_syntax)
                     except Exception as exc:  # the first failure stops the others; it is the one reported
                         failures.append(exc)
                         group.cancel_scope.cancel()
 
-            for series_uid in series:
-                group.start_soon(fetch, series_uid)
+            for series_uid, instance_uid in units:
+                group.start_soon(fetch, series_uid, instance_uid)
         if failures:
             raise failures[0]
 
