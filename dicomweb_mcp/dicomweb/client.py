@@ -243,18 +243,35 @@ class DicomWebClient:
         frame: int | None = None,
         media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
         quality: int | None = None,
+        viewport: tuple[int, int] | None = None,
+        window: tuple[float, float, str] | None = None,
     ) -> RenderedImage:
-        """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG)."""
+        """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG).
+
+        ``viewport`` (width, height) and ``window`` (center, width, function) are PS3.18 8.3.5.1.3
+        parameters: send them only to a server whose profile says it honours them (``rendered_viewport``,
+        ``rendered_window``); others ignore or refuse them."""
         _, path = level_path(study_uid, series_uid, instance_uid)
         if frame is not None:
             path += f"/frames/{validate_frames([frame])[0]}"
         if media_type not in ("image/jpeg", "image/png"):
             raise InvalidInputError(f"media_type {media_type!r} must be image/jpeg or image/png.")
-        url = f"{self._root}{path}/rendered"
+        parameters = []
         if quality is not None:
             if not 1 <= quality <= 100:
                 raise InvalidInputError(f"quality {quality} must be between 1 and 100.")
-            url += f"?quality={quality}"
+            parameters.append(f"quality={quality}")
+        if viewport is not None:
+            width, height = viewport
+            if width < 1 or height < 1:
+                raise InvalidInputError(f"viewport {width}x{height} must be at least 1x1.")
+            parameters.append(f"viewport={int(width)},{int(height)}")
+        if window is not None:
+            center, width_, function = window
+            if function not in ("linear", "sigmoid"):
+                raise InvalidInputError(f"window function {function!r} must be linear or sigmoid.")
+            parameters.append(f"window={center:g},{width_:g},{function}")
+        url = f"{self._root}{path}/rendered" + (f"?{'&'.join(parameters)}" if parameters else "")
         response = await self.http.read("Retrieve rendered image", "GET", url, headers={"Accept": media_type})
         returned = response.headers.get("content-type", media_type).split(";")[0].strip()
         return RenderedImage(response.content, returned)

@@ -6,6 +6,8 @@ directory. Fields without a value are left out of the JSON an agent receives.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..dicomweb.models import ChangeFeedEntry, DeleteResult
@@ -154,6 +156,13 @@ class RetrieveRenderedResult(Record):
     path: str
     content_type: str
     size_bytes: int
+    renderer: Literal["server", "local"] = Field(
+        description="server: WADO-RS rendered; local: rendered here from the pixel data."
+    )
+    width: int
+    height: int
+    window: str | None = Field(None, description="The window applied: its source, center/width.")
+    notes: list[str] | None = None
 
 
 # ---- store / delete -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
 Workflow: search first (search_studies, then search_series / search_instances within a study) to find
 UIDs; then retrieve. Retrieved instances, frames and full metadata are saved as files under the
 download directory and the tools return their paths, not the data. retrieve_rendered with show=true
-returns the picture itself, for you to look at.
+returns the picture itself, sized and windowed (window=lung, bone, ...), for you to look at.
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
