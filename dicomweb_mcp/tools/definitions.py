@@ -53,6 +53,7 @@ from .results import (
     SearchStudiesResult,
     ServerInfo,
     StoreInstancesResult,
+    StudyOverviewResult,
 )
 from .search import SearchPage
 
@@ -267,6 +268,18 @@ async def retrieve_rendered(
     )
     picture = await anyio.Path(result.path).read_bytes() if show else None
     return _with_picture(result, picture, result.content_type)
+
+
+@_tool_errors
+async def get_study_overview(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    show: Annotated[bool, Field(description="Also return a contact sheet, a thumbnail a series.")] = False,
+) -> Annotated[CallToolResult, StudyOverviewResult]:
+    """What a study holds: patient, study, every series, its reports; start here."""
+    result = await _state(ctx).operations.get_study_overview(study_uid=study_uid, show=show)
+    sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
+    return _with_picture(result, sheet, "image/jpeg")
 
 
 @_tool_errors

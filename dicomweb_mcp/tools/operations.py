@@ -21,7 +21,7 @@ from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutc
 from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolError, local_file_error
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
-from .rendering import Rendering
+from .overview import Overviews
 from .results import (
     MAX_LISTED_FILES,
     MAX_LISTED_PROBLEMS,
@@ -49,8 +49,8 @@ async def _no_progress(progress: float, total: float | None, message: str) -> No
     return None
 
 
-class DicomWebOperations(Searches, Rendering):
-    """Every tool's work; retrieve_rendered's comes from its own module."""
+class DicomWebOperations(Searches, Overviews):
+    """Every tool's work; looking (retrieve_rendered, get_study_overview) comes from its own modules."""
 
     def __init__(self, config: Config, client: DicomWebClient) -> None:
         super().__init__(client)

@@ -19,6 +19,10 @@ __all__ = [
     "FileProblem",
     "InstanceMetadata",
     "InstanceSummary",
+    "OverviewPatient",
+    "OverviewReport",
+    "OverviewSeries",
+    "OverviewStudy",
     "RetrieveFramesResult",
     "RetrieveInstancesResult",
     "RetrieveMetadataResult",
@@ -31,6 +35,7 @@ __all__ = [
     "ServerInfo",
     "StoreCounts",
     "StoreInstancesResult",
+    "StudyOverviewResult",
     "StudySummary",
 ]
 
@@ -163,6 +168,56 @@ class RetrieveRenderedResult(Record):
     height: int
     window: str | None = Field(None, description="The window applied: its source, center/width.")
     notes: list[str] | None = None
+
+
+# ---- look and read ------------------------------------------------------------------------------
+
+
+class OverviewPatient(Record):
+    name: str | None = None
+    id: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+
+
+class OverviewStudy(Record):
+    study_uid: str
+    date: str | None = None
+    time: str | None = None
+    description: str | None = None
+    accession_number: str | None = None
+    modalities: list[str] | None = None
+    number_of_series: int
+    number_of_instances: int
+
+
+class OverviewSeries(Record):
+    series_uid: str
+    number: int | None = None
+    modality: str | None = None
+    description: str | None = None
+    body_part: str | None = None
+    instances: int
+    frames: int = Field(description="Frames of its images (0 for reports and other non-images).")
+
+
+class OverviewReport(Record):
+    series_uid: str
+    instance_uid: str
+    kind: Literal["sr", "pdf"]
+    title: str | None = None
+
+
+class StudyOverviewResult(Record):
+    patient: OverviewPatient
+    study: OverviewStudy
+    series: list[OverviewSeries] = Field(description="In series number order.")
+    reports: list[OverviewReport] = Field(description="Read them with read_report.")
+    contact_sheet: str | None = Field(
+        None, description="With show: the saved sheet, one tile per series in this order, row by row."
+    )
+    series_file: str | None = Field(None, description="When the series list was cut: all of them, saved.")
+    warnings: list[str] | None = None
 
 
 # ---- store / delete -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .definitions import (
     AppState,
     delete_instances,
     get_change_feed,
+    get_study_overview,
     retrieve_frames,
     retrieve_instances,
     retrieve_metadata,
@@ -46,10 +47,10 @@ __all__ = ["INSTRUCTIONS", "build_server"]
 
 INSTRUCTIONS = """\
 Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
-Workflow: search first (search_studies, then search_series / search_instances within a study) to find
-UIDs; then retrieve. Retrieved instances, frames and full metadata are saved as files under the
-download directory and the tools return their paths, not the data. retrieve_rendered with show=true
-returns the picture itself, sized and windowed (window=lung, bone, ...), for you to look at.
+Workflow: search_studies finds a study; get_study_overview lists its series and reports in one call
+(show=true adds a contact sheet to look at); retrieve_rendered shows one image, sized and windowed
+(window=lung, bone, ...). Retrieved instances, frames and
+full metadata are saved as files under the download directory and the tools return their paths.
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
@@ -223,6 +224,7 @@ def build_server(
 
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
         (search_studies, "Search studies", READ_ONLY),
+        (get_study_overview, "Study overview", SAVES_FILES),
         (search_series, "Search series", READ_ONLY),
         (search_instances, "Search instances", READ_ONLY),
         (retrieve_instances, "Retrieve instances", SAVES_FILES),

@@ -18,6 +18,7 @@ ALL_TOOLS = {
     "retrieve_metadata",
     "retrieve_frames",
     "retrieve_rendered",
+    "get_study_overview",
     "store_instances",
     "delete_instances",
     "get_change_feed",
