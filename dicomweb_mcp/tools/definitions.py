@@ -44,6 +44,7 @@ from .rendering import DEFAULT_SIZE
 from .results import (
     ChangeFeedResult,
     DeleteResult,
+    ReadReportResult,
     RetrieveFramesResult,
     RetrieveInstancesResult,
     RetrieveMetadataResult,
@@ -280,6 +281,16 @@ async def get_study_overview(
     result = await _state(ctx).operations.get_study_overview(study_uid=study_uid, show=show)
     sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
     return _with_picture(result, sheet, "image/jpeg")
+
+
+@_tool_errors
+async def read_report(
+    ctx: Context[Any, Any], study_uid: StudyUid, series_uid: SeriesUid, instance_uid: InstanceUid
+) -> ReadReportResult:
+    """Read a report (Structured Report or PDF) as text."""
+    return await _state(ctx).operations.read_report(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
 
 
 @_tool_errors

@@ -22,6 +22,7 @@ from ..errors import DicomWebError, InvalidInputError, NotDicomError, ProtocolEr
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFile, SavedFrame, uid_path
 from .overview import Overviews
+from .reports import Reports
 from .results import (
     MAX_LISTED_FILES,
     MAX_LISTED_PROBLEMS,
@@ -49,8 +50,9 @@ async def _no_progress(progress: float, total: float | None, message: str) -> No
     return None
 
 
-class DicomWebOperations(Searches, Overviews):
-    """Every tool's work; looking (retrieve_rendered, get_study_overview) comes from its own modules."""
+class DicomWebOperations(Searches, Overviews, Reports):
+    """Every tool's work. Looking (retrieve_rendered, get_study_overview) and reading (read_report) come
+    from their own modules."""
 
     def __init__(self, config: Config, client: DicomWebClient) -> None:
         super().__init__(client)

@@ -23,6 +23,7 @@ __all__ = [
     "OverviewReport",
     "OverviewSeries",
     "OverviewStudy",
+    "ReadReportResult",
     "RetrieveFramesResult",
     "RetrieveInstancesResult",
     "RetrieveMetadataResult",
@@ -42,6 +43,8 @@ __all__ = [
 # A result lists a few saved files as examples; the manifest (or the metadata file) has them all. The
 # text an agent reads then stays the same size for 3 files or 3,000.
 MAX_LISTED_FILES = 5
+# A report's text in a result; the whole text is saved beside the instance.
+MAX_REPORT_TEXT = 20_000
 
 Scalar = str | int | float
 Value = Scalar | list[Scalar]
@@ -218,6 +221,18 @@ class StudyOverviewResult(Record):
     )
     series_file: str | None = Field(None, description="When the series list was cut: all of them, saved.")
     warnings: list[str] | None = None
+
+
+class ReadReportResult(Record):
+    kind: Literal["sr", "pdf"]
+    title: str
+    text: str = Field(description=f"At most {MAX_REPORT_TEXT:,} bytes; text_file has all of it.")
+    text_file: str
+    truncated: bool | None = None
+    completion_flag: str | None = None
+    verification_flag: str | None = None
+    observer: str | None = None
+    content_date: str | None = None
 
 
 # ---- store / delete -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .definitions import (
     delete_instances,
     get_change_feed,
     get_study_overview,
+    read_report,
     retrieve_frames,
     retrieve_instances,
     retrieve_metadata,
@@ -49,7 +50,7 @@ INSTRUCTIONS = """\
 Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
 Workflow: search_studies finds a study; get_study_overview lists its series and reports in one call
 (show=true adds a contact sheet to look at); retrieve_rendered shows one image, sized and windowed
-(window=lung, bone, ...). Retrieved instances, frames and
+(window=lung, bone, ...); read_report reads an SR or PDF report as text. Retrieved instances, frames and
 full metadata are saved as files under the download directory and the tools return their paths.
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
@@ -231,6 +232,7 @@ def build_server(
         (retrieve_metadata, "Retrieve metadata", SAVES_FILES),
         (retrieve_frames, "Retrieve frames", SAVES_FILES),
         (retrieve_rendered, "Retrieve rendered image", SAVES_FILES),
+        (read_report, "Read a report", SAVES_FILES),
         (get_change_feed, "Read the change feed", READ_ONLY),
         (server_info, "Server info", READ_ONLY),
     ]
