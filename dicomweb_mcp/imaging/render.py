@@ -138,7 +138,7 @@ def render_file(
             grey = 1.0 - grey
         image = Image.fromarray(_to_bytes(grey), "L")
     else:
-        image = Image.fromarray(_colour(pixels, attributes), "RGB")
+        image = Image.fromarray(_colour(pixels, attributes, header), "RGB")
         if window is not None:
             notes.append("a window does not apply to a colour image: shown as stored")
     width, height = fitted_size(image.width, image.height, size)
@@ -160,6 +160,8 @@ def _frame_attributes(header: Dataset, index: int) -> Dataset:
     from pydicom.dataset import Dataset
 
     view = Dataset()
+    if "file_meta" in header.__dict__ or hasattr(header, "file_meta"):
+        view.file_meta = header.file_meta  # a VOI or modality LUT in OW needs the byte order
     for keyword in _PIXEL_KEYWORDS:
         if keyword in header:
             setattr(view, keyword, header.get(keyword))
@@ -211,10 +213,13 @@ def _grey(
     if window is None:
         window = _own_window(attributes)
         if window is None and attributes.get("VOILUTSequence"):
-            item = attributes.VOILUTSequence[0]
-            bits = int(item.LUTDescriptor[2]) or 16
-            out = np.asarray(apply_voi(values, attributes, index=0), dtype=np.float64)
-            return np.clip(out / float(2**bits - 1), 0.0, 1.0), None
+            entries, first, bits = (int(v) for v in attributes.VOILUTSequence[0].LUTDescriptor)
+            entries = entries or 65536  # 0 means 2**16 entries (PS3.3 C.11.2.1.1)
+            # Clamped to the LUT's input range first: pydicom indexes the LUT in its output's integer
+            # type, where an input far above the range would wrap around instead of taking the last entry.
+            inputs = np.rint(np.clip(values, first, first + entries - 1)).astype(np.int64)
+            out = np.asarray(apply_voi(inputs, attributes, index=0), dtype=np.float64)
+            return np.clip(out / float(2 ** (bits or 16) - 1), 0.0, 1.0), None
     if not isinstance(window, Window):
         finite = values[np.isfinite(values)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -242,14 +247,15 @@ def _to_bytes(grey: NDArray[np.float64]) -> NDArray[np.uint8]:
     return np.asarray(np.rint(grey * 255.0), dtype=np.uint8)
 
 
-def _colour(pixels: NDArray[Any], attributes: Dataset) -> NDArray[np.uint8]:
-    """RGB bytes from RGB, YBR (pydicom converts it when decoding) or palette colour pixel data."""
+def _colour(pixels: NDArray[Any], attributes: Dataset, header: Dataset) -> NDArray[np.uint8]:
+    """RGB bytes from RGB, YBR (pydicom converts it when decoding) or palette colour pixel data (its
+    lookup tables are in ``header``)."""
     import numpy as np
     from pydicom.pixels.processing import apply_color_lut
 
     photometric = str(attributes.get("PhotometricInterpretation", "")).upper()
     if photometric == "PALETTE COLOR":
-        pixels = apply_color_lut(pixels, attributes)
+        pixels = apply_color_lut(pixels, header)
         bits = 16 if pixels.dtype.itemsize > 1 else 8
     else:
         bits = int(attributes.get("BitsStored") or 8)
