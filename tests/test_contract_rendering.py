@@ -164,3 +164,29 @@ async def test_azure_overview_pages_the_instance_search(tmp_path: Path) -> None:
     assert [(p["limit"], p.get("offset")) for p in asked] == [("200", None), ("200", "200")]
     assert result.structured_content["series"][0]["instances"] == 203
     assert result.structured_content["study"]["number_of_instances"] == 203
+
+
+async def test_a_server_that_refuses_the_extra_attributes_still_gives_an_overview(tmp_path: Path) -> None:
+    study, series = "1.2.3", "1.2.3.4"
+
+    def strict(rows: list[dict[str, Any]]) -> Any:
+        def answer(request: httpx.Request) -> httpx.Response:
+            if "includefield" in request.url.params:
+                return httpx.Response(400, text="unknown includefield")
+            return httpx.Response(200, json=rows)
+
+        return answer
+
+    instance = dataset(**{"0020000E": ("UI", series), "00080018": ("UI", "1.2.3.4.5"), "00280010": ("US", 8)})
+    config = Config(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/studies").mock(side_effect=strict([dataset(**{"0020000D": ("UI", study)})]))
+        mock.get(f"/studies/{study}/series").mock(
+            side_effect=strict([dataset(**{"0020000E": ("UI", series)})])
+        )
+        mock.get(f"/studies/{study}/instances").mock(side_effect=strict([instance]))
+        result = await call(config, "get_study_overview", {"study_uid": study}, credential=FakeCredential())
+    assert not result.is_error, text(result)
+    overview = result.structured_content
+    assert overview["series"] == [{"series_uid": series, "instances": 1, "frames": 1}]
+    assert len(overview["warnings"]) == 3 and "includefield" in overview["warnings"][0]

@@ -8,7 +8,7 @@ parallel, at most ``DICOMWEB_CONCURRENCY`` at a time, and put together into one 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,8 @@ import anyio
 from ..dicom.dicomjson import element_value, sequence_items
 from ..dicom.sopclass import report_kind
 from ..dicom.validation import validate_uid
-from ..errors import DicomWebError, InvalidInputError
+from ..dicomweb.models import QueryResult
+from ..errors import BadRequestError, DicomWebError, InvalidInputError
 from ..files.store import uid_path
 from ..imaging.sheet import Tile, contact_sheet, layout
 from .rendering import Rendering
@@ -94,15 +95,39 @@ def _middle(instances: Sequence[_Instance]) -> _Instance | None:
 
 
 class Overviews(Rendering):
-    async def _all_instances(self, study_uid: str) -> list[Mapping[str, Any]]:
+    async def _search_asking(
+        self,
+        search: Callable[..., Awaitable[QueryResult]],
+        fields: Sequence[str],
+        warnings: list[str],
+        **kw: Any,
+    ) -> QueryResult:
+        """A search asking for ``fields`` too; a server that refuses one of them (400) is asked again
+        without them, and the result says that details may be missing."""
+        try:
+            return await search(include_fields=fields, **kw)
+        except BadRequestError:
+            warnings.append(f"the server refused includefield={','.join(fields)}: some details are missing")
+            return await search(**kw)
+
+    async def _all_instances(self, study_uid: str, warnings: list[str]) -> list[Mapping[str, Any]]:
         """Every instance of the study: one search, paged only as far as the server's cap requires."""
         cap = (await self.client.profile()).qido_limit_cap
         page = min(cap, _INSTANCE_PAGE) if cap else _INSTANCE_PAGE
+        fields: Sequence[str] = _INSTANCE_FIELDS
         found: list[Mapping[str, Any]] = []
         while True:
-            result = await self.client.search_instances(
-                study_uid=study_uid, include_fields=_INSTANCE_FIELDS, limit=page, offset=len(found) or None
+            before = len(warnings)
+            result = await self._search_asking(
+                self.client.search_instances,
+                fields,
+                warnings,
+                study_uid=study_uid,
+                limit=page,
+                offset=len(found) or None,
             )
+            if len(warnings) > before:
+                fields = ()
             found.extend(result.datasets)
             if len(result.datasets) < page:
                 return found
@@ -135,9 +160,12 @@ class Overviews(Rendering):
 
     async def get_study_overview(self, *, study_uid: str, show: bool = False) -> StudyOverviewResult:
         validate_uid(study_uid, "study_uid")
-        studies = await self.client.search_studies(
-            {"StudyInstanceUID": study_uid},
-            include_fields=["StudyDescription", "PatientBirthDate", "PatientSex"],
+        warnings: list[str] = []
+        studies = await self._search_asking(
+            self.client.search_studies,
+            ("StudyDescription", "PatientBirthDate", "PatientSex"),
+            warnings,
+            match={"StudyInstanceUID": study_uid},
             limit=1,
         )
         if not studies.datasets:
@@ -145,11 +173,14 @@ class Overviews(Rendering):
                 f"There is no study {study_uid} on this server: find the study with search_studies first."
             )
         study = studies.datasets[0]
-        series_found = await self.client.search_series(
-            study_uid=study_uid, include_fields=["SeriesDescription", "BodyPartExamined"]
+        series_found = await self._search_asking(
+            self.client.search_series,
+            ("SeriesDescription", "BodyPartExamined"),
+            warnings,
+            study_uid=study_uid,
         )
         by_series: dict[str, list[_Instance]] = defaultdict(list)
-        for dataset in await self._all_instances(study_uid):
+        for dataset in await self._all_instances(study_uid, warnings):
             parsed = _instance(dataset)
             if parsed is not None:
                 by_series[parsed[0]].append(parsed[1])
@@ -181,7 +212,6 @@ class Overviews(Rendering):
         ]
         await self._titles(study_uid, reports)
 
-        warnings: list[str] = []
         series_file = None
         listed = series[:MAX_OVERVIEW_SERIES]
         if len(series) > MAX_OVERVIEW_SERIES:
