@@ -36,7 +36,7 @@ __all__ = ["MAX_OVERVIEW_SERIES", "Overviews"]
 MAX_OVERVIEW_SERIES = 30
 # Report titles looked up one by one when the search did not return them (Orthanc returns no sequences).
 _MAX_TITLE_LOOKUPS = 10
-# The server is asked for this many instances a page unless its profile caps pages lower.
+# The server is asked for this many results a page unless its profile caps pages lower.
 _INSTANCE_PAGE = 5_000
 _INSTANCE_FIELDS = (
     "SOPClassUID",
@@ -110,10 +110,15 @@ class Overviews(Rendering):
             warnings.append(f"the server refused includefield={','.join(fields)}: some details are missing")
             return await search(**kw)
 
+    async def _page_size(self) -> int:
+        """Results asked for at once: a large page, within the server's cap (Azure: 200). Always given:
+        some servers (Google) cap an unlimited search at 100 results without saying so."""
+        cap = (await self.client.profile()).qido_limit_cap
+        return min(cap, _INSTANCE_PAGE) if cap else _INSTANCE_PAGE
+
     async def _all_instances(self, study_uid: str, warnings: list[str]) -> list[Mapping[str, Any]]:
         """Every instance of the study: one search, paged only as far as the server's cap requires."""
-        cap = (await self.client.profile()).qido_limit_cap
-        page = min(cap, _INSTANCE_PAGE) if cap else _INSTANCE_PAGE
+        page = await self._page_size()
         fields: Sequence[str] = _INSTANCE_FIELDS
         found: list[Mapping[str, Any]] = []
         while True:
@@ -178,6 +183,7 @@ class Overviews(Rendering):
             ("SeriesDescription", "BodyPartExamined"),
             warnings,
             study_uid=study_uid,
+            limit=await self._page_size(),
         )
         by_series: dict[str, list[_Instance]] = defaultdict(list)
         for dataset in await self._all_instances(study_uid, warnings):
