@@ -46,7 +46,12 @@ def short(tool: str, result: dict[str, Any]) -> str:
     if tool == "retrieve_frames":
         return f"{result['frame_count']} frame(s), {result['total_bytes']:,} bytes -> {clip(result['files'])}"
     if tool == "retrieve_rendered":
-        return f"{result['content_type']} {result['size_bytes']:,} bytes -> {clip(result['path'])}"
+        size = f"{result['width']}x{result['height']}"
+        return f"{result['content_type']} {size} by the {result['renderer']}, {result['size_bytes']:,} bytes"
+    if tool == "get_study_overview":
+        series = ", ".join(f"{s['number']} {s['modality']} ({s['instances']})" for s in result["series"])
+        sheet = f"; {Path(result['contact_sheet']).name} saved" if result.get("contact_sheet") else ""
+        return f"{result['patient']['name']}, {result['study']['date']}: series {series}{sheet}"
     if tool == "delete_instances":
         return f"deleted {result['level']} via {result['method']}"
     if tool == "server_info":
@@ -81,6 +86,7 @@ async def walk(client: Client, blue: Path, green: Path, red: Path) -> list[tuple
     await step("search_studies", {"patient_name": "Anony*"})
     await step("search_studies", {"patient_name": "Anony Mous", "study_date": "2020-01-01-2020-12-31"})
     series = await step("search_series", {"study_uid": study})
+    await step("get_study_overview", {"study_uid": study, "show": True})
     red_series = next(s["series_uid"] for s in series["results"] if s.get("number_of_instances") == 2)
     instances = await step("search_instances", {"study_uid": study, "series_uid": red_series})
     red_uid = next(i["instance_uid"] for i in instances["results"] if i.get("instance_number") == 1)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 # openai-agents' handle on a server; constructing it starts nothing.
 HOST = MCPServerStdio(params={"command": "dicomweb-mcp"}, name="dicomweb")
 # What a host sends the model every turn for the whole list, delete enabled.
-MODEL_FACING_BUDGET = 8_000
+MODEL_FACING_BUDGET = 8_844
 
 
 def model_facing_bytes(tool: Tool) -> int:

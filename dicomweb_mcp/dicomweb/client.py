@@ -38,7 +38,7 @@ from .models import (
 from .multipart import MultipartReader, boundary_of
 from .orthanc import detect_kind, orthanc_delete
 from .orthanc_changes import read_latest_orthanc_change, read_orthanc_changes
-from .paths import level_path, transfer_syntax_value
+from .paths import level_path, rendered_query, transfer_syntax_value
 from .query import MatchValue, build_query
 from .servers import ServerProfile, guess_kind_from_url, profile_for
 from .stow import (
@@ -269,18 +269,18 @@ class DicomWebClient:
         frame: int | None = None,
         media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
         quality: int | None = None,
+        viewport: tuple[int, int] | None = None,
+        window: tuple[float, float, str] | None = None,
     ) -> RenderedImage:
-        """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG)."""
+        """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG).
+
+        ``viewport`` (width, height) and ``window`` (center, width, function) are PS3.18 8.3.5.1.3
+        parameters: send them only to a server whose profile says it honours them (``rendered_viewport``,
+        ``rendered_window``); others ignore or refuse them."""
         _, path = level_path(study_uid, series_uid, instance_uid)
         if frame is not None:
             path += f"/frames/{validate_frames([frame])[0]}"
-        if media_type not in ("image/jpeg", "image/png"):
-            raise InvalidInputError(f"media_type {media_type!r} must be image/jpeg or image/png.")
-        url = f"{self._root}{path}/rendered"
-        if quality is not None:
-            if not 1 <= quality <= 100:
-                raise InvalidInputError(f"quality {quality} must be between 1 and 100.")
-            url += f"?quality={quality}"
+        url = f"{self._root}{path}/rendered{rendered_query(media_type, quality, viewport, window)}"
         response = await self.http.read("Retrieve rendered image", "GET", url, headers={"Accept": media_type})
         returned = response.headers.get("content-type", media_type).split(";")[0].strip()
         return RenderedImage(response.content, returned)

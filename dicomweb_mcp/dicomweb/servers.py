@@ -29,6 +29,11 @@ class ServerProfile:
     change_feed: Literal["changefeed", "orthanc", "none"] = "none"
     single_part_store: bool = False
     rendered: bool = True
+    # WADO-RS rendered parameters the server honours as PS3.18 says: viewport=w,h (the picture comes back at
+    # that size; Orthanc stretches to it, so the caller sends the aspect-kept size) and window=c,w,function
+    # in modality units, MONOCHROME1 inverted. Where False, a sized or windowed picture is rendered locally.
+    rendered_viewport: bool = False
+    rendered_window: bool = False
     # Orthanc ignores a duplicate silently (200, stored copy kept): look the UIDs up before storing to
     # report "already present" truthfully.
     silent_duplicates: bool = False
@@ -58,6 +63,10 @@ _PROFILES: dict[ServerKind, ServerProfile] = {
         silent_duplicates=True,
         fuzzy_matching=False,
         include_all=False,
+        # Probed on 1.10 + DICOMweb 1.7: exact viewport sizes, HU windows (linear and sigmoid, signed and
+        # rescaled data, MONOCHROME1 inverted). Its default ignores the instance's own window (min-max).
+        rendered_viewport=True,
+        rendered_window=True,
     ),
     # dcm4chee deletes only rejected studies (403 otherwise): the DICOMweb DELETE is tried and its 403
     # explained by the error hint.

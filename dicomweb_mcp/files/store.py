@@ -170,6 +170,13 @@ class FileStore:
             size_bytes=size,
         )
 
+    async def save_temporary(self, chunks: AsyncIterable[bytes | memoryview]) -> Path:
+        """Write ``chunks`` to a hidden temporary file in the download directory (an instance to read
+        once, such as one to render) and return its path: the caller removes it."""
+        temporary = self._temporary(self.directory())
+        await self._write(chunks, temporary)
+        return temporary
+
     def write_json(self, path: Path, data: Any) -> Path:
         """Write JSON atomically (temporary name, then rename)."""
         return self.write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))

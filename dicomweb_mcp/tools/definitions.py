@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import DicomWebError, local_file_error
+from ..records import Record as RecordModel
 from .arguments import (
     Filters,
     Fuzzy,
@@ -39,9 +40,11 @@ from .arguments import (
     TransferSyntax,
 )
 from .operations import DicomWebOperations
+from .rendering import DEFAULT_SIZE
 from .results import (
     ChangeFeedResult,
     DeleteResult,
+    ReadReportResult,
     RetrieveFramesResult,
     RetrieveInstancesResult,
     RetrieveMetadataResult,
@@ -51,6 +54,7 @@ from .results import (
     SearchStudiesResult,
     ServerInfo,
     StoreInstancesResult,
+    StudyOverviewResult,
 )
 from .search import SearchPage
 
@@ -227,6 +231,15 @@ async def retrieve_frames(
     )
 
 
+def _with_picture(result: RecordModel, picture: bytes | None, mime_type: str) -> CallToolResult:
+    """The result as text and structured content, and the picture as image content when there is one."""
+    content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
+    if picture is not None:
+        data = base64.b64encode(picture).decode("ascii")
+        content.append(ImageContent(type="image", data=data, mime_type=mime_type))
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+
 @_tool_errors
 async def retrieve_rendered(
     ctx: Context[Any, Any],
@@ -234,28 +247,50 @@ async def retrieve_rendered(
     series_uid: SeriesUid,
     instance_uid: InstanceUid,
     frame: Annotated[int | None, Field(ge=1, description="Frame number, from 1.")] = None,
+    size: Annotated[int, Field(ge=16, le=4096, description="Longest edge, pixels.")] = DEFAULT_SIZE,
+    window: Annotated[
+        Text,
+        Field(description="lung, mediastinum, bone, brain, abdomen or center,width; default: the image's."),
+    ] = None,
     media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
     quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality.")] = None,
     show: Annotated[bool, Field(description="Also return the picture, to look at.")] = False,
 ) -> Annotated[CallToolResult, RetrieveRenderedResult]:
-    """Render an instance or frame as JPEG or PNG (WADO-RS rendered) to a file."""
+    """Render an instance or frame as JPEG or PNG, sized and windowed, to a file."""
     result = await _state(ctx).operations.retrieve_rendered(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
         frame=frame,
+        size=size,
+        window=window,
         media_type=media_type,
         quality=quality,
     )
-    content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
-    if show:
-        picture = await anyio.Path(result.path).read_bytes()
-        content.append(
-            ImageContent(
-                type="image", data=base64.b64encode(picture).decode("ascii"), mime_type=result.content_type
-            )
-        )
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+    picture = await anyio.Path(result.path).read_bytes() if show else None
+    return _with_picture(result, picture, result.content_type)
+
+
+@_tool_errors
+async def get_study_overview(
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    show: Annotated[bool, Field(description="Also return a contact sheet, a thumbnail a series.")] = False,
+) -> Annotated[CallToolResult, StudyOverviewResult]:
+    """What a study holds: patient, study, every series, its reports; start here."""
+    result = await _state(ctx).operations.get_study_overview(study_uid=study_uid, show=show)
+    sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
+    return _with_picture(result, sheet, "image/jpeg")
+
+
+@_tool_errors
+async def read_report(
+    ctx: Context[Any, Any], study_uid: StudyUid, series_uid: SeriesUid, instance_uid: InstanceUid
+) -> ReadReportResult:
+    """Read a report (Structured Report or PDF) as text."""
+    return await _state(ctx).operations.read_report(
+        study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
+    )
 
 
 @_tool_errors

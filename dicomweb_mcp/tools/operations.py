@@ -20,6 +20,8 @@ from ..errors import DicomWebError, InvalidInputError, ProtocolError
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFrame, uid_path
 from .download import Download, Progress
+from .overview import Overviews
+from .reports import Reports
 from .results import (
     MAX_LISTED_FILES,
     MAX_LISTED_PROBLEMS,
@@ -29,7 +31,6 @@ from .results import (
     RetrieveFramesResult,
     RetrieveInstancesResult,
     RetrieveMetadataResult,
-    RetrieveRenderedResult,
     ServerCapabilities,
     ServerInfo,
     StoreCounts,
@@ -45,7 +46,10 @@ async def _no_progress(progress: float, total: float | None, message: str) -> No
     return None
 
 
-class DicomWebOperations(Searches):
+class DicomWebOperations(Searches, Overviews, Reports):
+    """Every tool's work. Looking (retrieve_rendered, get_study_overview) and reading (read_report) come
+    from their own modules."""
+
     def __init__(self, config: Config, client: DicomWebClient) -> None:
         super().__init__(client)
         self.config = config
@@ -145,28 +149,6 @@ class DicomWebOperations(Searches):
             files=[Path(f.path).name for f in saved[:MAX_LISTED_FILES]],
             content_type=saved[0].content_type,
             transfer_syntax_uid=saved[0].transfer_syntax_uid,
-        )
-
-    async def retrieve_rendered(
-        self,
-        *,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
-        frame: int | None = None,
-        media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
-        quality: int | None = None,
-    ) -> RetrieveRenderedResult:
-        image = await self.client.retrieve_rendered(
-            study_uid, series_uid, instance_uid, frame=frame, media_type=media_type, quality=quality
-        )
-        extension = ".png" if image.media_type == "image/png" else ".jpg"
-        base = self._level_file(self.store.directory(), study_uid, series_uid, instance_uid, "rendered")
-        name = base.name.removesuffix(".json") + (f"-frame-{frame}" if frame else "") + extension
-        path = base.with_name(name)
-        await anyio.to_thread.run_sync(self.store.write_bytes, path, image.content)
-        return RetrieveRenderedResult(
-            path=str(path), content_type=image.media_type, size_bytes=len(image.content)
         )
 
     # ---- store / delete -------------------------------------------------------------------------

@@ -6,6 +6,8 @@ directory. Fields without a value are left out of the JSON an agent receives.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..dicomweb.models import ChangeFeedEntry, DeleteResult
@@ -17,6 +19,11 @@ __all__ = [
     "FileProblem",
     "InstanceMetadata",
     "InstanceSummary",
+    "OverviewPatient",
+    "OverviewReport",
+    "OverviewSeries",
+    "OverviewStudy",
+    "ReadReportResult",
     "RetrieveFramesResult",
     "RetrieveInstancesResult",
     "RetrieveMetadataResult",
@@ -29,12 +36,15 @@ __all__ = [
     "ServerInfo",
     "StoreCounts",
     "StoreInstancesResult",
+    "StudyOverviewResult",
     "StudySummary",
 ]
 
 # A result lists a few saved files as examples; the manifest (or the metadata file) has them all. The
 # text an agent reads then stays the same size for 3 files or 3,000.
 MAX_LISTED_FILES = 5
+# A report's text in a result; the whole text is saved beside the instance.
+MAX_REPORT_TEXT = 20_000
 
 Scalar = str | int | float
 Value = Scalar | list[Scalar]
@@ -154,6 +164,75 @@ class RetrieveRenderedResult(Record):
     path: str
     content_type: str
     size_bytes: int
+    renderer: Literal["server", "local"] = Field(
+        description="server: WADO-RS rendered; local: rendered here from the pixel data."
+    )
+    width: int
+    height: int
+    window: str | None = Field(None, description="The window applied: its source, center/width.")
+    notes: list[str] | None = None
+
+
+# ---- look and read ------------------------------------------------------------------------------
+
+
+class OverviewPatient(Record):
+    name: str | None = None
+    id: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+
+
+class OverviewStudy(Record):
+    study_uid: str
+    date: str | None = None
+    time: str | None = None
+    description: str | None = None
+    accession_number: str | None = None
+    modalities: list[str] | None = None
+    number_of_series: int
+    number_of_instances: int
+
+
+class OverviewSeries(Record):
+    series_uid: str
+    number: int | None = None
+    modality: str | None = None
+    description: str | None = None
+    body_part: str | None = None
+    instances: int
+    frames: int = Field(description="Frames of its images (0 for reports and other non-images).")
+
+
+class OverviewReport(Record):
+    series_uid: str
+    instance_uid: str
+    kind: Literal["sr", "pdf"]
+    title: str | None = None
+
+
+class StudyOverviewResult(Record):
+    patient: OverviewPatient
+    study: OverviewStudy
+    series: list[OverviewSeries] = Field(description="In series number order.")
+    reports: list[OverviewReport] = Field(description="Read them with read_report.")
+    contact_sheet: str | None = Field(
+        None, description="With show: the saved sheet, one tile per series in this order, row by row."
+    )
+    series_file: str | None = Field(None, description="When the series list was cut: all of them, saved.")
+    warnings: list[str] | None = None
+
+
+class ReadReportResult(Record):
+    kind: Literal["sr", "pdf"]
+    title: str
+    text: str = Field(description=f"At most {MAX_REPORT_TEXT:,} bytes; text_file has all of it.")
+    text_file: str
+    truncated: bool | None = None
+    completion_flag: str | None = None
+    verification_flag: str | None = None
+    observer: str | None = None
+    content_date: str | None = None
 
 
 # ---- store / delete -----------------------------------------------------------------------------

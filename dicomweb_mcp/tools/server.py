@@ -30,6 +30,8 @@ from .definitions import (
     AppState,
     delete_instances,
     get_change_feed,
+    get_study_overview,
+    read_report,
     retrieve_frames,
     retrieve_instances,
     retrieve_metadata,
@@ -47,10 +49,10 @@ __all__ = ["INSTRUCTIONS", "build_server"]
 
 INSTRUCTIONS = """\
 Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
-Workflow: search first (search_studies, then search_series / search_instances within a study) to find
-UIDs; then retrieve. Retrieved instances, frames and full metadata are saved as files under the
-download directory and the tools return their paths, not the data. retrieve_rendered with show=true
-returns the picture itself, for you to look at.
+Workflow: search_studies finds a study; get_study_overview lists its series and reports in one call
+(show=true adds a contact sheet to look at); retrieve_rendered shows one image, sized and windowed
+(window=lung, bone, ...); read_report reads an SR or PDF report as text. Retrieved instances, frames and
+full metadata are saved as files under the download directory and the tools return their paths.
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
@@ -231,12 +233,14 @@ def build_server(
 
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
         (search_studies, "Search studies", READ_ONLY),
+        (get_study_overview, "Study overview", SAVES_FILES),
         (search_series, "Search series", READ_ONLY),
         (search_instances, "Search instances", READ_ONLY),
         (retrieve_instances, "Retrieve instances", SAVES_FILES),
         (retrieve_metadata, "Retrieve metadata", SAVES_FILES),
         (retrieve_frames, "Retrieve frames", SAVES_FILES),
         (retrieve_rendered, "Retrieve rendered image", SAVES_FILES),
+        (read_report, "Read a report", SAVES_FILES),
         (get_change_feed, "Read the change feed", READ_ONLY),
         (server_info, "Server info", READ_ONLY),
     ]

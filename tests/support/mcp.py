@@ -18,6 +18,8 @@ ALL_TOOLS = {
     "retrieve_metadata",
     "retrieve_frames",
     "retrieve_rendered",
+    "get_study_overview",
+    "read_report",
     "store_instances",
     "delete_instances",
     "get_change_feed",

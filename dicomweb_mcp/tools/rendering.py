@@ -1,0 +1,257 @@
+"""Pictures of instances, for retrieve_rendered and the overview's thumbnails.
+
+The server renders where its profile says it sizes and windows as PS3.18 says (Orthanc: probed), with the
+aspect-kept viewport and the window sent explicitly (its own default ignores the instance's window); the
+picture it sends is checked for the asked size. Otherwise, or when the server refuses or fails, the
+instance is fetched and rendered here (``imaging.render``); pixel data in a transfer syntax no installed
+decoder reads is asked for again, decompressed by the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from ..config import Config
+from ..dicom.dicomjson import element_value
+from ..dicom.sopclass import sop_class_name
+from ..dicom.validation import validate_frames
+from ..dicom.windows import Window, instance_window, parse_window
+from ..dicomweb.client import DicomWebClient
+from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
+from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError
+from ..files.store import FileStore, uid_path
+from ..imaging.pictures import MediaType, decode, dimensions, encode, fit_budget, jpeg_budget
+from ..imaging.render import DecoderMissingError, NotAnImageError, Picture, fitted_size, render_file
+from .fetch import instance_file
+from .results import RetrieveRenderedResult
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["DEFAULT_SIZE", "Rendered", "Rendering"]
+
+DEFAULT_SIZE = 512
+Renderer = Literal["server", "local"]
+WindowChoice = Window | Literal["auto"] | None
+# Photometric interpretations the server is trusted with; anything else (palette colour...) is local.
+_SERVER_PHOTOMETRIC = frozenset(
+    {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    renderer: Renderer
+    width: int
+    height: int
+    window: str | None  # the window applied, as a label; None for colour
+    notes: tuple[str, ...] = ()
+    data: bytes | None = None  # the picture as the server sent it
+    media_type: str | None = None
+    image: Image | None = None  # the picture rendered here
+
+    def picture(self) -> Image:
+        if self.image is not None:
+            return self.image
+        assert self.data is not None
+        return decode(self.data)
+
+    def encoded(self, media_type: MediaType, quality: int | None) -> bytes:
+        """The picture in ``media_type``: the server's bytes when they fit, else encoded here (a JPEG
+        without an explicit quality within the budget of its size)."""
+        if self.data is not None and self.media_type == media_type:
+            if media_type == "image/png" or quality is not None:
+                return self.data
+            budget = jpeg_budget(self.width, self.height)
+            return self.data if len(self.data) <= budget else fit_budget(decode(self.data), budget)
+        return encode(self.picture(), media_type, quality)
+
+
+@dataclass(frozen=True)
+class _ServerPlan:
+    viewport: tuple[int, int] | None
+    window: tuple[float, float, str] | None
+    label: str | None
+    expected: tuple[int, int]
+
+
+def _not_an_image(metadata: Mapping[str, Any]) -> NotAnImageError:
+    return NotAnImageError(
+        f"This instance is {sop_class_name(element_value(metadata, '00080016'))}: it has no pixel data to "
+        "render. Reports (SR, PDF) are read with read_report."
+    )
+
+
+def _server_plan(
+    metadata: Mapping[str, Any], frame: int | None, size: int, choice: WindowChoice
+) -> _ServerPlan | None:
+    """What to ask the server for, from the instance's metadata; None when only a local rendering is
+    right (a modality or VOI LUT, per-frame functional groups, palette colour, LINEAR_EXACT)."""
+    rows, columns = element_value(metadata, "00280010"), element_value(metadata, "00280011")
+    if not isinstance(rows, int) or not isinstance(columns, int):
+        raise _not_an_image(metadata)
+    frames = int(element_value(metadata, "00280008") or 1)
+    if frame is not None and frame > frames:
+        raise InvalidInputError(f"frame {frame} does not exist: this instance has {frames} frame(s).")
+    photometric = str(element_value(metadata, "00280004") or "MONOCHROME2").upper()
+    if photometric not in _SERVER_PHOTOMETRIC or "00283000" in metadata or "52009229" in metadata:
+        return None
+    window: Window | None = None
+    label: str | None = None
+    if photometric.startswith("MONOCHROME"):
+        if choice is None:
+            window = instance_window(metadata)
+            if window is None and "00283010" in metadata:  # a VOI LUT, and no window beside it
+                return None
+        elif isinstance(choice, Window):
+            window = choice
+        label = window.label() if window else "auto"  # the server's default is min-max
+        if window is not None and window.function == "linear_exact":
+            return None
+    expected = fitted_size(columns, rows, size)
+    return _ServerPlan(
+        viewport=expected if expected != (columns, rows) else None,
+        window=(window.center, window.width, window.function) if window else None,
+        label=label,
+        expected=expected,
+    )
+
+
+class Rendering:
+    client: DicomWebClient
+    store: FileStore
+    config: Config
+
+    async def render(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        *,
+        frame: int | None = None,
+        size: int = DEFAULT_SIZE,
+        window: str | None = None,
+        media_type: MediaType = "image/jpeg",
+        quality: int | None = None,
+    ) -> Rendered:
+        """One frame as a picture, its longest edge at most ``size``, on the server or here."""
+        choice = parse_window(window)
+        if frame is not None:
+            validate_frames([frame])
+        if size < 16:
+            raise InvalidInputError(f"size {size} is too small: give at least 16 pixels.")
+        profile = await self.client.profile()
+        notes: list[str] = []
+        if profile.rendered and profile.rendered_viewport and profile.rendered_window:
+            datasets = await self.client.retrieve_metadata(study_uid, series_uid, instance_uid)
+            plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice)
+            if plan is not None:
+                try:
+                    image = await self.client.retrieve_rendered(
+                        study_uid,
+                        series_uid,
+                        instance_uid,
+                        frame=frame,
+                        media_type=media_type,
+                        quality=quality,
+                        viewport=plan.viewport,
+                        window=plan.window,
+                    )
+                except HTTPStatusError as exc:
+                    if exc.status_code in (401, 403):
+                        raise
+                    notes.append(f"the server could not render it (HTTP {exc.status_code}): rendered here")
+                else:
+                    if dimensions(image.content) == plan.expected:
+                        width, height = plan.expected
+                        return Rendered(
+                            "server", width, height, plan.label, (), image.content, image.media_type
+                        )
+                    notes.append("the server did not size the picture as asked: rendered here")
+        picture = await self._render_here(study_uid, series_uid, instance_uid, frame, size, choice, notes)
+        notes.extend(picture.notes)
+        label = picture.window.label() if picture.window else None
+        if label is None and picture.image.mode == "L":
+            label = "instance VOI LUT"
+        width, height = picture.image.size
+        return Rendered("local", width, height, label, tuple(notes), image=picture.image)
+
+    async def _render_here(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        frame: int | None,
+        size: int,
+        choice: WindowChoice,
+        notes: list[str],
+    ) -> Picture:
+        render = partial(render_file, frame=frame, size=size, window=choice)
+        async with instance_file(self.client, self.store, study_uid, series_uid, instance_uid) as path:
+            try:
+                return await anyio.to_thread.run_sync(render, path)
+            except DecoderMissingError as exc:
+                missing = exc.transfer_syntax
+        # No decoder here for how it is stored: ask the server for it decompressed.
+        try:
+            async with instance_file(
+                self.client,
+                self.store,
+                study_uid,
+                series_uid,
+                instance_uid,
+                transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN,
+            ) as path:
+                picture = await anyio.to_thread.run_sync(render, path)
+        except HTTPStatusError as exc:
+            raise UnsupportedOperationError(
+                f"The pixel data is stored as {missing}, which no decoder installed here reads, and the "
+                f"server would not send it decompressed (HTTP {exc.status_code}). Install "
+                "pylibjpeg-libjpeg (JPEG lossless, JPEG-LS; GPL-3.0) in dicomweb-mcp's environment, or "
+                "download the file with retrieve_instances."
+            ) from None
+        notes.append(f"{missing} pixel data decompressed by the server")
+        return picture
+
+    async def retrieve_rendered(
+        self,
+        *,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        frame: int | None = None,
+        size: int = DEFAULT_SIZE,
+        window: str | None = None,
+        media_type: MediaType = "image/jpeg",
+        quality: int | None = None,
+    ) -> RetrieveRenderedResult:
+        rendered = await self.render(
+            study_uid,
+            series_uid,
+            instance_uid,
+            frame=frame,
+            size=size,
+            window=window,
+            media_type=media_type,
+            quality=quality,
+        )
+        content = await anyio.to_thread.run_sync(rendered.encoded, media_type, quality)
+        extension = ".png" if media_type == "image/png" else ".jpg"
+        suffix = ".rendered" + (f"-frame-{frame}" if frame else "") + extension
+        path = uid_path(self.store.directory(), study_uid, series_uid, instance_uid, suffix)
+        await anyio.to_thread.run_sync(self.store.write_bytes, path, content)
+        return RetrieveRenderedResult(
+            path=str(path),
+            content_type=media_type,
+            size_bytes=len(content),
+            renderer=rendered.renderer,
+            width=rendered.width,
+            height=rendered.height,
+            window=rendered.window,
+            notes=list(rendered.notes) or None,
+        )
