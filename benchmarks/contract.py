@@ -1,5 +1,5 @@
 """What every host pays per turn for the tool list, tool by tool (name + description + inputSchema as
-json.dumps writes them), with delete enabled; the budget is 8,000 bytes.
+json.dumps writes them), with delete enabled, against the budget the tests hold (tests/support/mcp.py).
 
     python -m benchmarks.contract
 """
@@ -14,8 +14,7 @@ from mcp import Client
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-
-BUDGET = 8_000
+from tests.support.mcp import MODEL_FACING_BUDGET as BUDGET
 
 
 async def main() -> None:

@@ -19,14 +19,12 @@ from mcp.types import Tool
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-from tests.support.mcp import ALL_TOOLS, text
+from tests.support.mcp import ALL_TOOLS, MODEL_FACING_BUDGET, text
 
 pytestmark = pytest.mark.anyio
 
 # openai-agents' handle on a server; constructing it starts nothing.
 HOST = MCPServerStdio(params={"command": "dicomweb-mcp"}, name="dicomweb")
-# What a host sends the model every turn for the whole list, delete enabled.
-MODEL_FACING_BUDGET = 8_844
 
 
 def model_facing_bytes(tool: Tool) -> int:

@@ -10,6 +10,10 @@ from mcp.types import CallToolResult
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
 
+# What a host sends the model every turn for the whole tool list (name, description, inputSchema),
+# delete enabled: 8,000 for the first eleven tools, plus what get_study_overview and read_report need.
+MODEL_FACING_BUDGET = 8_844
+
 ALL_TOOLS = {
     "search_studies",
     "search_series",
