@@ -101,6 +101,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("get_change_feed", {"start_time": "2024-01-01T00:00:00Z"}, "need the v2 API"),
     ("delete_instances", {"study_uid": "1.2.3*"}, "not a valid DICOM UID"),
     ("delete_instances", {"study_uid": "1.2.3", "instance_uid": "1.2.3.4"}, "needs series_uid"),
+    # An empty UID (what a strict-mode model sends for 'not given') must not widen a delete to the study.
+    ("delete_instances", {"study_uid": "1.2.3", "series_uid": ""}, "series_uid is empty"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -55,3 +56,24 @@ async def test_a_query_read_differently_waits_for_the_kind(tmp_path: Path) -> No
     async with DicomWebClient(config, transport=httpx.MockTransport(answer)) as client:
         await client.search_studies({"PatientName": "Anony Mous"})
     assert paths == ["/system", "/dicom-web/studies"]
+
+
+async def test_a_broken_detection_does_not_break_the_search(tmp_path: Path) -> None:
+    """The detection's connection breaking mid-answer is not the search's failure, and nothing escapes
+    as an exception group (the agent would see no message)."""
+
+    class BrokenBody(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"ApiVersion": '
+            raise httpx.ReadError("connection broken mid-body")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/system":
+            return httpx.Response(200, stream=BrokenBody())
+        return httpx.Response(200, json=[])
+
+    config = Config(url="http://pacs.invalid/dicom-web", download_dir=tmp_path, max_retries=0)
+    async with DicomWebClient(config, transport=httpx.MockTransport(answer)) as client:
+        result = await client.search_studies({"PatientID": "ID1"})
+        await client.warm_up()  # in the background at start-up: it must never raise
+    assert result.datasets == []

@@ -23,10 +23,11 @@ from dicomweb_mcp.tools.server import build_server
 from tests.support.hostile import Handler, HostileServer, part
 from tests.support.orthanc import wait_until
 from tests.support.samples import Samples
+from tests.support.tutorial import TUTORIAL_STUDY_UID
 
 pytestmark = pytest.mark.anyio
 
-STUDY = "1.2.3.4"
+STUDY = TUTORIAL_STUDY_UID  # the parts served are the tutorial files, and a part of another study is refused
 B = "hostile-boundary"
 
 
@@ -212,3 +213,20 @@ async def test_cancelled_download_removes_the_partial_file(
     assert [p.read_bytes() for p in saved] == [blue]
     manifest = json.loads(next(cfg.download_dir.rglob("manifest.json")).read_text())
     assert manifest["complete"] is False and [Path(f["path"]) for f in manifest["files"]] == saved
+
+
+async def test_a_part_of_another_study_is_refused(
+    hostile: HostileServer, samples: Samples, tmp_path: Path
+) -> None:
+    def answer(handler: Handler) -> None:
+        handler.send_multipart_head(B)
+        handler.write(part(samples.blue.path.read_bytes(), B) + f"--{B}--".encode())
+
+    hostile.routes["/dicom-web/studies/1.2.3.4"] = answer
+    cfg = config(hostile, tmp_path)
+    async with Client(build_server(cfg)) as client:
+        result = await client.call_tool("retrieve_instances", {"study_uid": "1.2.3.4"})
+    assert (
+        result.is_error and f"it belongs to study {samples.study_uid}, not 1.2.3.4" in result.content[0].text
+    )  # type: ignore[union-attr]
+    assert not list(cfg.download_dir.rglob("*.dcm"))

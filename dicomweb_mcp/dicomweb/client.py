@@ -5,8 +5,8 @@ It knows nothing of MCP. Server differences come from ``ServerProfile``; errors 
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,7 +18,6 @@ import anyio
 from ..config import Config, ServerKind
 from ..dicom.validation import check_scope, validate_frames, validate_uid
 from ..errors import (
-    DicomWebError,
     InvalidInputError,
     UnsupportedOperationError,
 )
@@ -55,6 +54,8 @@ from .transport import BaseTransport, HttpTransport, Response, beside, parse_jso
 
 __all__ = ["DicomWebClient"]
 
+log = logging.getLogger("dicomweb_mcp")
+
 DICOM_JSON = "application/dicom+json"
 # What a server whose kind the URL does not give away can turn out to be.
 _UNDETECTED = (ServerKind.ORTHANC, ServerKind.GENERIC)
@@ -69,7 +70,7 @@ class DicomWebClient:
         *,
         credential: TokenCredential | None = None,
         transport: BaseTransport | None = None,
-        max_connections: int = 10,
+        max_connections: int | None = None,
         retry_backoff: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -78,7 +79,8 @@ class DicomWebClient:
             config,
             auth=build_auth(config, credential),
             transport=transport,
-            max_connections=max_connections,
+            # Room for every request one operation may have in flight, and a little more.
+            max_connections=max_connections or max(10, config.concurrency + 2),
             retry_backoff=retry_backoff,
             sleep=sleep,
         )
@@ -118,9 +120,11 @@ class DicomWebClient:
 
     async def warm_up(self) -> None:
         """Detect the server kind (which also opens a pooled connection) ahead of the first request; a
-        failure is left for that request to meet and report."""
-        with contextlib.suppress(DicomWebError):
+        failure is left for that request to meet and report (it runs in the background: nothing escapes)."""
+        try:
             await self.profile()
+        except Exception as exc:
+            log.debug("server-kind detection failed: %s", type(exc).__name__)
 
     def assumed_profile(self) -> ServerProfile:
         """The profile known so far without asking the server (generic until detection succeeded)."""
@@ -147,6 +151,9 @@ class DicomWebClient:
             either = {copy.deepcopy(query).encode(profile_for(kind)) for kind in _UNDETECTED}
             if len(either) == 1:
                 response = await beside(self.warm_up, partial(self._get_json, operation, path, either.pop()))
+                # Detection ran beside it: what it found (generic if it failed), not a second attempt.
+                query.encode(self.assumed_profile())
+                return QueryResult(parse_json_objects(operation, response), query.warnings)
         encoded = query.encode(await self.profile())  # the profile's warnings, and its encoding if new
         if response is None:
             response = await self._get_json(operation, path, encoded)

@@ -37,10 +37,10 @@ async def detect_kind(http: HttpTransport, dicomweb_url: str) -> tuple[ServerKin
         retry=True,
     )
     response = sent.response
-    await response.aread()
-    await response.aclose()
-    if response.status_code in (401, 403):
-        return ServerKind.GENERIC, False
+    await http.read_body("Detecting the server kind", response)
+    if response.status_code == 401:
+        return ServerKind.GENERIC, False  # ask again once the credentials work
+    # 403 and everything else: not Orthanc's REST API, or not for us (a proxy that shows DICOMweb only).
     if response.status_code == 200:
         try:
             info = response.json()

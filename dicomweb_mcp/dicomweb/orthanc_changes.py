@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from ..config import Config
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import DicomWebError, InvalidInputError, NotFoundError
 from .changefeed import check_change_feed_arguments
 from .models import ChangeFeedEntry
 from .servers import orthanc_rest_root
@@ -22,9 +22,11 @@ from .transport import HttpTransport, parse_json
 __all__ = ["read_latest_orthanc_change", "read_orthanc_changes"]
 
 _ACCEPT = {"Accept": "application/json"}
+_OPERATION = "Read Orthanc's change log"
 # Pages of the log read for one call at most: a long run of study- or series-level events is skipped,
 # never read forever.
 _MAX_PAGES = 10
+_SCAN_PAGE = 1000
 _ACTIONS = {"NewInstance": "Create", "ModifiedInstance": "Update"}
 
 
@@ -39,41 +41,60 @@ async def read_orthanc_changes(
     check_change_feed_arguments(1, since, limit, None, None)
     if any(window):
         raise InvalidInputError("Orthanc's change log has no time window: page with offset instead.")
-    limit = limit or 10
     rest = orthanc_rest_root(config.url)
-    operation = "Read Orthanc's change log"
-    changes: list[dict[str, Any]] = []
-    for _ in range(_MAX_PAGES):
-        url = f"{rest}/changes?since={since}&limit={limit}"
-        page = parse_json(operation, await http.read(operation, "GET", url, headers=_ACCEPT)) or {}
-        entries = page.get("Changes") if isinstance(page, dict) else None
-        changes += [c for c in entries or [] if isinstance(c, dict) and c.get("ChangeType") in _ACTIONS]
-        since = int(page.get("Last", since)) if isinstance(page, dict) else since
-        if changes or not isinstance(page, dict) or page.get("Done", True):
-            break
-    changes = changes[:limit]
-    lookup = _Lookup(http, rest)
-    found: list[ChangeFeedEntry | None] = [None] * len(changes)
-    limiter = anyio.Semaphore(config.concurrency)
-
-    async def describe(index: int, change: dict[str, Any]) -> None:
-        async with limiter:
-            found[index] = await lookup.entry(change)
-
-    async with anyio.create_task_group() as group:
-        for index, change in enumerate(changes):
-            group.start_soon(describe, index, change)
-    return [entry for entry in found if entry is not None]
+    changes = await _instance_changes(http, rest, since, limit or 10)
+    return await _describe(http, rest, changes[: limit or 10], config.concurrency)
 
 
 async def read_latest_orthanc_change(http: HttpTransport, config: Config) -> ChangeFeedEntry | None:
     """The newest instance entry: the log's last sequence number, then the page that ends there."""
-    operation = "Read Orthanc's change log"
-    url = f"{orthanc_rest_root(config.url)}/changes?last"
-    page = parse_json(operation, await http.read(operation, "GET", url, headers=_ACCEPT)) or {}
+    rest = orthanc_rest_root(config.url)
+    page = parse_json(_OPERATION, await http.read(_OPERATION, "GET", f"{rest}/changes?last", headers=_ACCEPT))
     last = int(page.get("Last", 0)) if isinstance(page, dict) else 0
-    entries = await read_orthanc_changes(http, config, max(0, last - 100), 100)
-    return entries[-1] if entries else None
+    changes = await _instance_changes(http, rest, max(0, last - _SCAN_PAGE), _SCAN_PAGE)
+    entries = await _describe(http, rest, changes[-1:], 1)
+    return entries[0] if entries else None
+
+
+async def _instance_changes(http: HttpTransport, rest: str, since: int, limit: int) -> list[dict[str, Any]]:
+    """The instance entries of the log after ``since`` (at least ``limit`` of them when there are)."""
+    changes: list[dict[str, Any]] = []
+    for _ in range(_MAX_PAGES):
+        # Pages larger than asked: the log also holds patient, study and series events to skip.
+        url = f"{rest}/changes?since={since}&limit={max(limit, _SCAN_PAGE)}"
+        page = parse_json(_OPERATION, await http.read(_OPERATION, "GET", url, headers=_ACCEPT)) or {}
+        if not isinstance(page, dict):
+            break
+        entries = page.get("Changes") or []
+        changes += [c for c in entries if isinstance(c, dict) and c.get("ChangeType") in _ACTIONS]
+        since = int(page.get("Last", since))
+        if len(changes) >= limit or page.get("Done", True):
+            break
+    return changes
+
+
+async def _describe(
+    http: HttpTransport, rest: str, changes: list[dict[str, Any]], concurrency: int
+) -> list[ChangeFeedEntry]:
+    lookup = _Lookup(http, rest)
+    found: list[ChangeFeedEntry | None] = [None] * len(changes)
+    limiter = anyio.Semaphore(concurrency)
+    failures: list[DicomWebError] = []
+
+    async def describe(index: int, change: dict[str, Any]) -> None:
+        async with limiter:
+            try:
+                found[index] = await lookup.entry(change)
+            except DicomWebError as exc:  # raised below as itself, not inside an exception group
+                failures.append(exc)
+                group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for index, change in enumerate(changes):
+            group.start_soon(describe, index, change)
+    if failures:
+        raise failures[0]
+    return [entry for entry in found if entry is not None]
 
 
 class _Lookup:
@@ -85,7 +106,7 @@ class _Lookup:
         self._parents: dict[str, tuple[str | None, str | None]] = {}  # series ID -> (series UID, study UID)
 
     async def _get(self, path: str) -> dict[str, Any] | None:
-        operation = "Read Orthanc's change log"
+        operation = _OPERATION
         try:
             data = parse_json(
                 operation, await self._http.read(operation, "GET", self._rest + path, headers=_ACCEPT)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import httpcore
@@ -167,7 +168,7 @@ class HttpTransport:
                 timeout=httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, 15.0)),
                 limits=self._limits,
                 transport=self._given_transport
-                or _pool_transport(self._limits, tls=self.config.url.startswith("https:")),
+                or _pool_transport(self._limits, tls=urlsplit(self.config.url).scheme.lower() != "http"),
                 headers={"User-Agent": "dicomweb-mcp"},
             )
         return self._client
@@ -309,6 +310,19 @@ class HttpTransport:
             await sent.response.aread()
             return sent.response
 
+    async def read_body(self, operation: str, response: httpx.Response) -> bytes:
+        """The rest of a streamed response, then closed; a broken or undecodable body is a DicomWebError."""
+        try:
+            return await response.aread()
+        except httpx.TransportError as exc:
+            raise self.transport_error(operation, exc) from None
+        except httpx.HTTPError as exc:
+            raise ProtocolError(
+                f"{operation}: the answer could not be read ({type(exc).__name__})."
+            ) from None
+        finally:
+            await response.aclose()
+
     async def chunks(self, operation: str, response: httpx.Response) -> AsyncIterator[bytes]:
         """The body of a streaming response; a broken connection becomes ``ServerUnreachableError``."""
         try:
@@ -321,20 +335,20 @@ class HttpTransport:
 async def beside(
     background: Callable[[], Coroutine[Any, Any, None]], call: Callable[[], Awaitable[_T]]
 ) -> _T:
-    """``call``'s result, with ``background`` run at the same time (both done on return). A
-    ``DicomWebError`` from ``call`` is raised as itself, not inside an exception group."""
-    outcome: list[_T | DicomWebError] = []
+    """``call``'s result, with ``background`` (which must not raise) run at the same time, both done on
+    return. An error from ``call`` is raised as itself, not inside an exception group."""
+    outcome: list[_T | Exception] = []
 
     async def run() -> None:
         try:
             outcome.append(await call())
-        except DicomWebError as exc:
+        except Exception as exc:  # raised below as itself: an exception group would hide its message
             outcome.append(exc)
 
     async with anyio.create_task_group() as group:
         group.start_soon(background)
         group.start_soon(run)
-    if isinstance(outcome[0], DicomWebError):
+    if isinstance(outcome[0], Exception):
         raise outcome[0]
     return outcome[0]
 

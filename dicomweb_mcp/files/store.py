@@ -116,10 +116,13 @@ class FileStore:
             raise
         return size, bytes(head)
 
-    async def save_instance(self, chunks: AsyncIterable[bytes | memoryview], directory: Path) -> SavedFile:
+    async def save_instance(
+        self, chunks: AsyncIterable[bytes | memoryview], directory: Path, study_uid: str | None = None
+    ) -> SavedFile:
         """Save one DICOM file as ``{directory}/{study}/{series}/{instance}.dcm``, named from its own UIDs.
 
-        Raises ``NotDicomError`` (and keeps nothing) when the bytes are not a usable DICOM file.
+        Raises ``NotDicomError`` (and keeps nothing) when the bytes are not a usable DICOM file, or not one
+        of ``study_uid`` when that is given.
         """
         temporary = self._temporary(directory)
         size, head = await self._write(chunks, temporary)
@@ -127,6 +130,8 @@ class FileStore:
             info = read_dicom_file(temporary, head)
             if not isinstance(info, DicomFile):
                 raise NotDicomError(info.reason)
+            if study_uid is not None and info.study_uid != study_uid:
+                raise NotDicomError(f"it belongs to study {info.study_uid}, not {study_uid}")
             final = self.instance_path(directory, info)
             self._ensure_dir(final.parent)
             os.replace(temporary, final)

@@ -12,10 +12,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..dicom.validation import validate_uid
+from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 
 __all__ = [
+    "DeleteInstanceUid",
+    "DeleteSeriesUid",
     "Filter",
     "Filters",
+    "FrameTransferSyntax",
     "Fuzzy",
     "IncludeFields",
     "InstanceUid",
@@ -94,8 +98,34 @@ IncludeFields = Annotated[
 Fuzzy = Annotated[bool, Field(description="Fuzzy patient name matching, where the server has it.")]
 Limit = Annotated[int, Field(ge=1, le=200, description="Results per page.")]
 Offset = Annotated[int, Field(ge=0, description="Results to skip: the last result's next_offset.")]
-TransferSyntax = Annotated[
-    str,
-    BeforeValidator(lambda value: "*" if value == "" else value),
-    Field(pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$", max_length=64),
+_SYNTAX = Field(pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$", max_length=64)
+# Empty means each tool's own default: as stored for instances, uncompressed for frames.
+TransferSyntax = Annotated[str, BeforeValidator(lambda value: value or "*"), _SYNTAX]
+FrameTransferSyntax = Annotated[
+    str, BeforeValidator(lambda value: value or EXPLICIT_VR_LITTLE_ENDIAN), _SYNTAX
+]
+
+
+def _not_blank(name: str, meaning: str) -> BeforeValidator:
+    """For delete: an empty UID must not quietly widen a deletion to the whole study."""
+
+    def check(value: Any) -> Any:
+        if value == "":
+            raise ValueError(f"{name} is empty: leave it out (or null) {meaning}, or give the UID.")
+        return value
+
+    return BeforeValidator(check)
+
+
+DeleteSeriesUid = Annotated[
+    str | None,
+    _not_blank("series_uid", "to delete the whole study"),
+    _uid("series_uid"),
+    Field(description="Only this series."),
+]
+DeleteInstanceUid = Annotated[
+    str | None,
+    _not_blank("instance_uid", "to delete the whole series or study"),
+    _uid("instance_uid"),
+    Field(description="Only this instance (needs series_uid)."),
 ]

@@ -24,7 +24,10 @@ from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import DicomWebError, local_file_error
 from ..records import Record as RecordModel
 from .arguments import (
+    DeleteInstanceUid,
+    DeleteSeriesUid,
     Filters,
+    FrameTransferSyntax,
     Fuzzy,
     IncludeFields,
     InstanceUid,
@@ -218,7 +221,7 @@ async def retrieve_frames(
         Field(min_length=1, max_length=10000, description="Frame numbers from 1, e.g. [1, 2]."),
     ],
     transfer_syntax: Annotated[
-        TransferSyntax, Field(description="Transfer syntax UID (default uncompressed); * = as stored.")
+        FrameTransferSyntax, Field(description="Transfer syntax UID (default uncompressed); * = as stored.")
     ] = EXPLICIT_VR_LITTLE_ENDIAN,
 ) -> RetrieveFramesResult:
     """Download pixel data frames of one instance (WADO-RS) to files."""
@@ -335,10 +338,8 @@ async def delete_instances(
     ctx: Context[Any, Any],
     study_uid: StudyUid,
     confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
-    series_uid: Annotated[OptionalSeriesUid, Field(description="Only this series.")] = None,
-    instance_uid: Annotated[
-        OptionalInstanceUid, Field(description="Only this instance (needs series_uid).")
-    ] = None,
+    series_uid: DeleteSeriesUid = None,
+    instance_uid: DeleteInstanceUid = None,
 ) -> DeleteResult:
     """Permanently delete a study, series or instance from the archive."""
     if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:

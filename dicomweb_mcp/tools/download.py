@@ -89,15 +89,24 @@ class Download:
 
     async def _units(self, series_uid: str | None) -> list[tuple[str, str | None]] | None:
         """What to fetch in parallel: the study's series, or the instances of its one series when they
-        are large; None for one GET."""
-        series = [series_uid] if series_uid else await self._series()
-        if series and len(series) > 1:
+        are large; None for one GET. Only lists known to be whole are split: a list a server cut short
+        (a QIDO limit, silent or not) would leave instances out of a download reported complete."""
+        series = await self._series()
+        if series is None:
+            return None
+        if series_uid is None and len(series) > 1:
             return [(uid, None) for uid in series]
-        return await self._large_instances(series[0]) if series else None
+        wanted = series_uid or next(iter(series))
+        expected = series.get(wanted)
+        return await self._large_instances(wanted, expected) if expected else None
 
-    async def _large_instances(self, series_uid: str) -> list[tuple[str, str | None]] | None:
+    async def _large_instances(self, series_uid: str, expected: int) -> list[tuple[str, str | None]] | None:
         """The instances of a series of large images (a CT or MR series: one GET each, several at once,
-        beats one stream over a WAN); None for small ones, where a request each would cost more."""
+        beats one stream over a WAN); None for small ones, where a request each would cost more, and for a
+        list that does not hold the ``expected`` count the series reported."""
+        reply = self.client.http.fastest_reply
+        if reply is not None and reply < _NEAR_SERVER_SECONDS:
+            return None  # a server this near sends one stream as fast as this machine can write it
         try:
             found = await self.client.search_instances(
                 study_uid=self.study_uid,
@@ -110,18 +119,15 @@ class Download:
         summaries = [summarize(d, _INSTANCE_SIZE) for d in found.datasets]
         sizes = [_pixel_bytes(s) for s in summaries]
         uids = [s.get("instance_uid") for s in summaries]
-        if len(uids) < 2 or len(uids) >= _MAX_LISTED_INSTANCES or None in uids or 0 in sizes:
+        if len(uids) < 2 or len(uids) != expected or found.warnings or None in uids or 0 in sizes:
             return None
         if sum(sizes) / len(sizes) < _LARGE_INSTANCE_BYTES:
             return None
-        reply = self.client.http.fastest_reply
-        if reply is not None and reply < _NEAR_SERVER_SECONDS:
-            return None  # a server this near sends one stream as fast as this machine can write it
         self.total = len(uids)
         return [(series_uid, str(uid)) for uid in uids]
 
-    async def _series(self) -> list[str] | None:
-        """The study's series UIDs (and the instance count, for progress), or None to use one GET."""
+    async def _series(self) -> dict[str, int | None] | None:
+        """The study's series UIDs with their instance counts, or None to use one GET."""
         try:
             found = await self.client.search_series(
                 study_uid=self.study_uid,
@@ -131,13 +137,16 @@ class Download:
         except DicomWebError:
             return None  # a server that cannot list: the single GET still works
         summaries = [summarize(d, SERIES_FIELDS) for d in found.datasets]
-        uids = [s["series_uid"] for s in summaries if "series_uid" in s]
-        if len(uids) != len(found.datasets) or len(uids) >= _MAX_LISTED_SERIES:
+        # A full page (or a page a server lowered, said in a warning) may not be the whole list.
+        cap = self.client.assumed_profile().qido_limit_cap or _MAX_LISTED_SERIES
+        if found.warnings or len(summaries) >= min(cap, _MAX_LISTED_SERIES):
             return None
-        counts = [s.get("number_of_instances") for s in summaries]
-        if all(isinstance(c, int) for c in counts):
-            self.total = sum(counts)  # type: ignore[arg-type]
-        return uids
+        if any("series_uid" not in s for s in summaries) or not summaries:
+            return None
+        counts = {s["series_uid"]: s.get("number_of_instances") for s in summaries}
+        if all(isinstance(c, int) for c in counts.values()):
+            self.total = sum(counts.values())  # type: ignore[arg-type]
+        return counts
 
     async def _in_parallel(self, units: list[tuple[str, str | None]], transfer_syntax: str) -> None:
         failures: list[BaseException] = []
@@ -163,7 +172,9 @@ class Download:
         ) as reader:
             async for part in reader:
                 try:
-                    record = await self.store.save_instance(part.aiter_bytes(), self.directory)
+                    record = await self.store.save_instance(
+                        part.aiter_bytes(), self.directory, self.study_uid
+                    )
                 except NotDicomError as exc:
                     raise ProtocolError(
                         f"The server sent a part that is not a usable DICOM file ({exc.reason}, "

@@ -118,8 +118,14 @@ class DicomWebMCPServer(MCPServer[AppState]):
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(argument_error_message(tool, exc.__cause__)) from exc.__cause__
+            cause = exc.__cause__
+            # Only the arguments' own validation: a validation error inside a tool is a crash, not bad input.
+            if (
+                type(exc) is ToolError
+                and isinstance(cause, ValidationError)
+                and cause.title == tool.fn_metadata.arg_model.__name__
+            ):
+                raise ToolError(argument_error_message(tool, cause)) from cause
             raise
         return _compact_text(result)
 
