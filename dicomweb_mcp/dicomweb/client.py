@@ -105,8 +105,6 @@ class DicomWebClient:
     def __repr__(self) -> str:
         return f"DicomWebClient({self.config.base_url!r})"
 
-    # ---- server kind ------------------------------------------------------------------------------
-
     async def profile(self) -> ServerProfile:
         """The server's profile, detecting the kind on first use when it was left ``auto``."""
         if self._profile is None:
@@ -119,8 +117,8 @@ class DicomWebClient:
         return self._profile
 
     async def warm_up(self) -> None:
-        """Detect the server kind (which also opens a pooled connection) ahead of the first request; a
-        failure is left for that request to meet and report (it runs in the background: nothing escapes)."""
+        """Detect the server kind (and open a connection) ahead of need; never raises: a failure is left
+        for the next request to meet and report."""
         try:
             await self.profile()
         except Exception as exc:
@@ -143,7 +141,6 @@ class DicomWebClient:
         offset: int | None,
     ) -> QueryResult:
         query = build_query(match, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset)
-        response = None
         if self._profile is None:
             # Not known yet, so Orthanc or another server (the URL tells the rest). When both would read
             # this query the same way, it goes beside the detection instead of after it: the first call
@@ -151,12 +148,9 @@ class DicomWebClient:
             either = {copy.deepcopy(query).encode(profile_for(kind)) for kind in _UNDETECTED}
             if len(either) == 1:
                 response = await beside(self.warm_up, partial(self._get_json, operation, path, either.pop()))
-                # Detection ran beside it: what it found (generic if it failed), not a second attempt.
-                query.encode(self.assumed_profile())
+                query.encode(self.assumed_profile())  # warnings for what detection found (generic if failed)
                 return QueryResult(parse_json_objects(operation, response), query.warnings)
-        encoded = query.encode(await self.profile())  # the profile's warnings, and its encoding if new
-        if response is None:
-            response = await self._get_json(operation, path, encoded)
+        response = await self._get_json(operation, path, query.encode(await self.profile()))
         # 204 (Azure) and 200 [] (Orthanc) both mean no match.
         return QueryResult(parse_json_objects(operation, response), query.warnings)
 
