@@ -91,6 +91,8 @@ class Download:
         """What to fetch in parallel: the study's series, or the instances of its one series when they
         are large; None for one GET. Only lists known to be whole are split: a list a server cut short
         (a QIDO limit, silent or not) would leave instances out of a download reported complete."""
+        if series_uid is not None and self._near():
+            return None  # one series from a near server: one GET, and no list to ask for
         series = await self._series()
         if series is None:
             return None
@@ -104,9 +106,8 @@ class Download:
         """The instances of a series of large images (a CT or MR series: one GET each, several at once,
         beats one stream over a WAN); None for small ones, where a request each would cost more, and for a
         list that does not hold the ``expected`` count the series reported."""
-        reply = self.client.http.fastest_reply
-        if reply is not None and reply < _NEAR_SERVER_SECONDS:
-            return None  # a server this near sends one stream as fast as this machine can write it
+        if self._near():
+            return None
         try:
             found = await self.client.search_instances(
                 study_uid=self.study_uid,
@@ -125,6 +126,11 @@ class Download:
             return None
         self.total = len(uids)
         return [(series_uid, str(uid)) for uid in uids]
+
+    def _near(self) -> bool:
+        """A server this near sends one stream as fast as this machine can write it."""
+        reply = self.client.http.fastest_reply
+        return reply is not None and reply < _NEAR_SERVER_SECONDS
 
     async def _series(self) -> dict[str, int | None] | None:
         """The study's series UIDs with their instance counts, or None to use one GET."""
