@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -175,10 +176,13 @@ async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
 
 
 def tool_schemas() -> dict[str, dict[str, Any]]:
-    """``{file name: schema}`` for every tool's input and output."""
+    """``{file name: schema}`` for every tool's input and output: as one server publishes them, and
+    transfer_instances as two servers (default and research) do."""
 
     async def collect() -> dict[str, dict[str, Any]]:
-        tools = await build_server(_DESCRIBE_CONFIG).list_tools()
+        two = replace(_DESCRIBE_CONFIG, servers=(replace(_DESCRIBE_CONFIG, name="research"),))
+        transfer = [t for t in await build_server(two).list_tools() if t.name == "transfer_instances"]
+        tools = await build_server(_DESCRIBE_CONFIG).list_tools() + transfer
         files: dict[str, dict[str, Any]] = {}
         for tool in tools:
             files[f"{tool.name}.input.json"] = tool.input_schema

@@ -6,8 +6,10 @@ A ``Config`` is immutable and never shows a secret in its repr, so it can be log
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_AZURE_SCOPE", "AuthMode", "Config", "ServerKind"]
+__all__ = ["DEFAULT_AZURE_SCOPE", "DEFAULT_SERVER", "AuthMode", "Config", "ServerKind"]
 
 DEFAULT_AZURE_SCOPE = "https://dicom.healthcareapis.azure.com/.default"
 DEFAULT_TIMEOUT = 60.0
@@ -26,6 +28,9 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_CONCURRENCY = 8
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The name of the server the DICOMWEB_URL variables describe.
+DEFAULT_SERVER = "default"
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 
 def default_download_dir() -> Path:
@@ -58,6 +63,10 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 @dataclass(frozen=True)
 class Config:
+    """One DICOMweb server's settings and the process-wide ones. The first server configured is this
+    object itself (named ``name``); the other named servers of ``DICOMWEB_SERVERS`` are in ``servers``,
+    each a ``Config`` with the same process-wide settings."""
+
     url: str
     auth: AuthMode = AuthMode.NONE
     username: str | None = None
@@ -78,25 +87,46 @@ class Config:
     mcp_allowed_hosts: tuple[str, ...] = ()
     mcp_allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"
+    # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
+    # keep descriptions cleaned of identifying values instead of removing them.
+    deidentify_modified_dates: bool = True
+    deidentify_clean_descriptors: bool = True
+    name: str = DEFAULT_SERVER
+    servers: tuple[Config, ...] = ()
 
     def __post_init__(self) -> None:
+        if not _SERVER_NAME.match(self.name):
+            raise ConfigError(
+                f"Server name {self.name!r} is not usable: 1 to 32 letters, digits, '_', '-' or '.'."
+            )
+        names = [self.name, *(s.name for s in self.servers)]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Server names must be unique: {', '.join(names)}.")
         # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
         object.__setattr__(self, "auth", _enum(AuthMode, "auth", str(self.auth)))
         object.__setattr__(self, "server_kind", _enum(ServerKind, "server_kind", str(self.server_kind)))
         object.__setattr__(self, "download_dir", Path(self.download_dir))
+        url_setting, auth_setting = (
+            self._setting("DICOMWEB_URL", "url"),
+            self._setting("DICOMWEB_AUTH", "auth"),
+        )
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"DICOMWEB_URL {self.url!r} is not an http(s) URL: set it to the DICOMweb root, for example "
+                f"{url_setting} {self.url!r} is not an http(s) URL: set it to the DICOMweb root, for example "
                 "http://localhost:8042/dicom-web or https://<workspace>-<service>.dicom.azurehealthcareapis.com/v2"
             )
         if parts.query or parts.fragment:
-            raise ConfigError(f"DICOMWEB_URL must not contain a query or fragment: {self.base_url}")
+            raise ConfigError(f"{url_setting} must not contain a query or fragment: {self.base_url}")
         object.__setattr__(self, "url", self.url.rstrip("/"))
         if self.auth is AuthMode.BASIC and (not self.username or self.password is None):
-            raise ConfigError("DICOMWEB_AUTH=basic needs DICOMWEB_USERNAME and DICOMWEB_PASSWORD.")
+            raise ConfigError(
+                f"{auth_setting}=basic needs "
+                f"{self._setting('DICOMWEB_USERNAME', 'username')} and "
+                f"{self._setting('DICOMWEB_PASSWORD', 'password_env')}."
+            )
         if self.auth is AuthMode.BEARER and not self.token:
-            raise ConfigError("DICOMWEB_AUTH=bearer needs DICOMWEB_TOKEN.")
+            raise ConfigError(f"{auth_setting}=bearer needs {self._setting('DICOMWEB_TOKEN', 'token_env')}.")
         if not 1 <= self.concurrency <= 64:
             raise ConfigError(f"DICOMWEB_CONCURRENCY must be between 1 and 64, not {self.concurrency}.")
         if self.max_retries < 0:
@@ -104,10 +134,24 @@ class Config:
         if not self.timeout > 0:
             raise ConfigError(f"DICOMWEB_TIMEOUT must be a positive number of seconds, not {self.timeout}.")
         if self.partition is not None and (not self.partition or "/" in self.partition):
-            raise ConfigError(f"DICOMWEB_PARTITION {self.partition!r} is not a partition name.")
+            setting = self._setting("DICOMWEB_PARTITION", "partition")
+            raise ConfigError(f"{setting} {self.partition!r} is not a partition name.")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"DICOMWEB_LOG_LEVEL {self.log_level!r} is not one of {'|'.join(LOG_LEVELS)}.")
         object.__setattr__(self, "log_level", self.log_level.upper())
+
+    def _setting(self, variable: str, key: str) -> str:
+        """What to call a setting in a message: its variable, or its key in the DICOMWEB_SERVERS file."""
+        return variable if self.name == DEFAULT_SERVER else key
+
+    @property
+    def named(self) -> dict[str, Config]:
+        """Every configured server by name, the first one first."""
+        return {self.name: self, **{server.name: server for server in self.servers}}
+
+    @property
+    def delete_enabled(self) -> bool:
+        return self.allow_delete and not self.read_only
 
     @property
     def base_url(self) -> str:
@@ -134,7 +178,8 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        """Read the ``DICOMWEB_*`` variables; raise ``ConfigError`` naming the variable that is wrong."""
+        """Read the ``DICOMWEB_*`` variables, and the named servers of the ``DICOMWEB_SERVERS`` file; raise
+        ``ConfigError`` naming the variable (or the file's server and key) that is wrong."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -142,15 +187,13 @@ class Config:
             return value.strip() if value is not None and value.strip() else None
 
         url = get("DICOMWEB_URL")
-        if not url:
+        servers_file = get("DICOMWEB_SERVERS")
+        if not url and not servers_file:
             raise ConfigError(
                 "DICOMWEB_URL is not set: set it to the DICOMweb root URL of your server, for example "
                 "http://localhost:8042/dicom-web (Orthanc) or https://<workspace>-<service>.dicom."
-                "azurehealthcareapis.com/v2 (Azure)."
+                "azurehealthcareapis.com/v2 (Azure); or set DICOMWEB_SERVERS to a TOML file of named servers."
             )
-        is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
-        auth = _enum(AuthMode, "DICOMWEB_AUTH", get("DICOMWEB_AUTH") or ("azure" if is_azure else "none"))
-        kind = _enum(ServerKind, "DICOMWEB_SERVER_KIND", get("DICOMWEB_SERVER_KIND") or "auto")
         timeout_text = get("DICOMWEB_TIMEOUT")
         try:
             timeout = float(timeout_text) if timeout_text else DEFAULT_TIMEOUT
@@ -165,19 +208,11 @@ class Config:
         if concurrency_text is not None and not concurrency_text.isdigit():
             raise ConfigError(f"DICOMWEB_CONCURRENCY {concurrency_text!r} is not a whole number (1 to 64).")
         download = get("DICOMWEB_DOWNLOAD_DIR")
-        return cls(
-            url=url,
-            auth=auth,
-            username=get("DICOMWEB_USERNAME"),
-            password=env.get("DICOMWEB_PASSWORD") or None,
-            token=get("DICOMWEB_TOKEN"),
-            azure_scope=get("DICOMWEB_AZURE_SCOPE") or DEFAULT_AZURE_SCOPE,
-            server_kind=kind,
-            partition=get("DICOMWEB_PARTITION"),
+        # Settings of the process, the same for every server.
+        common = cls(
+            url="http://localhost",
             timeout=timeout,
             download_dir=(Path(download).expanduser() if download else default_download_dir()).absolute(),
-            read_only=_flag(env, "DICOMWEB_READ_ONLY"),
-            allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
             max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
             concurrency=int(concurrency_text) if concurrency_text is not None else DEFAULT_CONCURRENCY,
             mcp_token=get("DICOMWEB_MCP_TOKEN"),
@@ -190,6 +225,147 @@ class Config:
             mcp_allowed_origins=_names(get("DICOMWEB_MCP_ALLOWED_ORIGINS")),
             log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
         )
+        dates, descriptors = _deidentify_options(get("DICOMWEB_DEIDENTIFY_OPTIONS"))
+        common = replace(common, deidentify_modified_dates=dates, deidentify_clean_descriptors=descriptors)
+        servers: list[Config] = []
+        if url:
+            is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
+            auth = get("DICOMWEB_AUTH") or ("azure" if is_azure else "none")
+            servers.append(
+                replace(
+                    common,
+                    url=url,
+                    auth=_enum(AuthMode, "DICOMWEB_AUTH", auth),
+                    username=get("DICOMWEB_USERNAME"),
+                    password=env.get("DICOMWEB_PASSWORD") or None,
+                    token=get("DICOMWEB_TOKEN"),
+                    azure_scope=get("DICOMWEB_AZURE_SCOPE") or DEFAULT_AZURE_SCOPE,
+                    server_kind=_enum(
+                        ServerKind, "DICOMWEB_SERVER_KIND", get("DICOMWEB_SERVER_KIND") or "auto"
+                    ),
+                    partition=get("DICOMWEB_PARTITION"),
+                    read_only=_flag(env, "DICOMWEB_READ_ONLY"),
+                    allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
+                )
+            )
+        if servers_file:
+            servers.extend(_servers_from_file(Path(servers_file).expanduser(), env, common))
+        # The server named "default" comes first (the one a tool uses when no server is named).
+        servers.sort(key=lambda server: server.name != DEFAULT_SERVER)
+        return replace(servers[0], servers=tuple(servers[1:]))
+
+
+# The keys a server's table in the DICOMWEB_SERVERS file may have.
+_SERVER_KEYS = frozenset(
+    {
+        "url",
+        "auth",
+        "username",
+        "username_env",
+        "password_env",
+        "token_env",
+        "azure_scope",
+        "kind",
+        "partition",
+        "read_only",
+        "allow_delete",
+    }
+)
+
+
+def _servers_from_file(path: Path, env: Mapping[str, str], common: Config) -> list[Config]:
+    """The named servers of a TOML file: ``[servers.NAME]`` tables. Secrets are never in the file, only
+    the names of the environment variables that hold them (``password_env``, ``token_env``)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"DICOMWEB_SERVERS {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"DICOMWEB_SERVERS {str(path)!r} is not valid TOML: {exc}.") from None
+    tables = data.get("servers")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(
+            f"DICOMWEB_SERVERS {str(path)!r} names no server: add [servers.NAME] tables with a url each."
+        )
+    servers = []
+    for name, table in tables.items():
+        where = f"DICOMWEB_SERVERS {str(path)!r}, server {name!r}"
+        try:
+            servers.append(_server_from_table(name, table, env, common))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return servers
+
+
+def _server_from_table(name: str, table: object, env: Mapping[str, str], common: Config) -> Config:
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table of settings ([servers.NAME]).")
+    if "password" in table or "token" in table:
+        raise ConfigError(
+            "secrets do not belong in this file: name the environment variable that holds them instead "
+            '(password_env = "PACS_PASSWORD", token_env = "PACS_TOKEN").'
+        )
+    unknown = sorted(set(table) - _SERVER_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; the keys are {', '.join(sorted(_SERVER_KEYS))}.")
+
+    def text(key: str) -> str | None:
+        value = table.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string.")
+        return value.strip() or None if value is not None else None
+
+    def flag(key: str) -> bool:
+        value = table.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false.")
+        return value
+
+    def secret(key: str) -> str | None:
+        variable = text(key)
+        if variable is None:
+            return None
+        value = env.get(variable)
+        if not value:
+            raise ConfigError(f"{key} names the environment variable {variable}, which is not set.")
+        return value
+
+    url = text("url")
+    if not url:
+        raise ConfigError("has no url.")
+    is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
+    return replace(
+        common,
+        name=name,
+        url=url,
+        auth=_enum(AuthMode, "auth", text("auth") or ("azure" if is_azure else "none")),
+        username=text("username") or secret("username_env"),
+        password=secret("password_env"),
+        token=secret("token_env"),
+        azure_scope=text("azure_scope") or DEFAULT_AZURE_SCOPE,
+        server_kind=_enum(ServerKind, "kind", text("kind") or "auto"),
+        partition=text("partition"),
+        read_only=flag("read_only"),
+        allow_delete=flag("allow_delete"),
+    )
+
+
+_DEIDENTIFY_OPTIONS = ("modified-dates", "clean-descriptors")
+
+
+def _deidentify_options(value: str | None) -> tuple[bool, bool]:
+    """``modified-dates,clean-descriptors`` (the default), a subset, or ``none`` (the Basic Profile only):
+    whether dates are shifted, whether descriptors are cleaned."""
+    if value is None:
+        return True, True
+    chosen = set(_names(value.lower())) - {"none"}
+    unknown = chosen - set(_DEIDENTIFY_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"DICOMWEB_DEIDENTIFY_OPTIONS {value!r}: {', '.join(sorted(unknown))} is not an option; "
+            f"the options are {', '.join(_DEIDENTIFY_OPTIONS)} (or none)."
+        )
+    return "modified-dates" in chosen, "clean-descriptors" in chosen
 
 
 def _enum(enum: type[_E], name: str, value: str) -> _E:

@@ -21,6 +21,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PolicyError",
     "ProtocolError",
     "ServerError",
     "ServerUnreachableError",
@@ -53,6 +54,10 @@ class ConfigError(DicomWebError):
 
 class InvalidInputError(DicomWebError, ValueError):
     """An argument was rejected before any request was sent (bad UID, date, keyword, path...)."""
+
+
+class PolicyError(DicomWebError):
+    """The operator's configuration does not allow this (a read-only server, deletion switched off)."""
 
 
 class CredentialError(DicomWebError):

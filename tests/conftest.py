@@ -29,6 +29,16 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def second_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """Another archive beside the first (a transfer's destination)."""
+    server = Orthanc(tmp_path_factory.mktemp("orthanc2")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def empty_orthanc(orthanc: Orthanc) -> Orthanc:
     orthanc.clear()

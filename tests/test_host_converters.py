@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,22 @@ def model_facing_bytes(tool: Tool) -> int:
     )
 
 
-async def listed_tools(tmp_path: Path) -> list[Tool]:
+async def listed_tools(tmp_path: Path, *, named: bool = False) -> list[Tool]:
+    """The tool list of one server; ``named``: of two named servers (a server enum on every tool, and
+    transfer_instances)."""
     config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, allow_delete=True)
+    if named:
+        config = replace(config, name="pacs", servers=(replace(config, name="research"),))
     async with Client(build_server(config)) as client:
         return (await client.list_tools()).tools
+
+
+async def every_shape(tmp_path: Path) -> list[Tool]:
+    """Every tool as a host may see it: with one server, and with named servers."""
+    named = await listed_tools(tmp_path, named=True)
+    assert {t.name for t in named} == ALL_TOOLS | {"transfer_instances"}
+    assert all("enum" in t.input_schema["properties"].get("server", {"enum": 1}) for t in named)
+    return await listed_tools(tmp_path) + named
 
 
 def descriptions(schema: Any, path: str = "") -> dict[str, str]:
@@ -60,7 +73,7 @@ async def test_the_tool_list_fits_the_budget(tmp_path: Path) -> None:
 
 
 async def test_no_keyword_that_a_host_converter_chokes_on(tmp_path: Path) -> None:
-    for tool in await listed_tools(tmp_path):
+    for tool in await every_shape(tmp_path):
         published = json.dumps(tool.input_schema)
         for keyword in (
             '"additionalProperties"',
@@ -74,7 +87,7 @@ async def test_no_keyword_that_a_host_converter_chokes_on(tmp_path: Path) -> Non
 
 
 async def test_gemini_converts_every_tool_and_keeps_every_description(tmp_path: Path) -> None:
-    for tool in await listed_tools(tmp_path):
+    for tool in await every_shape(tmp_path):
         converted = mcp_to_gemini_tool(tool)
         declaration = converted.function_declarations[0]  # type: ignore[index]
         assert declaration.name == tool.name and declaration.description == tool.description
@@ -83,7 +96,7 @@ async def test_gemini_converts_every_tool_and_keeps_every_description(tmp_path: 
 
 
 async def test_openai_strict_for_every_tool(tmp_path: Path) -> None:
-    for tool in await listed_tools(tmp_path):
+    for tool in await every_shape(tmp_path):
         function = MCPUtil.to_function_tool(tool, HOST, convert_schemas_to_strict=True)
         assert function.strict_json_schema, f"{tool.name} fell back to non-strict"
         assert descriptions(function.params_json_schema) == descriptions(tool.input_schema), tool.name

@@ -15,6 +15,7 @@ from ..dicom.validation import validate_uid
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 
 __all__ = [
+    "Deidentify",
     "DeleteInstanceUid",
     "DeleteSeriesUid",
     "Filter",
@@ -30,6 +31,8 @@ __all__ = [
     "OptionalSopClassUid",
     "OptionalStudyUid",
     "SeriesUid",
+    "ServerChoice",
+    "ServerName",
     "StudyUid",
     "Text",
     "TransferSyntax",
@@ -45,6 +48,13 @@ def _uid(name: str) -> AfterValidator:
 
 
 Text = Annotated[str | None, BeforeValidator(_blank_is_absent)]
+# One of the operator's named servers; the published schema lists them as an enum (tools/server.py), and
+# leaves the argument out where only one server is configured.
+ServerChoice = str
+Deidentify = Annotated[bool, Field(description="Copy de-identified (PS3.15 Basic Profile).")]
+ServerName = Annotated[
+    str | None, BeforeValidator(_blank_is_absent), Field(description="Default: the first.")
+]
 
 
 # Plain UID arguments carry no description: their names say what they are, in every host's prompt.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
 
@@ -21,9 +21,11 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
-from ..errors import DicomWebError, local_file_error
+from ..errors import DicomWebError, InvalidInputError, local_file_error
 from ..records import Record as RecordModel
+from . import transfer
 from .arguments import (
+    Deidentify,
     DeleteInstanceUid,
     DeleteSeriesUid,
     Filters,
@@ -38,6 +40,8 @@ from .arguments import (
     OptionalSopClassUid,
     OptionalStudyUid,
     SeriesUid,
+    ServerChoice,
+    ServerName,
     StudyUid,
     Text,
     TransferSyntax,
@@ -58,6 +62,7 @@ from .results import (
     ServerInfo,
     StoreInstancesResult,
     StudyOverviewResult,
+    TransferResult,
 )
 from .search import SearchPage
 
@@ -66,12 +71,22 @@ __all__ = ["AppState"]
 
 @dataclass(frozen=True)
 class AppState:
-    operations: DicomWebOperations
-    delete_enabled: bool
+    servers: Mapping[str, DicomWebOperations]  # by name, the default first
+
+    def operations(self, server: str | None) -> DicomWebOperations:
+        """The named server's operations (the first server's when none is named)."""
+        if server is None:
+            return next(iter(self.servers.values()))
+        found = self.servers.get(server)
+        if found is None:
+            raise InvalidInputError(
+                f"There is no server named {server!r}: the servers are {', '.join(self.servers)}."
+            )
+        return found
 
 
-def _state(ctx: Context[Any, Any]) -> AppState:
-    return cast(AppState, ctx.request_context.lifespan_context)
+def _operations(ctx: Context[Any, Any], server: str | None) -> DicomWebOperations:
+    return cast(AppState, ctx.request_context.lifespan_context).operations(server)
 
 
 P = ParamSpec("P")
@@ -111,9 +126,10 @@ async def search_studies(
     fuzzy: Fuzzy = False,
     limit: Limit = 25,
     offset: Offset = 0,
+    server: ServerName = None,
 ) -> SearchStudiesResult:
     """Find studies (QIDO-RS); returns a summary per study."""
-    return await _state(ctx).operations.search_studies(
+    return await _operations(ctx, server).search_studies(
         SearchPage.of(filters, include_fields, fuzzy, limit, offset),
         patient_name=patient_name,
         patient_id=patient_id,
@@ -137,9 +153,10 @@ async def search_series(
     include_fields: IncludeFields = None,
     limit: Limit = 25,
     offset: Offset = 0,
+    server: ServerName = None,
 ) -> SearchSeriesResult:
     """Find series (QIDO-RS), usually of one study; returns a summary per series."""
-    return await _state(ctx).operations.search_series(
+    return await _operations(ctx, server).search_series(
         SearchPage.of(filters, include_fields, False, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
@@ -161,9 +178,10 @@ async def search_instances(
     include_fields: IncludeFields = None,
     limit: Limit = 25,
     offset: Offset = 0,
+    server: ServerName = None,
 ) -> SearchInstancesResult:
     """Find instances (QIDO-RS) of a study or series; returns a summary per instance."""
-    return await _state(ctx).operations.search_instances(
+    return await _operations(ctx, server).search_instances(
         SearchPage.of(filters, include_fields, False, limit, offset),
         study_uid=study_uid,
         series_uid=series_uid,
@@ -184,14 +202,17 @@ async def retrieve_instances(
         TransferSyntax, Field(description="Transfer syntax UID; * = as stored.")
     ] = "*",
     output_dir: Annotated[Text, Field(description="Subdirectory of the download directory.")] = None,
+    deidentify: Deidentify = False,
+    server: ServerName = None,
 ) -> RetrieveInstancesResult:
     """Download a study, series or instance (WADO-RS) as DICOM files; returns where they are."""
-    return await _state(ctx).operations.retrieve_instances(
+    return await _operations(ctx, server).retrieve_instances(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
         transfer_syntax=transfer_syntax,
         output_dir=output_dir,
+        deidentify=deidentify,
         progress=ctx.report_progress,
     )
 
@@ -202,10 +223,11 @@ async def retrieve_metadata(
     study_uid: StudyUid,
     series_uid: OptionalSeriesUid = None,
     instance_uid: OptionalInstanceUid = None,
+    server: ServerName = None,
 ) -> RetrieveMetadataResult:
     """Read the metadata of a study, series or instance (WADO-RS): a summary per instance; the full DICOM
     JSON is saved to metadata_file."""
-    return await _state(ctx).operations.retrieve_metadata(
+    return await _operations(ctx, server).retrieve_metadata(
         study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
     )
 
@@ -223,9 +245,10 @@ async def retrieve_frames(
     transfer_syntax: Annotated[
         FrameTransferSyntax, Field(description="Transfer syntax UID (default uncompressed); * = as stored.")
     ] = EXPLICIT_VR_LITTLE_ENDIAN,
+    server: ServerName = None,
 ) -> RetrieveFramesResult:
     """Download pixel data frames of one instance (WADO-RS) to files."""
-    return await _state(ctx).operations.retrieve_frames(
+    return await _operations(ctx, server).retrieve_frames(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
@@ -258,9 +281,10 @@ async def retrieve_rendered(
     media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
     quality: Annotated[int | None, Field(ge=1, le=100, description="JPEG quality.")] = None,
     show: Annotated[bool, Field(description="Also return the picture, to look at.")] = False,
+    server: ServerName = None,
 ) -> Annotated[CallToolResult, RetrieveRenderedResult]:
     """Render an instance or frame as JPEG or PNG, sized and windowed, to a file."""
-    result = await _state(ctx).operations.retrieve_rendered(
+    result = await _operations(ctx, server).retrieve_rendered(
         study_uid=study_uid,
         series_uid=series_uid,
         instance_uid=instance_uid,
@@ -279,19 +303,24 @@ async def get_study_overview(
     ctx: Context[Any, Any],
     study_uid: StudyUid,
     show: Annotated[bool, Field(description="Also return a contact sheet, a thumbnail a series.")] = False,
+    server: ServerName = None,
 ) -> Annotated[CallToolResult, StudyOverviewResult]:
     """What a study holds: patient, study, every series, its reports; start here."""
-    result = await _state(ctx).operations.get_study_overview(study_uid=study_uid, show=show)
+    result = await _operations(ctx, server).get_study_overview(study_uid=study_uid, show=show)
     sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
     return _with_picture(result, sheet, "image/jpeg")
 
 
 @_tool_errors
 async def read_report(
-    ctx: Context[Any, Any], study_uid: StudyUid, series_uid: SeriesUid, instance_uid: InstanceUid
+    ctx: Context[Any, Any],
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    instance_uid: InstanceUid,
+    server: ServerName = None,
 ) -> ReadReportResult:
     """Read a report (Structured Report or PDF) as text."""
-    return await _state(ctx).operations.read_report(
+    return await _operations(ctx, server).read_report(
         study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
     )
 
@@ -304,10 +333,34 @@ async def store_instances(
     encoding: Annotated[
         Literal["multipart", "single-part"], Field(description="single-part: Azure only, a file a request.")
     ] = "multipart",
+    server: ServerName = None,
 ) -> StoreInstancesResult:
     """Upload DICOM files (STOW-RS); reports each file's outcome."""
-    return await _state(ctx).operations.store_instances(
+    return await _operations(ctx, server).store_instances(
         paths=paths, study_uid=study_uid, encoding=encoding, progress=ctx.report_progress
+    )
+
+
+@_tool_errors
+async def transfer_instances(
+    ctx: Context[Any, Any],
+    source: ServerChoice,
+    destination: ServerChoice,
+    study_uid: StudyUid,
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Only this series.")] = None,
+    instance_uid: OptionalInstanceUid = None,
+    deidentify: Deidentify = False,
+) -> TransferResult:
+    """Copy a study, series or instance from one server to another; reports each instance's outcome."""
+    state = cast(AppState, ctx.request_context.lifespan_context)
+    return await transfer.transfer_instances(
+        state.operations(source),
+        state.operations(destination),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        instance_uid=instance_uid,
+        deidentify=deidentify,
+        progress=ctx.report_progress,
     )
 
 
@@ -316,9 +369,23 @@ class DeleteConfirmation(BaseModel):
 
 
 async def confirm_delete(
-    ctx: Context[Any, Any], study_uid: str, series_uid: str | None, instance_uid: str | None
+    ctx: Context[Any, Any],
+    study_uid: str,
+    series_uid: str | None,
+    instance_uid: str | None,
+    server: str | None = None,
 ) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
-    """Ask the user before deleting, where the client can ask; otherwise the operator's setting decides."""
+    """Ask the user before deleting, where the client can ask; otherwise the operator's setting decides.
+    A server the operator did not open to deletion is refused before anyone is asked."""
+    try:
+        config = _operations(ctx, server).config
+    except DicomWebError as exc:
+        raise ToolError(str(exc)) from exc
+    if not config.delete_enabled:
+        raise ToolError(
+            f"Deletion is switched off for server {config.name!r}: the operator allows it with "
+            "allow_delete = true (and read_only = false) for that server."
+        )
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
         return DeleteConfirmation(confirm=True)
@@ -329,8 +396,9 @@ async def confirm_delete(
         if series_uid
         else f"study {study_uid}"
     )
-    base = _state(ctx).operations.config.base_url
-    return Elicit(f"Permanently delete {what} (study {study_uid}) from {base}?", DeleteConfirmation)
+    return Elicit(
+        f"Permanently delete {what} (study {study_uid}) from {config.base_url}?", DeleteConfirmation
+    )
 
 
 @_tool_errors
@@ -340,11 +408,12 @@ async def delete_instances(
     confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(confirm_delete)],
     series_uid: DeleteSeriesUid = None,
     instance_uid: DeleteInstanceUid = None,
+    server: ServerName = None,
 ) -> DeleteResult:
     """Permanently delete a study, series or instance from the archive."""
     if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
         raise ToolError("The user did not confirm the deletion; nothing was deleted.")
-    return await _state(ctx).operations.delete_instances(
+    return await _operations(ctx, server).delete_instances(
         study_uid=study_uid, series_uid=series_uid, instance_uid=instance_uid
     )
 
@@ -358,9 +427,10 @@ async def get_change_feed(
     start_time: Annotated[Text, Field(description="v2: from this ISO 8601 time, with timezone.")] = None,
     end_time: Annotated[Text, Field(description="v2: before this ISO 8601 time.")] = None,
     latest: Annotated[bool, Field(description="Only the newest entry.")] = False,
+    server: ServerName = None,
 ) -> ChangeFeedResult:
     """What changed in the archive, in order: creations, updates, deletions."""
-    return await _state(ctx).operations.get_change_feed(
+    return await _operations(ctx, server).get_change_feed(
         offset=offset,
         limit=limit,
         include_metadata=include_metadata,
@@ -374,7 +444,10 @@ async def get_change_feed(
 async def server_info(
     ctx: Context[Any, Any],
     probe: Annotated[bool, Field(description="false: settings only, no request.")] = True,
+    server: ServerName = None,
 ) -> ServerInfo:
-    """This server's kind, reachability, capabilities and download directory."""
-    state = _state(ctx)
-    return await state.operations.server_info(delete_enabled=state.delete_enabled, probe=probe)
+    """Servers: kind, reachability, capabilities; and the download directory."""
+    state = cast(AppState, ctx.request_context.lifespan_context)
+    chosen = state.operations(server)
+    others = [ops for ops in state.servers.values() if ops is not chosen]
+    return await chosen.server_info(probe=probe, others=others)

@@ -22,10 +22,12 @@ from ..errors import DicomWebError, NotDicomError, ProtocolError, local_file_err
 from ..files.store import FileStore, SavedFile, uid_path
 from .summary import SERIES_FIELDS, summarize
 
-__all__ = ["Download", "Progress"]
+__all__ = ["Download", "Finish", "Progress"]
 
 # progress, total (None when unknown), message
 Progress = Callable[[float, float | None, str], Awaitable[None]]
+# What happens to each whole file once saved (de-identified, handed to a store); returns the file kept.
+Finish = Callable[[SavedFile], Awaitable[SavedFile]]
 # A study with more series (a series with more instances) than one QIDO page returns comes in one GET:
 # nothing is left out.
 _MAX_LISTED_SERIES = 200
@@ -62,10 +64,15 @@ class Download:
     client: DicomWebClient
     store: FileStore
     directory: Path
-    manifest: Path
+    manifest: Path | None  # None: a spool, not kept (a transfer)
     study_uid: str
     progress: Progress
     concurrency: int
+    finish: Finish | None = None
+    # Where parts are written first when ``finish`` moves them on (a spool); else ``directory``.
+    save_to: Path | None = None
+    # The study UID the saved files carry (a de-identified copy's), for the manifest and the directory.
+    saved_study_uid: str | None = None
     saved: list[SavedFile] = field(default_factory=list)
     saved_bytes: int = 0
     total: int | None = None  # instances expected, when the series list said
@@ -85,7 +92,8 @@ class Download:
                 await self._stream(series_uid, instance_uid, transfer_syntax)
         except BaseException as exc:
             self._fail(exc)
-        self.write_manifest(complete=True, seconds=time.monotonic() - started)
+        if self.manifest is not None:
+            self.write_manifest(complete=True, seconds=time.monotonic() - started)
 
     async def _units(self, series_uid: str | None) -> list[tuple[str, str | None]] | None:
         """What to fetch in parallel: the study's series, or the instances of its one series when they
@@ -179,7 +187,7 @@ class Download:
             async for part in reader:
                 try:
                     record = await self.store.save_instance(
-                        part.aiter_bytes(), self.directory, self.study_uid
+                        part.aiter_bytes(), self.save_to or self.directory, self.study_uid
                     )
                 except NotDicomError as exc:
                     raise ProtocolError(
@@ -187,6 +195,8 @@ class Download:
                         f"{part.content_type or 'no Content-Type'}); {len(self.saved)} files before it were "
                         "saved."
                     ) from None
+                if self.finish is not None:
+                    record = await self.finish(record)
                 self.saved.append(record)
                 self.saved_bytes += record.size_bytes
                 done = f"{len(self.saved)} instances, {self.saved_bytes / 1e6:.1f} MB saved"
@@ -194,7 +204,7 @@ class Download:
 
     def _fail(self, exc: BaseException) -> None:
         failure: BaseException = local_file_error(exc) if isinstance(exc, OSError) else exc
-        if self.saved:
+        if self.saved and self.manifest is not None:
             # Whatever completed stays (each file is whole), and the manifest says exactly what that is.
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             reason = "cancelled by the client" if cancelled else str(failure) or type(exc).__name__
@@ -214,7 +224,7 @@ class Download:
         self, *, complete: bool, error: str | None = None, seconds: float | None = None
     ) -> None:
         data: dict[str, Any] = {
-            "study_uid": self.study_uid,
+            "study_uid": self.saved_study_uid or self.study_uid,
             "complete": complete,
             "error": error,
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -223,8 +233,9 @@ class Download:
             "total_bytes": self.saved_bytes,
             "files": [f.model_dump() for f in self.saved],
         }
-        self.store.write_json(self.manifest, data)
+        if self.manifest is not None:
+            self.store.write_json(self.manifest, data)
 
     @property
     def study_directory(self) -> Path:
-        return uid_path(self.directory, self.study_uid)
+        return uid_path(self.directory, self.saved_study_uid or self.study_uid)

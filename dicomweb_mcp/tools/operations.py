@@ -6,6 +6,8 @@ validates its input before the first request and raises ``DicomWebError``s with 
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -16,9 +18,10 @@ from ..config import Config
 from ..dicom.validation import validate_uid
 from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError, ProtocolError
+from ..errors import DicomWebError, InvalidInputError, PolicyError, ProtocolError
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFrame, uid_path
+from .deidentification import Deidentification
 from .download import Download, Progress
 from .overview import Overviews
 from .reports import Reports
@@ -74,9 +77,11 @@ class DicomWebOperations(Searches, Overviews, Reports):
         instance_uid: str | None = None,
         transfer_syntax: str = "*",
         output_dir: str | None = None,
+        deidentify: bool = False,
         progress: Progress = _no_progress,
     ) -> RetrieveInstancesResult:
         directory = self.store.directory(output_dir)
+        deidentification = Deidentification(self.config) if deidentify else None
         download = Download(
             self.client,
             self.store,
@@ -86,7 +91,23 @@ class DicomWebOperations(Searches, Overviews, Reports):
             progress,
             self.config.concurrency,
         )
-        await download.run(series_uid, instance_uid, transfer_syntax)
+        spool = None
+        if deidentification is not None:
+            # Each file is written to a spool, de-identified into the directory under its new UIDs (the
+            # same in every call), and removed: no file or directory name carries a source UID.
+            new = [
+                deidentification.uid(uid) if uid else None for uid in (study_uid, series_uid, instance_uid)
+            ]
+            spool = self.store.directory() / ".spool" / uuid.uuid4().hex
+            download.manifest = self._level_file(directory, new[0] or study_uid, new[1], new[2], "manifest")
+            download.saved_study_uid = new[0]
+            download.save_to = spool
+            download.finish = lambda record: deidentification.apply(record, directory)
+        try:
+            await download.run(series_uid, instance_uid, transfer_syntax)
+        finally:
+            if spool is not None:
+                await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
         saved, study_directory = download.saved, download.study_directory
         return RetrieveInstancesResult(
             directory=str(study_directory),
@@ -94,6 +115,7 @@ class DicomWebOperations(Searches, Overviews, Reports):
             total_bytes=download.saved_bytes,
             files=[str(Path(f.path).relative_to(study_directory)) for f in saved[:MAX_LISTED_FILES]],
             manifest=str(download.manifest),
+            warnings=deidentification.summary() or None if deidentification is not None else None,
         )
 
     async def retrieve_metadata(
@@ -153,6 +175,13 @@ class DicomWebOperations(Searches, Overviews, Reports):
 
     # ---- store / delete -------------------------------------------------------------------------
 
+    def refuse_if_read_only(self) -> None:
+        if self.config.read_only:
+            raise PolicyError(
+                f"Server {self.config.name!r} is read-only: nothing can be stored there (the operator's "
+                "read_only setting). Choose a writable server."
+            )
+
     async def store_instances(
         self,
         *,
@@ -161,6 +190,7 @@ class DicomWebOperations(Searches, Overviews, Reports):
         encoding: Literal["multipart", "single-part"] = "multipart",
         progress: Progress = _no_progress,
     ) -> StoreInstancesResult:
+        self.refuse_if_read_only()
         if not paths:
             raise InvalidInputError("paths is empty: give at least one DICOM file or directory.")
         if study_uid is not None:
@@ -222,6 +252,11 @@ class DicomWebOperations(Searches, Overviews, Reports):
     async def delete_instances(
         self, *, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
     ) -> DeleteResult:
+        if not self.config.delete_enabled:
+            raise PolicyError(
+                f"Deletion is switched off for server {self.config.name!r}: the operator allows it with "
+                "allow_delete (and not read_only) for that server."
+            )
         return await self.client.delete(study_uid, series_uid, instance_uid)
 
     # ---- change feed / server -------------------------------------------------------------------
@@ -267,7 +302,23 @@ class DicomWebOperations(Searches, Overviews, Reports):
             metadata_file=metadata_file,
         )
 
-    async def server_info(self, *, delete_enabled: bool, probe: bool = True) -> ServerInfo:
+    async def server_info(
+        self, *, probe: bool = True, others: Sequence[DicomWebOperations] = ()
+    ) -> ServerInfo:
+        """This server's settings and, when probed, whether it answers and what it supports; ``others``
+        (the other configured servers) are listed beside it, probed at the same time."""
+        infos: list[ServerInfo | None] = [None] * (1 + len(others))
+
+        async def describe(index: int, operations: DicomWebOperations) -> None:
+            infos[index] = await operations._describe(probe)
+
+        async with anyio.create_task_group() as group:
+            for index, operations in enumerate([self, *others]):
+                group.start_soon(describe, index, operations)
+        first, *rest = (info for info in infos if info is not None)
+        return first.model_copy(update={"servers": rest or None})
+
+    async def _describe(self, probe: bool) -> ServerInfo:
         error = None
         reachable: bool | None = None  # not asked
         profile = self.client.assumed_profile()
@@ -279,6 +330,7 @@ class DicomWebOperations(Searches, Overviews, Reports):
             except DicomWebError as exc:
                 reachable, error = False, str(exc)
         return ServerInfo(
+            name=self.config.name,
             base_url=self.config.base_url,
             server_kind=profile.kind.value,
             auth=self.config.auth.value,
@@ -295,5 +347,5 @@ class DicomWebOperations(Searches, Overviews, Reports):
             else None,
             download_dir=str(self.config.download_dir),
             read_only=self.config.read_only,
-            delete_enabled=delete_enabled,
+            delete_enabled=self.config.delete_enabled,
         )

@@ -38,6 +38,9 @@ __all__ = [
     "StoreInstancesResult",
     "StudyOverviewResult",
     "StudySummary",
+    "TransferCounts",
+    "TransferProblem",
+    "TransferResult",
 ]
 
 # A result lists a few saved files as examples; the manifest (or the metadata file) has them all. The
@@ -125,6 +128,7 @@ class RetrieveInstancesResult(Record):
     total_bytes: int
     files: list[str] = Field(description=f"The first {MAX_LISTED_FILES} files, relative to directory.")
     manifest: str = Field(description="JSON file listing every saved file.")
+    warnings: list[str] | None = None
 
 
 class InstanceMetadata(Record):
@@ -269,6 +273,29 @@ class StoreInstancesResult(Record):
     warnings: list[str] = Field(default_factory=list)
 
 
+class TransferCounts(Record):
+    retrieved: int
+    stored: int
+    already_present: int
+    failed: int
+
+
+class TransferProblem(Record):
+    instance_uid: str
+    reason: str
+
+
+class TransferResult(Record):
+    source: str
+    destination: str
+    deidentified: bool
+    counts: TransferCounts
+    total_bytes: int
+    study_uids: list[str] = Field(description="The studies at the destination (new UIDs when de-identified).")
+    failed: list[TransferProblem] = Field(description=f"At most {MAX_LISTED_PROBLEMS}.")
+    warnings: list[str] = Field(default_factory=list)
+
+
 # ---- change feed / server -----------------------------------------------------------------------
 
 
@@ -288,6 +315,7 @@ class ServerCapabilities(Record):
 
 
 class ServerInfo(Record):
+    name: str
     base_url: str
     server_kind: str
     auth: str
@@ -297,3 +325,4 @@ class ServerInfo(Record):
     download_dir: str
     read_only: bool
     delete_enabled: bool
+    servers: list[ServerInfo] | None = Field(default=None, description="The other configured servers.")

@@ -10,7 +10,7 @@ import difflib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -41,6 +41,7 @@ from .definitions import (
     search_studies,
     server_info,
     store_instances,
+    transfer_instances,
 )
 from .operations import DicomWebOperations
 from .schema import lean_input_schema
@@ -222,19 +223,29 @@ def argument_error_message(tool: Tool, error: ValidationError) -> str:
 def build_server(
     config: Config, *, credential: TokenCredential | None = None, transport: BaseTransport | None = None
 ) -> DicomWebMCPServer:
-    """The MCP server for ``config``. Store and delete exist only when the configuration allows them."""
-    delete_enabled = config.allow_delete and not config.read_only
+    """The MCP server for ``config`` and its named servers. Store exists only when some server is
+    writable, delete only when some server allows it. ``credential`` and ``transport`` serve the first
+    server (tests)."""
+    servers = config.named
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with (
-            DicomWebClient(config, credential=credential, transport=transport) as client,
-            anyio.create_task_group() as background,
-        ):
-            # While the host is still shaking hands, learn the server's kind and open a connection: the
-            # first tool call then costs what a later one does, not two round trips more.
-            background.start_soon(client.warm_up)
-            yield AppState(DicomWebOperations(config, client), delete_enabled)
+        async with AsyncExitStack() as stack, anyio.create_task_group() as background:
+            operations: dict[str, DicomWebOperations] = {}
+            for index, (name, settings) in enumerate(servers.items()):
+                first = index == 0
+                client = await stack.enter_async_context(
+                    DicomWebClient(
+                        settings,
+                        credential=credential if first else None,
+                        transport=transport if first else None,
+                    )
+                )
+                # While the host is still shaking hands, learn each server's kind and open a connection: the
+                # first tool call then costs what a later one does, not two round trips more.
+                background.start_soon(client.warm_up)
+                operations[name] = DicomWebOperations(settings, client)
+            yield AppState(operations)
             background.cancel_scope.cancel()
 
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
@@ -250,9 +261,11 @@ def build_server(
         (get_change_feed, "Read the change feed", READ_ONLY),
         (server_info, "Server info", READ_ONLY),
     ]
-    if not config.read_only:
+    if any(not settings.read_only for settings in servers.values()):
         specs.append((store_instances, "Store instances", STORE))
-    if delete_enabled:
+    if len(servers) > 1 and any(not settings.read_only for settings in servers.values()):
+        specs.append((transfer_instances, "Transfer instances", STORE))
+    if any(settings.delete_enabled for settings in servers.values()):
         specs.append((delete_instances, "Delete instances", DELETE))
     server = DicomWebMCPServer(
         "dicomweb-mcp",
@@ -261,13 +274,35 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=config.log_level,  # type: ignore[arg-type]
-        tools=[_strict(Tool.from_function(fn, title=title, annotations=notes)) for fn, title, notes in specs],
+        tools=[
+            _server_choices(_strict(Tool.from_function(fn, title=title, annotations=notes)), list(servers))
+            for fn, title, notes in specs
+        ],
     )
     handlers = getattr(getattr(server, "_lowlevel_server", None), "_request_handlers", None)
     if isinstance(handlers, dict):
         for method in _UNUSED_METHODS:
             handlers.pop(method, None)
     return server
+
+
+# The arguments that name one of the operator's servers.
+_SERVER_ARGUMENTS = ("server", "source", "destination")
+
+
+def _server_choices(tool: Tool, names: list[str]) -> Tool:
+    """List the configured servers as an enum in the published schema, so a model picks a name the operator
+    gave; with one server the argument is left out of the schema (still accepted), saving its bytes on every
+    turn. Validation against the names happens when the tool runs."""
+    properties: dict[str, Any] = tool.parameters.get("properties", {})
+    for argument in _SERVER_ARGUMENTS:
+        if argument not in properties:
+            continue
+        if len(names) == 1 and argument not in tool.parameters.get("required", []):
+            del properties[argument]
+        else:
+            properties[argument] = {**properties[argument], "type": "string", "enum": names}
+    return tool
 
 
 def _strict(tool: Tool) -> Tool:

@@ -130,6 +130,13 @@ class Orthanc:
             self.process.wait(timeout=10)
         self.process = None
 
+    def statistics(self) -> dict[str, Any]:
+        """Orthanc's own counts (instances, studies, disk size): what the archive holds, seen from inside."""
+        auth = httpx.BasicAuth(*next(iter(self.users.items()))) if self.users else None
+        response = httpx.get(f"{self.root}/statistics", auth=auth, timeout=10)
+        response.raise_for_status()
+        return dict(response.json())
+
     def clear(self) -> None:
         """Delete every study, so that each test starts from an empty archive."""
         auth = None

@@ -1,0 +1,77 @@
+"""De-identified copies of retrieved files: the profile (dicom/deidentify) applied through the operator's
+pseudonym store (files/pseudonyms), one file at a time in a worker thread.
+
+The store lives under the download directory (``.deidentify``): its key makes the same source UID give
+the same new UID in every call and process, and its mapping file, which can re-identify, is never
+returned in a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ..config import Config
+from ..files.store import SavedFile
+
+__all__ = ["Deidentification"]
+
+# Burned-in text warnings listed in a result; the count says how many there were in all.
+_MAX_WARNINGS = 10
+
+
+@dataclass
+class Deidentification:
+    """One call's de-identification: the files it made and the warnings they carry."""
+
+    config: Config
+    warnings: list[str] = field(default_factory=list)
+    warned: int = 0
+
+    def __post_init__(self) -> None:
+        from ..dicom.deidentify import DeidentifyOptions
+        from ..files.pseudonyms import PseudonymStore
+
+        self.pseudonyms = PseudonymStore(self.config.download_dir / ".deidentify")
+        self.options = DeidentifyOptions(
+            modified_dates=self.config.deidentify_modified_dates,
+            clean_descriptors=self.config.deidentify_clean_descriptors,
+        )
+
+    def uid(self, original: str) -> str:
+        """The new UID a source UID gets (the same in every call)."""
+        return self.pseudonyms.uid(original)
+
+    async def apply(self, record: SavedFile, target_dir: Path) -> SavedFile:
+        """Write the de-identified copy of ``record`` under ``target_dir`` (named by its new UIDs) and
+        remove the original."""
+        from ..files.pseudonyms import DeidentifiedFile, deidentify_file
+
+        source = Path(record.path)
+
+        def work() -> DeidentifiedFile:
+            try:
+                return deidentify_file(source, target_dir, self.pseudonyms, self.options)
+            finally:
+                source.unlink(missing_ok=True)
+
+        made = await anyio.to_thread.run_sync(work)
+        for warning in made.warnings:
+            self.warned += 1
+            if len(self.warnings) < _MAX_WARNINGS:
+                self.warnings.append(f"{made.instance_uid}: {warning}")
+        return SavedFile(
+            path=str(made.path),
+            study_uid=made.study_uid,
+            series_uid=made.series_uid,
+            instance_uid=made.instance_uid,
+            size_bytes=made.size,
+            transfer_syntax_uid=made.transfer_syntax_uid,
+        )
+
+    def summary(self) -> list[str]:
+        """The warnings to show, with a count of those left out."""
+        more = self.warned - len(self.warnings)
+        return self.warnings + ([f"... and {more} more instances with the same warnings"] if more > 0 else [])

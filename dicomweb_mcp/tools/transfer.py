@@ -1,0 +1,215 @@
+"""Server to server: WADO-RS from the source streamed into STOW-RS at the destination.
+
+Instances are retrieved as a download is (several series at once from a far server), each written whole to
+a spool under the download directory, optionally de-identified there, and sent on in batches while the
+retrieve goes on. Memory stays at a few network chunks per connection; the spool holds at most
+``SPOOL_BYTES`` (plus one instance per retrieving connection) and is removed at the end. Running the
+same transfer again stores nothing twice: the destination reports the instances as already present
+(de-identified copies keep their new UIDs across calls).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ..dicomweb.models import StoreOutcome, StoreStatus
+from ..errors import DicomWebError, InvalidInputError
+from ..files.dicomfiles import DicomFile
+from ..files.store import FileStore, SavedFile
+from .deidentification import Deidentification
+from .download import Download, Progress
+from .operations import DicomWebOperations
+from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
+
+__all__ = ["SPOOL_BYTES", "Transfer", "transfer_instances"]
+
+# Temporary disk a transfer may fill before it waits for the destination to take batches.
+SPOOL_BYTES = 256 * 1024 * 1024
+# A STOW request of a transfer: small enough that several are in flight within the spool.
+_BATCH_COUNT = 50
+_BATCH_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Transfer:
+    source: DicomWebOperations
+    destination: DicomWebOperations
+    progress: Progress
+    deidentification: Deidentification | None = None
+    spool_bytes: int = SPOOL_BYTES
+    outcomes: list[StoreOutcome] = field(default_factory=list)
+    retrieved: int = 0
+    retrieved_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self._pending: list[DicomFile] = []
+        self._spooled = 0  # bytes on disk, waiting or being sent
+        self._released = anyio.Event()
+        # One STOW call at a time: the client already sends each batch as several requests at once.
+        self._senders = anyio.Lock()
+        self._stopped: DicomWebError | None = None
+
+    async def run(self, study_uid: str, series_uid: str | None, instance_uid: str | None) -> TransferResult:
+        self.destination.refuse_if_read_only()
+        if self.source is self.destination and self.deidentification is None:
+            raise InvalidInputError(
+                f"source and destination are both {self.source.config.name!r}: a transfer there would copy "
+                "every instance onto itself. Name another destination, or set deidentify=true for a "
+                "de-identified copy."
+            )
+        store = FileStore(self.source.config.download_dir)
+        spool = store.directory() / ".transfer" / uuid.uuid4().hex
+        failure: DicomWebError | None = None
+        try:
+            async with anyio.create_task_group() as self._group:
+                download = Download(
+                    self.source.client,
+                    store,
+                    spool,
+                    None,
+                    study_uid,
+                    self._report_retrieved,
+                    self.source.config.concurrency,
+                    finish=lambda record: self._spooled_file(record, spool / "out"),
+                )
+                try:
+                    await download.run(series_uid, instance_uid, "*")
+                except DicomWebError as exc:
+                    failure = exc  # what was retrieved whole still goes to the destination
+                self._flush()
+        finally:
+            await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+        result = self._result()
+        if failure is not None:
+            counts, name = result.counts, self.destination.config.name
+            failure.add_detail(
+                f"The transfer stopped: {counts.stored} instances were stored at {name!r} and "
+                f"{counts.already_present} were there already before it did. Call again to complete it: "
+                "instances already stored are not sent twice."
+            )
+            raise failure
+        return result
+
+    async def _report_retrieved(self, done: float, total: float | None, message: str) -> None:
+        await self._report()
+
+    async def _report(self) -> None:
+        answered = len(self.outcomes)
+        await self.progress(
+            self.retrieved + answered,
+            None,
+            f"retrieved {self.retrieved} instances ({self.retrieved_bytes / 1e6:.1f} MB); "
+            f"{answered} answered by {self.destination.config.name!r}",
+        )
+
+    async def _spooled_file(self, record: SavedFile, out: Path) -> SavedFile:
+        """A whole retrieved file: de-identify it if asked, then queue it for the destination, waiting while
+        the spool is full."""
+        if self._stopped is not None:
+            raise self._stopped  # the destination cannot take more: stop retrieving
+        if self.deidentification is not None:
+            record = await self.deidentification.apply(record, out)
+        file = DicomFile(
+            path=Path(record.path),
+            size=record.size_bytes,
+            study_uid=record.study_uid,
+            series_uid=record.series_uid,
+            instance_uid=record.instance_uid,
+            sop_class_uid="",
+            transfer_syntax_uid=record.transfer_syntax_uid,
+        )
+        while self._spooled and self._spooled + file.size > self.spool_bytes:
+            self._flush()  # what waits goes out, so that something is released
+            await self._released.wait()
+        self._spooled += file.size
+        self._pending.append(file)
+        self.retrieved += 1
+        self.retrieved_bytes += file.size
+        if len(self._pending) >= _BATCH_COUNT or sum(f.size for f in self._pending) >= _BATCH_BYTES:
+            self._flush()
+        return record
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._group.start_soon(self._send, batch)
+
+    async def _send(self, batch: list[DicomFile]) -> None:
+        async with self._senders:
+            try:
+                if self._stopped is not None:
+                    raise self._stopped
+                outcomes = await self.destination.client.store_instances(batch)
+            except DicomWebError as exc:
+                self._stopped = self._stopped or exc
+                reason = f"not stored: {exc}"
+                outcomes = [StoreOutcome(f, StoreStatus.FAILED, reason=reason) for f in batch]
+            if self._stopped is None and _refused_whole(outcomes):
+                # A request-level failure (credentials, an unreachable server) would meet every batch.
+                self._stopped = DicomWebError(outcomes[0].reason or "the destination refused the request")
+        self.outcomes.extend(outcomes)
+        await anyio.to_thread.run_sync(_remove, batch)
+        self._spooled -= sum(file.size for file in batch)
+        self._released.set()
+        self._released = anyio.Event()
+        await self._report()
+
+    def _result(self) -> TransferResult:
+        by_status: dict[StoreStatus, list[StoreOutcome]] = {status: [] for status in StoreStatus}
+        for outcome in self.outcomes:
+            by_status[outcome.status].append(outcome)
+        stored, present = by_status[StoreStatus.STORED], by_status[StoreStatus.ALREADY_PRESENT]
+        failed = by_status[StoreStatus.FAILED]
+        warnings = [f"{o.file.instance_uid}: {w}" for o in self.outcomes for w in o.warnings]
+        if self.deidentification is not None:
+            warnings = self.deidentification.summary() + warnings
+        return TransferResult(
+            source=self.source.config.name,
+            destination=self.destination.config.name,
+            deidentified=self.deidentification is not None,
+            counts=TransferCounts(
+                retrieved=self.retrieved, stored=len(stored), already_present=len(present), failed=len(failed)
+            ),
+            total_bytes=self.retrieved_bytes,
+            study_uids=sorted({o.file.study_uid for o in stored + present}),
+            failed=[
+                TransferProblem(instance_uid=o.file.instance_uid, reason=o.reason or "refused")
+                for o in failed[:MAX_LISTED_PROBLEMS]
+            ],
+            warnings=warnings[:MAX_LISTED_PROBLEMS],
+        )
+
+
+async def transfer_instances(
+    source: DicomWebOperations,
+    destination: DicomWebOperations,
+    *,
+    study_uid: str,
+    series_uid: str | None = None,
+    instance_uid: str | None = None,
+    deidentify: bool = False,
+    progress: Progress,
+) -> TransferResult:
+    """Copy a study, series or instance from ``source`` to ``destination``, de-identified if asked."""
+    deidentification = Deidentification(source.config) if deidentify else None
+    transfer = Transfer(source, destination, progress, deidentification)
+    return await transfer.run(study_uid, series_uid, instance_uid)
+
+
+def _remove(files: list[DicomFile]) -> None:
+    for file in files:
+        file.path.unlink(missing_ok=True)
+
+
+def _refused_whole(outcomes: list[StoreOutcome]) -> bool:
+    """Every file failed because its request did (the reasons dicomweb/stow gives a failed request), not
+    because the server refused the instances one by one."""
+    return bool(outcomes) and all(
+        o.status is StoreStatus.FAILED and (o.reason or "").startswith(("not stored:", "not sent,"))
+        for o in outcomes
+    )

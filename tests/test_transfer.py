@@ -1,0 +1,115 @@
+"""transfer_instances between two real Orthancs the suite starts: the copy is whole, a second run stores
+nothing twice, a de-identified copy keeps nothing that identifies, and a read-only destination is refused
+before anything moves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from mcp import Client
+
+from dicomweb_mcp import Config, DicomWebClient
+from dicomweb_mcp.files.store import FileStore
+from dicomweb_mcp.tools.server import build_server
+from tests.support.identified import IdentifiedStudy, make_identified_study
+from tests.support.mcp import text
+from tests.support.orthanc import Orthanc, free_port
+from tests.support.storage import save_all
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def destination(second_orthanc: Orthanc) -> Orthanc:
+    second_orthanc.clear()
+    return second_orthanc
+
+
+@pytest.fixture
+def config(orthanc_config: Config, destination: Orthanc) -> Config:
+    research = Config(url=destination.dicomweb_url, name="research", download_dir=orthanc_config.download_dir)
+    return replace(orthanc_config, name="clinical", servers=(research,))
+
+
+@pytest.fixture
+async def study(orthanc_config: Config, tmp_path: Path) -> IdentifiedStudy:
+    made = make_identified_study(tmp_path / "study", series=2, per_series=3)
+    async with DicomWebClient(orthanc_config) as client:
+        from dicomweb_mcp import collect_dicom_files
+
+        files, _ = collect_dicom_files([tmp_path / "study"])
+        outcomes = await client.store_instances(files)
+    assert len(outcomes) == 6
+    return made
+
+
+async def transfer(config: Config, **arguments: Any) -> dict[str, Any]:
+    async with Client(build_server(config)) as client:
+        result = await client.call_tool(
+            "transfer_instances", {"source": "clinical", "destination": "research", **arguments}
+        )
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def destination_files(url: str, study_uid: str, directory: Path) -> list[Path]:
+    async with DicomWebClient(Config(url=url, download_dir=directory)) as client:
+        async with client.stream_instances(study_uid) as reader:
+            saved = await save_all(FileStore(directory), reader, directory)
+    return [Path(f.path) for f in saved]
+
+
+async def test_transfer_copies_a_study_whole_and_once(
+    config: Config, study: IdentifiedStudy, destination: Orthanc, tmp_path: Path
+) -> None:
+    first = await transfer(config, study_uid=study.study_uid)
+    assert first["counts"] == {"retrieved": 6, "stored": 6, "already_present": 0, "failed": 0}
+    assert first["study_uids"] == [study.study_uid]
+    copies = await destination_files(destination.dicomweb_url, study.study_uid, tmp_path / "copies")
+    originals = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in study.paths}
+    assert {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in copies} == originals
+
+    again = await transfer(config, study_uid=study.study_uid)
+    assert again["counts"] == {"retrieved": 6, "stored": 0, "already_present": 6, "failed": 0}
+    # The spool is gone: nothing of the transfer stays on local disk.
+    assert not any((config.download_dir / ".transfer").iterdir())
+
+
+async def test_transfer_of_one_series(config: Config, study: IdentifiedStudy) -> None:
+    result = await transfer(config, study_uid=study.study_uid, series_uid=study.series_uids[1])
+    assert result["counts"]["stored"] == 3
+
+
+async def test_read_only_destination_is_refused_before_anything_moves(
+    config: Config, study: IdentifiedStudy, destination: Orthanc
+) -> None:
+    # The source is a closed port: any request would fail as unreachable, so the refusal came first.
+    closed = replace(config, url=f"http://127.0.0.1:{free_port()}/dicom-web", server_kind="orthanc")  # type: ignore[arg-type]
+    read_only = replace(closed, servers=(replace(config.servers[0], read_only=True),))
+    async with Client(build_server(read_only)) as client:
+        result = await client.call_tool(
+            "transfer_instances",
+            {"source": "clinical", "destination": "research", "study_uid": study.study_uid},
+        )
+    assert result.is_error
+    assert "'research' is read-only" in text(result)
+    assert destination.statistics()["CountInstances"] == 0
+    assert not (config.download_dir / ".transfer").exists()
+
+
+async def test_unknown_server_names_the_configured_ones(config: Config, study: IdentifiedStudy) -> None:
+    async with Client(build_server(config)) as client:
+        result = await client.call_tool(
+            "transfer_instances", {"source": "clinical", "destination": "pacs", "study_uid": study.study_uid}
+        )
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert result.is_error
+    assert "There is no server named 'pacs': the servers are clinical, research." in text(result)
+    schema = tools["transfer_instances"].input_schema["properties"]
+    assert schema["destination"]["enum"] == ["clinical", "research"]
+    assert tools["search_studies"].input_schema["properties"]["server"]["enum"] == ["clinical", "research"]
