@@ -1,4 +1,5 @@
-"""Retrieving or storing a study larger than 200 MB keeps the client's memory bounded (peak RSS)."""
+"""Retrieving, storing or transferring a study larger than 200 MB keeps the client's memory bounded (peak
+RSS)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import anyio
 import pytest
 
 from dicomweb_mcp import DicomFile, DicomWebClient, StoreStatus, collect_dicom_files
+from tests.support.orthanc import Orthanc
 from tests.support.samples import REPO
 from tests.support.synthetic import make_study
 
@@ -29,10 +31,12 @@ def large_study(directory: Path, seed: int) -> list[DicomFile]:
     return files
 
 
-async def probe(mode: str, url: str, study_uid: str, directory: Path) -> tuple[dict[str, Any], float]:
+async def probe(
+    mode: str, url: str, study_uid: str, directory: Path, *extra: str
+) -> tuple[dict[str, Any], float]:
     """Run tests.support.memory_probe in a fresh process; return its report and the peak RSS growth in MiB."""
     result = await anyio.run_process(
-        [sys.executable, "-m", "tests.support.memory_probe", mode, url, study_uid, str(directory)],
+        [sys.executable, "-m", "tests.support.memory_probe", mode, url, study_uid, str(directory), *extra],
         cwd=REPO,
         check=False,
     )
@@ -65,3 +69,21 @@ async def test_large_store_memory_is_bounded(client: DicomWebClient, tmp_path: P
     assert growth < MAX_GROWTH_MIB
     stored = await client.search_instances(study_uid=files[0].study_uid, limit=100)
     assert len(stored.datasets) == INSTANCES
+
+
+async def test_large_transfer_memory_is_bounded(
+    client: DicomWebClient, second_orthanc: Orthanc, tmp_path: Path
+) -> None:
+    second_orthanc.clear()
+    files = large_study(tmp_path / "source", seed=202)
+    outcomes = await client.store_instances(files, batch_count=16)
+    assert all(o.status is StoreStatus.STORED for o in outcomes)
+    downloads = tmp_path / "downloads"
+    report, growth = await probe(
+        "transfer", client.config.url, files[0].study_uid, downloads, second_orthanc.dicomweb_url
+    )
+    assert report["files"] == INSTANCES and report["bytes"] == sum(f.size for f in files)
+    assert growth < MAX_GROWTH_MIB
+    assert second_orthanc.statistics()["CountInstances"] == INSTANCES
+    # The spool is bounded and removed: nothing of the study stays on local disk.
+    assert not any(p.is_file() for p in downloads.rglob("*"))

@@ -12,15 +12,21 @@ import pydicom
 import pytest
 from mcp import Client
 
-from dicomweb_mcp import Config, DicomWebClient
+from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
 from dicomweb_mcp.files.store import FileStore
+from dicomweb_mcp.tools.operations import DicomWebOperations
 from dicomweb_mcp.tools.server import build_server
+from dicomweb_mcp.tools.transfer import Transfer
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.mcp import text
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storage import save_all
 
 pytestmark = pytest.mark.anyio
+
+
+async def no_progress(progress: float, total: float | None, message: str) -> None:
+    return None
 
 
 @pytest.fixture
@@ -39,8 +45,6 @@ def config(orthanc_config: Config, destination: Orthanc) -> Config:
 async def study(orthanc_config: Config, tmp_path: Path) -> IdentifiedStudy:
     made = make_identified_study(tmp_path / "study", series=2, per_series=3)
     async with DicomWebClient(orthanc_config) as client:
-        from dicomweb_mcp import collect_dicom_files
-
         files, _ = collect_dicom_files([tmp_path / "study"])
         outcomes = await client.store_instances(files)
     assert len(outcomes) == 6
@@ -58,9 +62,11 @@ async def transfer(config: Config, **arguments: Any) -> dict[str, Any]:
 
 
 async def destination_files(url: str, study_uid: str, directory: Path) -> list[Path]:
-    async with DicomWebClient(Config(url=url, download_dir=directory)) as client:
-        async with client.stream_instances(study_uid) as reader:
-            saved = await save_all(FileStore(directory), reader, directory)
+    async with (
+        DicomWebClient(Config(url=url, download_dir=directory)) as client,
+        client.stream_instances(study_uid) as reader,
+    ):
+        saved = await save_all(FileStore(directory), reader, directory)
     return [Path(f.path) for f in saved]
 
 
@@ -113,3 +119,20 @@ async def test_unknown_server_names_the_configured_ones(config: Config, study: I
     schema = tools["transfer_instances"].input_schema["properties"]
     assert schema["destination"]["enum"] == ["clinical", "research"]
     assert tools["search_studies"].input_schema["properties"]["server"]["enum"] == ["clinical", "research"]
+
+
+async def test_a_small_spool_bounds_temporary_disk_and_still_completes(
+    config: Config, study: IdentifiedStudy
+) -> None:
+    """With room for two instances the transfer waits for the destination instead of filling the disk."""
+    size = max(p.stat().st_size for p in study.paths)
+    async with (
+        DicomWebClient(config) as source_client,
+        DicomWebClient(config.servers[0]) as destination_client,
+    ):
+        source = DicomWebOperations(config, source_client)
+        destination = DicomWebOperations(config.servers[0], destination_client)
+        transfer = Transfer(source, destination, no_progress, spool_bytes=2 * size)
+        result = await transfer.run(study.study_uid, None, None)
+    assert result.counts.stored == 6
+    assert 0 < transfer.peak_spooled <= 2 * size

@@ -45,6 +45,7 @@ class Transfer:
     outcomes: list[StoreOutcome] = field(default_factory=list)
     retrieved: int = 0
     retrieved_bytes: int = 0
+    peak_spooled: int = 0  # the most bytes the spool held at once
 
     def __post_init__(self) -> None:
         self._pending: list[DicomFile] = []
@@ -127,6 +128,7 @@ class Transfer:
             self._flush()  # what waits goes out, so that something is released
             await self._released.wait()
         self._spooled += file.size
+        self.peak_spooled = max(self.peak_spooled, self._spooled)
         self._pending.append(file)
         self.retrieved += 1
         self.retrieved_bytes += file.size

@@ -1,5 +1,6 @@
-"""Run in a fresh process by the memory tests: retrieve a whole study to disk, or store a directory,
-and report the peak RSS growth.
+"""Run in a fresh process by the memory tests: retrieve a whole study to disk, store a directory, or
+transfer a study to another server (through the MCP tool, as a host calls it), and report the peak RSS
+growth.
 
 Peak RSS is read from /proc/self/status (VmHWM), reset after the warm-up through /proc/self/clear_refs.
 getrusage's ru_maxrss would not do: a child inherits the peak of the parent it was forked from, which
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
+from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
 from dicomweb_mcp.files.store import FileStore
+from dicomweb_mcp.tools.server import build_server
 from tests.support.storage import save_all
 
 
@@ -36,7 +40,30 @@ def peak_rss_kib() -> int:
     return _status_kib("VmHWM")
 
 
-async def main(mode: str, url: str, study_uid: str, directory: Path) -> None:
+async def transfer(url: str, destination: str, study_uid: str, directory: Path) -> dict[str, int]:
+    source = Config(url=url, timeout=120, name="source", download_dir=directory)
+    config = replace(source, servers=(replace(source, name="destination", url=destination),))
+    async with Client(build_server(config)) as client:
+        await client.call_tool("search_studies", {"study_uid": study_uid, "server": "destination"})
+        baseline = reset_peak_rss()
+        result = await client.call_tool(
+            "transfer_instances", {"source": "source", "destination": "destination", "study_uid": study_uid}
+        )
+        peak = peak_rss_kib()
+    assert not result.is_error and result.structured_content is not None, result.content
+    content = result.structured_content
+    return {
+        "baseline_kib": baseline,
+        "peak_kib": peak,
+        "files": content["counts"]["stored"],
+        "bytes": content["total_bytes"],
+    }
+
+
+async def main(mode: str, url: str, study_uid: str, directory: Path, destination: str = "") -> None:
+    if mode == "transfer":
+        print(json.dumps(await transfer(url, destination, study_uid, directory)))
+        return
     async with DicomWebClient(Config(url=url, timeout=120)) as client:
         await client.search_studies({"StudyInstanceUID": study_uid})
         if mode == "retrieve":
@@ -55,4 +82,4 @@ async def main(mode: str, url: str, study_uid: str, directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), *sys.argv[5:])
