@@ -1,5 +1,6 @@
 """What every host pays per turn for the tool list, tool by tool (name + description + inputSchema as
-json.dumps writes them), with delete enabled, against the budget the tests hold (tests/support/mcp.py).
+json.dumps writes them), with delete enabled, against the budget the tests hold (tests/support/mcp.py);
+then the same list with two named servers (a server enum on every tool, and transfer_instances).
 
     python -m benchmarks.contract
 """
@@ -8,29 +9,43 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import replace
 
 import anyio
 from mcp import Client
+from mcp.types import Tool
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
 from tests.support.mcp import MODEL_FACING_BUDGET as BUDGET
 
 
+def size(tool: Tool) -> int:
+    return len(
+        json.dumps({"name": tool.name, "description": tool.description, "inputSchema": tool.input_schema})
+    )
+
+
+async def listed(config: Config) -> list[Tool]:
+    async with Client(build_server(config)) as client:
+        return (await client.list_tools()).tools
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as downloads:
         config = Config(url="http://127.0.0.1:9/dicom-web", download_dir=downloads, allow_delete=True)
-        async with Client(build_server(config)) as client:
-            tools = (await client.list_tools()).tools
-    total = 0
+        tools = await listed(config)
+        named = await listed(replace(config, name="pacs", servers=(replace(config, name="research"),)))
     print("model-facing bytes per tool (name, description, inputSchema):")
     for tool in tools:
-        size = len(
-            json.dumps({"name": tool.name, "description": tool.description, "inputSchema": tool.input_schema})
-        )
-        total += size
-        print(f"  {tool.name:<20} {size:>6,}")
+        print(f"  {tool.name:<20} {size(tool):>6,}")
+    total = sum(size(tool) for tool in tools)
     print(f"  {'all tools':<20} {total:>6,}  (budget {BUDGET:,}: {'within' if total <= BUDGET else 'OVER'})")
+    transfer = next(size(tool) for tool in named if tool.name == "transfer_instances")
+    print(
+        f"  {'two named servers':<20} {sum(size(tool) for tool in named):>6,}  "
+        f"(a server enum on each tool; transfer_instances {transfer:,})"
+    )
 
 
 if __name__ == "__main__":

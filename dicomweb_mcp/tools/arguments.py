@@ -48,13 +48,11 @@ def _uid(name: str) -> AfterValidator:
 
 
 Text = Annotated[str | None, BeforeValidator(_blank_is_absent)]
-# One of the operator's named servers; the published schema lists them as an enum (tools/server.py), and
-# leaves the argument out where only one server is configured.
+# One of the operator's named servers (without it, the first); the published schema lists them as an enum
+# (tools/server.py) and leaves the argument out where only one server is configured.
+ServerName = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 ServerChoice = str
 Deidentify = Annotated[bool, Field(description="Copy de-identified (PS3.15 Basic Profile).")]
-ServerName = Annotated[
-    str | None, BeforeValidator(_blank_is_absent), Field(description="Default: the first.")
-]
 
 
 # Plain UID arguments carry no description: their names say what they are, in every host's prompt.
