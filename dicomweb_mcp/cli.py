@@ -36,7 +36,7 @@ def _configure_logging(level: str) -> None:
 
 
 ENVIRONMENT = """\
-environment (only DICOMWEB_URL is required):
+environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_URL             the DICOMweb root, e.g. http://localhost:8042/dicom-web (Orthanc) or
                            https://<workspace>-<service>.dicom.azurehealthcareapis.com/v2 (Azure)
   DICOMWEB_AUTH            none | basic | bearer | azure (default: azure for Azure URLs, else none)
@@ -44,6 +44,8 @@ environment (only DICOMWEB_URL is required):
   DICOMWEB_AZURE_SCOPE     token scope for azure (default the Azure DICOM service's)
   DICOMWEB_PARTITION       Azure data partition
   DICOMWEB_SERVER_KIND     auto | azure | orthanc | dcm4chee | google | generic (default auto)
+  DICOMWEB_SERVERS         a TOML file of named servers ([servers.NAME] url, auth, password_env, ...)
+  DICOMWEB_DEIDENTIFY_OPTIONS   modified-dates,clean-descriptors (default) | a subset | none
   DICOMWEB_DOWNLOAD_DIR    where retrieved files are saved (default ~/dicomweb-downloads)
   DICOMWEB_UPLOAD_ROOTS    directories store_instances may read from (default: anywhere)
   DICOMWEB_READ_ONLY       true: no store_instances or delete_instances tool
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="tool arguments as a JSON object")
     commands.add_parser(
-        "check", help="print server_info; exit 1 unless a DICOMweb server answers at DICOMWEB_URL"
+        "check", help="print server_info; exit 1 unless every configured DICOMweb server answers"
     )
     schemas = commands.add_parser("schemas", help="(developers) write or --check the tools' JSON Schemas")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the directory is out of date")
@@ -165,9 +167,14 @@ async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
         return 1
     content = result.structured_content or {}
     print(json.dumps(content, indent=2))
-    if tool == "server_info" and not content.get("reachable"):
-        print(f"dicomweb-mcp: {content.get('error') or 'the server did not answer'}", file=sys.stderr)
-        return 1
+    if tool == "server_info":
+        # Every configured server must answer: a check that passes with one archive down misleads.
+        down = [info for info in [content, *(content.get("servers") or [])] if not info.get("reachable")]
+        for info in down:
+            reason = info.get("error") or "the server did not answer"
+            print(f"dicomweb-mcp: server {info.get('name')!r}: {reason}", file=sys.stderr)
+        if down:
+            return 1
     failed = (content.get("counts") or {}).get("failed", 0)
     if failed:
         print(f"dicomweb-mcp: {failed} file(s) failed; see 'failed' above", file=sys.stderr)

@@ -12,6 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import write_schemas
+from tests.support.orthanc import free_port
 from tests.support.samples import REPO, Samples
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +55,20 @@ async def test_call_and_check_print_json(orthanc_config: Config, samples: Sample
     assert [i["instance_uid"] for i in result["results"]] == [samples.red.instance_uid]
     checked = await anyio.run_process([COMMAND, "check"], env=env)
     assert json.loads(checked.stdout)["reachable"] is True
+
+
+async def test_check_names_each_named_server_that_is_down(orthanc_config: Config, tmp_path: Path) -> None:
+    servers = tmp_path / "servers.toml"
+    servers.write_text(
+        f'[servers.offline]\nurl = "http://127.0.0.1:{free_port()}/dicom-web"\nkind = "orthanc"\n'
+    )
+    env = {**environment(orthanc_config), "DICOMWEB_SERVERS": str(servers), "DICOMWEB_MAX_RETRIES": "0"}
+    checked = await anyio.run_process([COMMAND, "check"], env=env, check=False)
+    report = json.loads(checked.stdout)
+    assert checked.returncode == 1
+    assert report["name"] == "default" and report["reachable"] is True
+    assert [(s["name"], s["reachable"]) for s in report["servers"]] == [("offline", False)]
+    assert b"server 'offline':" in checked.stderr and b"server 'default'" not in checked.stderr
 
 
 async def test_missing_configuration_is_explained() -> None:
