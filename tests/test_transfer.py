@@ -4,6 +4,7 @@ before anything moves."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,83 @@ async def test_a_small_spool_bounds_temporary_disk_and_still_completes(
         result = await transfer.run(study.study_uid, None, None)
     assert result.counts.stored == 6
     assert 0 < transfer.peak_spooled <= 2 * size
+
+
+def scan(path: Path, study: IdentifiedStudy) -> pydicom.Dataset:
+    """Assert that nothing identifying is left in a de-identified file, anywhere in its bytes or its
+    elements; return the data set."""
+    raw = path.read_bytes()
+    for value in [*study.identifying, *study.original_uids]:
+        assert value.encode() not in raw, (path.name, value)
+    ds = pydicom.dcmread(path)
+    for element in ds.iterall():
+        assert element.tag.group % 2 == 0, f"private tag {element.tag} in {path.name}"
+    assert ds.PatientIdentityRemoved == "YES"
+    assert "113100" in {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+    return ds
+
+
+async def test_deidentified_transfer_keeps_nothing_identifying_and_is_consistent(
+    config: Config, study: IdentifiedStudy, destination: Orthanc, tmp_path: Path
+) -> None:
+    result = await transfer(config, study_uid=study.study_uid, deidentify=True)
+    assert result["counts"] == {"retrieved": 6, "stored": 6, "already_present": 0, "failed": 0}
+    assert result["deidentified"] is True
+    [new_study] = result["study_uids"]
+    assert new_study != study.study_uid
+    copies = await destination_files(destination.dicomweb_url, new_study, tmp_path / "copies")
+    assert len(copies) == 6
+    originals = {(int(d.SeriesNumber), int(d.InstanceNumber)): d for d in map(pydicom.dcmread, study.paths)}
+    series: dict[str, set[str]] = {}
+    frames_of_reference = set()
+    for path in copies:
+        ds = scan(path, study)
+        original = originals[(int(ds.SeriesNumber), int(ds.InstanceNumber))]
+        assert ds.PixelData == original.PixelData  # pixels unchanged
+        assert ds.StudyInstanceUID == new_study
+        series.setdefault(ds.SeriesInstanceUID, set()).add(ds.SOPInstanceUID)
+        frames_of_reference.add(ds.FrameOfReferenceUID)
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        # Dates moved by one shift for the patient, the same in every instance.
+        assert ds.StudyDate != original.StudyDate and ds.StudyDate == ds.ContentDate
+        if "ReferencedImageSequence" in ds:
+            # References point at the new UID of the series' first image, which is in the copy.
+            first = [
+                c
+                for c in copies
+                if pydicom.dcmread(c).SOPInstanceUID == ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+            ]
+            assert len(first) == 1
+    # Relations kept: 2 series of 3 instances, one frame of reference across both.
+    assert sorted(len(v) for v in series.values()) == [3, 3]
+    assert len(frames_of_reference) == 1
+    assert {d.PatientName for d in map(pydicom.dcmread, copies)} == {pydicom.dcmread(copies[0]).PatientName}
+
+    again = await transfer(config, study_uid=study.study_uid, deidentify=True)
+    assert again["study_uids"] == [new_study]  # the same new UIDs: nothing stored twice
+    assert again["counts"] == {"retrieved": 6, "stored": 0, "already_present": 6, "failed": 0}
+    assert destination.statistics()["CountInstances"] == 6
+    # The mapping that could re-identify stays with the operator, never in a result.
+    mapping = config.download_dir / ".deidentify" / "mapping.jsonl"
+    assert study.study_uid in mapping.read_text()
+    assert "mapping" not in json.dumps(result) and study.study_uid not in json.dumps(result)
+
+
+async def test_deidentified_retrieve_names_files_by_new_uids_only(
+    config: Config, study: IdentifiedStudy
+) -> None:
+    async with Client(build_server(config)) as client:
+        result = await client.call_tool(
+            "retrieve_instances", {"study_uid": study.study_uid, "deidentify": True}
+        )
+    assert not result.is_error, text(result)
+    content = result.structured_content
+    assert content is not None and content["file_count"] == 6
+    files = [p for p in config.download_dir.rglob("*") if p.is_file() and ".deidentify" not in p.parts]
+    assert len(files) == 7  # six instances and the manifest
+    for path in files:
+        assert not any(uid in str(path) for uid in study.original_uids), path
+        if path.suffix == ".dcm":
+            scan(path, study)
+    manifest = json.loads(Path(content["manifest"]).read_text())
+    assert manifest["complete"] is True and study.study_uid not in json.dumps(manifest)

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 
 from ..config import Config
+from ..errors import DicomWebError, NotDicomError
 from ..files.store import SavedFile
 
 __all__ = ["Deidentification"]
@@ -54,6 +55,12 @@ class Deidentification:
         def work() -> DeidentifiedFile:
             try:
                 return deidentify_file(source, target_dir, self.pseudonyms, self.options)
+            except (DicomWebError, OSError):
+                raise
+            except Exception as exc:  # pydicom refusing an element it cannot write: this instance only
+                raise NotDicomError(
+                    f"instance {record.instance_uid} could not be de-identified ({exc})"
+                ) from exc
             finally:
                 source.unlink(missing_ok=True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from ..dicomweb.models import StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError
+from ..errors import DicomWebError, InvalidInputError, NotDicomError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore, SavedFile
 from .deidentification import Deidentification
@@ -114,16 +114,15 @@ class Transfer:
         if self._stopped is not None:
             raise self._stopped  # the destination cannot take more: stop retrieving
         if self.deidentification is not None:
-            record = await self.deidentification.apply(record, out)
-        file = DicomFile(
-            path=Path(record.path),
-            size=record.size_bytes,
-            study_uid=record.study_uid,
-            series_uid=record.series_uid,
-            instance_uid=record.instance_uid,
-            sop_class_uid="",
-            transfer_syntax_uid=record.transfer_syntax_uid,
-        )
+            try:
+                record = await self.deidentification.apply(record, out)
+            except NotDicomError as exc:
+                # One instance that cannot be de-identified is reported; it never goes out as it is.
+                self.retrieved += 1
+                source_file = _as_dicom_file(record)
+                self.outcomes.append(StoreOutcome(source_file, StoreStatus.FAILED, reason=exc.reason))
+                return record
+        file = _as_dicom_file(record)
         while self._spooled and self._spooled + file.size > self.spool_bytes:
             self._flush()  # what waits goes out, so that something is released
             await self._released.wait()
@@ -201,6 +200,18 @@ async def transfer_instances(
     deidentification = Deidentification(source.config) if deidentify else None
     transfer = Transfer(source, destination, progress, deidentification)
     return await transfer.run(study_uid, series_uid, instance_uid)
+
+
+def _as_dicom_file(record: SavedFile) -> DicomFile:
+    return DicomFile(
+        path=Path(record.path),
+        size=record.size_bytes,
+        study_uid=record.study_uid,
+        series_uid=record.series_uid,
+        instance_uid=record.instance_uid,
+        sop_class_uid="",
+        transfer_syntax_uid=record.transfer_syntax_uid,
+    )
 
 
 def _remove(files: list[DicomFile]) -> None:

@@ -1,0 +1,355 @@
+"""De-identification: DICOM PS3.15 Annex E, the Basic Application Level Confidentiality Profile, with the
+Retain Longitudinal Temporal Information with Modified Dates and Clean Descriptors options.
+
+The attribute actions are the standard's Table E.1-1, held as data (data/confidentiality_profile.tsv). How
+each action is carried out here:
+
+- X: removed. Z: emptied (Patient's Name and ID get the patient's pseudonym, a dummy the profile allows,
+  so that one patient's studies stay linkable). D: a dummy of the element's VR. U: the UID replaced
+  through the pseudonyms, the same source UID always giving the same new UID, inside sequences too, so
+  references between instances still resolve. K: kept.
+- Where the table gives a choice that depends on the IOD's attribute type (X/Z, X/D, Z/D, X/Z/D), the one
+  that keeps every object conformant whatever the type is taken: Z for X/Z, D wherever D is allowed.
+  X/Z/U* (sequences of references) keeps the sequence with its UIDs replaced.
+- Private attributes (odd groups) are all removed.
+- Modified Dates: dates and date-times are shifted by the patient's number of days (one shift per
+  patient); times are kept, since a shift by whole days does not change them.
+- Clean Descriptors: a description is kept with every identifying value found in the same data set (the
+  patient's names and their parts, IDs, accession number, institution, physicians and operators, dates)
+  cut out of it. Without the option a descriptor takes the Basic Profile action (usually X).
+
+Pixel data is never changed: images whose pixels may carry text (BurnedInAnnotation YES; ultrasound,
+secondary capture and other kinds that often do) are reported in warnings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+__all__ = [
+    "DeidentifyOptions",
+    "DeidentifyReport",
+    "ProfileRule",
+    "Pseudonyms",
+    "deidentify_dataset",
+    "load_profile",
+    "profile_summary",
+]
+
+# CID 7050 (De-identification Method): the profile and the options applied.
+_BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
+_MODIFIED_DATES = ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")
+_CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
+# Kinds of image whose pixels often carry text (patient name, dates) burned in.
+_BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "ES", "GM", "OT", "DOC"})
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE"})
+# Identifying values shorter than this are not cut out of descriptions (they would cut ordinary words).
+_MIN_CLEANED = 3
+_DUMMIES: dict[str, Any] = {
+    "PN": "ANONYMOUS",
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    "AS": "000Y",
+    "IS": "0",
+    "DS": "0",
+    "CS": "ANONYMIZED",
+    "AE": "ANONYMIZED",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRule:
+    tag: str  # eight hex digits, "x" for a wildcard digit
+    basic: str  # the Basic Profile action: X, Z, D, U, K, C or a choice such as X/Z
+    modified_dates: bool  # the Modified Dates option changes it (a date or time)
+    clean_descriptor: bool  # the Clean Descriptors option keeps it cleaned
+    name: str
+
+
+@dataclass(frozen=True)
+class _Profile:
+    exact: dict[int, ProfileRule]
+    patterns: list[tuple[int, int, ProfileRule]]  # (mask, value, rule) for tags with wildcards
+    rules: list[ProfileRule]
+
+    def rule(self, tag: int) -> ProfileRule | None:
+        found = self.exact.get(tag)
+        if found is not None:
+            return found
+        for mask, value, rule in self.patterns:
+            if tag & mask == value:
+                return rule
+        return None
+
+
+@cache
+def load_profile() -> _Profile:
+    """The standard's Table E.1-1, parsed once."""
+    text = resources.files(__package__).joinpath("data/confidentiality_profile.tsv").read_text("utf-8")
+    exact: dict[int, ProfileRule] = {}
+    patterns: list[tuple[int, int, ProfileRule]] = []
+    rules = []
+    for line in text.splitlines()[1:]:
+        if not line or line.startswith(("#", "tag\t")):
+            continue
+        tag, basic, dates, descriptor, name = line.split("\t")
+        rule = ProfileRule(tag, basic, dates == "C", descriptor == "C", name)
+        rules.append(rule)
+        if tag == "odd":
+            continue  # private attributes: removed by group, below
+        if "x" in tag:
+            mask = int("".join("0" if c == "x" else "f" for c in tag), 16)
+            patterns.append((mask, int(tag.replace("x", "0"), 16), rule))
+        else:
+            exact[int(tag, 16)] = rule
+    return _Profile(exact, patterns, rules)
+
+
+def profile_summary() -> dict[str, int]:
+    """How many of the table's attributes each Basic Profile action covers."""
+    return dict(Counter(rule.basic for rule in load_profile().rules).most_common())
+
+
+class Pseudonyms(Protocol):
+    """Where replacement values come from: the same input always gives the same output."""
+
+    def uid(self, original: str) -> str: ...
+    def date_shift_days(self, patient_key: str) -> int: ...
+    def patient_id(self, patient_key: str) -> str: ...
+    def patient_name(self, patient_key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class DeidentifyOptions:
+    modified_dates: bool = True
+    clean_descriptors: bool = True
+
+
+@dataclass
+class DeidentifyReport:
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    warnings: list[str] = field(default_factory=list)
+    actions: Counter[str] = field(default_factory=Counter)
+
+
+def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonyms, options: DeidentifyOptions) -> DeidentifyReport:
+    """De-identify ``ds`` (and its file meta) in place."""
+    warnings = burned_in_warnings(ds)
+    patient_key = str(ds.get("PatientID") or "") or str(ds.get("PatientName") or "") or "unknown"
+    work = _Work(
+        load_profile(),
+        pseudonyms,
+        options,
+        patient_key,
+        pseudonyms.date_shift_days(patient_key) if options.modified_dates else 0,
+        _identifying_values(ds),
+    )
+    work.dataset(ds)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if "SourceApplicationEntityTitle" in meta:
+            del meta.SourceApplicationEntityTitle
+    _mark(ds, options)
+    return DeidentifyReport(
+        str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), warnings, work.actions
+    )
+
+
+def burned_in_warnings(ds: Dataset) -> list[str]:
+    flag = str(ds.get("BurnedInAnnotation") or "").upper()
+    if flag == "YES":
+        return ["BurnedInAnnotation is YES: text in the pixels may identify the patient (pixels are kept)"]
+    if flag == "NO":
+        return []
+    modality = str(ds.get("Modality") or "")
+    sop_class = str(ds.get("SOPClassUID") or "")
+    if modality in _BURNED_IN_MODALITIES or sop_class.startswith(_SECONDARY_CAPTURE):
+        kind = "a secondary capture" if sop_class.startswith(_SECONDARY_CAPTURE) else f"a {modality} image"
+        return [f"{kind} without BurnedInAnnotation: its pixels may carry identifying text (pixels are kept)"]
+    return []
+
+
+def _identifying_values(ds: Dataset) -> list[str]:
+    """Text the profile removes from this data set, to cut out of the descriptions it keeps: longest first,
+    so that a full name goes before its parts."""
+    profile = load_profile()
+    found: set[str] = set()
+    for element in ds.iterall():
+        if element.VR not in _TEXT_VRS | {"DA", "DT"} or element.value in (None, ""):
+            continue
+        rule = profile.rule(int(element.tag))
+        private = element.tag.group % 2 == 1
+        if not private and (rule is None or rule.basic in ("K", "C") or rule.clean_descriptor):
+            continue
+        for value in _values(element.value) or [element.value]:
+            text = str(value).strip()
+            found.add(text)
+            found.update(part for part in re.split(r"[\^=\s,]+", text) if part)
+    return sorted((v for v in found if len(v) >= _MIN_CLEANED), key=len, reverse=True)
+
+
+def _values(value: Any) -> list[Any] | None:
+    """The values of a multi-valued element, or None for a single value."""
+    from pydicom.multival import MultiValue
+
+    return list(value) if isinstance(value, list | tuple | MultiValue) else None
+
+
+@dataclass
+class _Work:
+    profile: _Profile
+    pseudonyms: Pseudonyms
+    options: DeidentifyOptions
+    patient_key: str
+    shift_days: int
+    identifying: list[str]
+    actions: Counter[str] = field(default_factory=Counter)
+
+    def dataset(self, ds: Dataset) -> None:
+        for element in list(ds):
+            tag = int(element.tag)
+            if element.tag.group % 2 == 1:
+                del ds[tag]
+                self.actions["X"] += 1
+                continue
+            rule = self.profile.rule(tag)
+            if element.VR == "SQ":
+                self.sequence(ds, element, rule)
+            elif rule is not None:
+                self.element(ds, element, rule)
+
+    def sequence(self, ds: Dataset, element: Any, rule: ProfileRule | None) -> None:
+        cleaned = self.options.clean_descriptors and rule is not None and rule.clean_descriptor
+        if rule is not None and rule.basic == "X" and not cleaned:
+            del ds[element.tag]
+            self.actions["X"] += 1
+            return
+        if rule is not None:
+            self.actions[_choose(rule.basic)] += 1
+        for item in element.value:
+            self.dataset(item)
+
+    def element(self, ds: Dataset, element: Any, rule: ProfileRule) -> None:
+        vr = element.VR
+        if self.options.modified_dates and rule.modified_dates and vr in ("DA", "DT", "TM"):
+            self.actions["C"] += 1
+            if vr != "TM":
+                element.value = _shifted(element.value, vr, self.shift_days)
+            return
+        if self.options.clean_descriptors and rule.clean_descriptor and vr in _TEXT_VRS:
+            self.actions["C"] += 1
+            element.value = self.cleaned(element.value)
+            return
+        action = _choose(rule.basic)
+        self.actions[action] += 1
+        if action == "K":
+            return
+        if action == "X":
+            del ds[element.tag]
+        elif action == "U" or vr == "UI":
+            element.value = self.uids(element.value)
+        elif element.keyword == "PatientID":
+            element.value = self.pseudonyms.patient_id(self.patient_key)
+        elif element.keyword == "PatientName":
+            element.value = self.pseudonyms.patient_name(self.patient_key)
+        elif action == "Z":
+            element.value = None if vr not in ("OB", "OW", "UN") else b""
+        elif action == "D":
+            element.value = _dummy(vr)
+        else:  # C in the Basic Profile itself: clean
+            element.value = self.cleaned(element.value) if vr in _TEXT_VRS else None
+
+    def uids(self, value: Any) -> Any:
+        if value in (None, ""):
+            return value
+        values = _values(value)
+        if values is not None:
+            return [self.pseudonyms.uid(str(v)) for v in values]
+        return self.pseudonyms.uid(str(value))
+
+    def cleaned(self, value: Any) -> Any:
+        if value in (None, ""):
+            return value
+        values = _values(value)
+        if values is not None:
+            return [self._clean(str(v)) for v in values]
+        return self._clean(str(value))
+
+    def _clean(self, text: str) -> str:
+        for identifying in self.identifying:
+            text = re.sub(re.escape(identifying), "", text, flags=re.IGNORECASE)
+        return " ".join(text.split())
+
+
+def _choose(action: str) -> str:
+    """One action from a choice the table leaves to the IOD's attribute type: always a conformant one."""
+    if "/" not in action:
+        return action
+    if action == "X/Z/U*":
+        return "U"
+    return "D" if "D" in action.split("/") else "Z"
+
+
+def _dummy(vr: str) -> Any:
+    if vr in _DUMMIES:
+        return _DUMMIES[vr]
+    if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
+        return 0
+    if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+        return b""
+    return "ANONYMIZED"
+
+
+def _shifted(value: Any, vr: str, days: int) -> Any:
+    if value in (None, ""):
+        return value
+    values = _values(value)
+    if values is not None:
+        return [_shift_one(str(v), days) for v in values]
+    return _shift_one(str(value), days)
+
+
+def _shift_one(text: str, days: int) -> str | None:
+    """A DA (YYYYMMDD) or DT (YYYYMMDD...) shifted by ``days``; what cannot be read is removed."""
+    text = text.strip()
+    try:
+        day = date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+    return (day + timedelta(days=days)).strftime("%Y%m%d") + text[8:]
+
+
+def _mark(ds: Dataset, options: DeidentifyOptions) -> None:
+    """PatientIdentityRemoved and the De-identification Method (and its code sequence), as PS3.15 E.1 asks."""
+    from pydicom.dataset import Dataset as Item
+    from pydicom.sequence import Sequence
+
+    codes: Iterable[tuple[str, str]] = [_BASIC_PROFILE]
+    if options.modified_dates:
+        codes = [*codes, _MODIFIED_DATES]
+    if options.clean_descriptors:
+        codes = [*codes, _CLEAN_DESCRIPTORS]
+    items = []
+    for value, meaning in codes:
+        item = Item()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        items.append(item)
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = [meaning for _, meaning in codes]
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if options.modified_dates else "REMOVED"

@@ -1,0 +1,122 @@
+"""De-identification (PS3.15 Basic Profile and its two options) on files made here, without a server."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profile_summary
+from dicomweb_mcp.errors import NotDicomError
+from dicomweb_mcp.files.pseudonyms import PseudonymStore, deidentify_file
+from tests.support.identified import IdentifiedStudy, make_identified_study
+from tests.support.synthetic import make_study
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> IdentifiedStudy:
+    return make_identified_study(tmp_path / "source", series=1, per_series=2)
+
+
+def test_the_profile_is_the_standards_table() -> None:
+    summary = profile_summary()
+    assert sum(summary.values()) == len(load_profile().rules) == 621
+    assert summary["X"] == 384 and summary["U"] == 54
+    profile = load_profile()
+    assert profile.rule(0x00100010).basic == "Z"  # Patient's Name
+    assert profile.rule(0x0020000D).basic == "U"  # Study Instance UID
+    assert profile.rule(0x60023000).name == "Overlay Data"  # a (60xx,3000) wildcard
+    assert profile.rule(0x00280010) is None  # Rows: not in the table, kept
+
+
+def test_the_same_uid_gets_the_same_new_uid_in_another_process(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    first = deidentify_file(
+        study.paths[0], tmp_path / "a", PseudonymStore(tmp_path / "keys"), DeidentifyOptions()
+    )
+    # A new store on the same directory stands for another process: it reads the same key.
+    again = deidentify_file(
+        study.paths[0], tmp_path / "b", PseudonymStore(tmp_path / "keys"), DeidentifyOptions()
+    )
+    other = deidentify_file(
+        study.paths[0], tmp_path / "c", PseudonymStore(tmp_path / "other"), DeidentifyOptions()
+    )
+    assert (first.study_uid, first.series_uid, first.instance_uid) == (
+        again.study_uid,
+        again.series_uid,
+        again.instance_uid,
+    )
+    assert first.instance_uid != other.instance_uid  # another key, other UIDs
+    assert first.study_uid.startswith("2.25.") and len(first.study_uid) <= 64
+    assert first.path.read_bytes() == again.path.read_bytes()
+
+
+def test_key_and_mapping_are_private_and_the_mapping_can_reidentify(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    made = deidentify_file(study.paths[0], tmp_path / "out", PseudonymStore(keys), DeidentifyOptions())
+    for name in ("key", "mapping.jsonl"):
+        assert stat.S_IMODE((keys / name).stat().st_mode) == 0o600
+    mapping = (keys / "mapping.jsonl").read_text()
+    assert f'"original": "{study.study_uid}", "replacement": "{made.study_uid}"' in mapping
+
+
+def test_without_the_options_dates_and_descriptions_go(study: IdentifiedStudy, tmp_path: Path) -> None:
+    options = DeidentifyOptions(modified_dates=False, clean_descriptors=False)
+    made = deidentify_file(study.paths[0], tmp_path / "out", PseudonymStore(tmp_path / "keys"), options)
+    ds = pydicom.dcmread(made.path)
+    assert ds.StudyDate == "" and "ContentDate" in ds and ds.ContentDate == "19000101"  # Z, and Z/D as D
+    assert "StudyDescription" not in ds and "SeriesDescription" not in ds  # X
+    assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100"]
+
+
+def test_with_the_options_dates_shift_and_descriptions_are_cleaned(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    store = PseudonymStore(tmp_path / "keys")
+    made = deidentify_file(study.paths[0], tmp_path / "out", store, DeidentifyOptions())
+    ds = pydicom.dcmread(made.path)
+    shift = store.date_shift_days("MRN000077")
+    assert -3650 <= shift <= -1
+    assert ds.StudyDate == (
+        pydicom.valuerep.DA("20240315") + __import__("datetime").timedelta(days=shift)
+    ).strftime("%Y%m%d")
+    assert ds.AcquisitionDateTime == ds.StudyDate + "101530"  # the time part kept
+    assert ds.StudyTime == "101500"
+    assert ds.StudyDescription == "CT chest for"  # the patient's name cut out
+    assert ds.PatientID == store.patient_id("MRN000077") and str(ds.PatientName).startswith("ANONYMOUS^")
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == [
+        "113100",
+        "113107",
+        "113105",
+    ]
+
+
+def test_burned_in_text_is_warned_about(tmp_path: Path) -> None:
+    [secondary] = make_study(tmp_path / "sc", instances=1)  # secondary capture, no BurnedInAnnotation
+    flagged = tmp_path / "flagged.dcm"
+    ds = pydicom.dcmread(secondary)
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(flagged)
+    cleared = tmp_path / "cleared.dcm"
+    ds.BurnedInAnnotation = "NO"
+    ds.save_as(cleared)
+    store, options = PseudonymStore(tmp_path / "keys"), DeidentifyOptions()
+    assert "secondary capture" in deidentify_file(secondary, tmp_path / "o1", store, options).warnings[0]
+    assert (
+        "BurnedInAnnotation is YES" in deidentify_file(flagged, tmp_path / "o2", store, options).warnings[0]
+    )
+    assert deidentify_file(cleared, tmp_path / "o3", store, options).warnings == []
+
+
+def test_a_file_that_is_not_dicom_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("not an image")
+    with pytest.raises(NotDicomError, match="cannot be read as DICOM"):
+        deidentify_file(source, tmp_path / "out", PseudonymStore(tmp_path / "keys"), DeidentifyOptions())
+    assert not (tmp_path / "out").exists()
