@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pydicom
 import pytest
 from mcp import Client
@@ -217,3 +218,22 @@ async def test_deidentified_retrieve_names_files_by_new_uids_only(
             scan(path, study)
     manifest = json.loads(Path(content["manifest"]).read_text())
     assert manifest["complete"] is True and study.study_uid not in json.dumps(manifest)
+
+
+async def test_a_cancelled_transfer_leaves_no_spool(config: Config, study: IdentifiedStudy) -> None:
+    async with (
+        DicomWebClient(config) as source_client,
+        DicomWebClient(config.servers[0]) as destination_client,
+    ):
+        source = DicomWebOperations(config, source_client)
+        destination = DicomWebOperations(config.servers[0], destination_client)
+        with anyio.CancelScope() as scope:
+
+            async def cancel_on_first(progress: float, total: float | None, message: str) -> None:
+                scope.cancel()  # as a host cancelling the call once the first instance is spooled
+
+            transfer = Transfer(source, destination, cancel_on_first)
+            await transfer.run(study.study_uid, None, None)
+    assert scope.cancelled_caught
+    assert transfer.retrieved >= 1
+    assert not [p for p in (config.download_dir / ".transfer").rglob("*") if p.is_file()]

@@ -8,6 +8,7 @@ returned in a result.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..config import Config
 from ..errors import DicomWebError, NotDicomError
 from ..files.store import SavedFile
 
-__all__ = ["Deidentification"]
+__all__ = ["Deidentification", "remove_spool"]
 
 # Burned-in text warnings listed in a result; the count says how many there were in all.
 _MAX_WARNINGS = 10
@@ -82,3 +83,10 @@ class Deidentification:
         """The warnings to show, with a count of those left out."""
         more = self.warned - len(self.warnings)
         return self.warnings + ([f"... and {more} more instances with the same warnings"] if more > 0 else [])
+
+
+async def remove_spool(spool: Path) -> None:
+    """Remove a spool of source files, also when the call is being cancelled: what it holds is not
+    de-identified and must not stay behind."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(shutil.rmtree, spool, True)

@@ -6,7 +6,6 @@ validates its input before the first request and raises ``DicomWebError``s with 
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutc
 from ..errors import DicomWebError, InvalidInputError, PolicyError, ProtocolError
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFrame, uid_path
-from .deidentification import Deidentification
+from .deidentification import Deidentification, remove_spool
 from .download import Download, Progress
 from .overview import Overviews
 from .reports import Reports
@@ -107,7 +106,7 @@ class DicomWebOperations(Searches, Overviews, Reports):
             await download.run(series_uid, instance_uid, transfer_syntax)
         finally:
             if spool is not None:
-                await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+                await remove_spool(spool)
         saved, study_directory = download.saved, download.study_directory
         return RetrieveInstancesResult(
             directory=str(study_directory),

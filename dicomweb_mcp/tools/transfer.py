@@ -10,7 +10,6 @@ same transfer again stores nothing twice: the destination reports the instances 
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..dicomweb.models import StoreOutcome, StoreStatus
 from ..errors import DicomWebError, InvalidInputError, NotDicomError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore, SavedFile
-from .deidentification import Deidentification
+from .deidentification import Deidentification, remove_spool
 from .download import Download, Progress
 from .operations import DicomWebOperations
 from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
@@ -84,7 +83,7 @@ class Transfer:
                     failure = exc  # what was retrieved whole still goes to the destination
                 self._flush()
         finally:
-            await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+            await remove_spool(spool)
         result = self._result()
         if failure is not None:
             counts, name = result.counts, self.destination.config.name
