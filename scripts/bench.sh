@@ -10,4 +10,7 @@ bash scripts/setup.sh curl time
 .venv/bin/python -m benchmarks.startup --runs 7
 # Over a WAN: a shaping proxy on 127.0.0.1 (40 ms RTT, 100 Mbit/s a connection, 1 Gbit/s in all).
 .venv/bin/python -m benchmarks.wan --runs 3
+# Server to server: transfer_instances against retrieve-then-store and dicomweb-client (loopback, then WAN).
+.venv/bin/python -m benchmarks.transfer --runs 3
+.venv/bin/python -m benchmarks.transfer --runs 3 --wan --out benchmarks/results/wan-transfer
 exec .venv/bin/python -m benchmarks.run "$@"
