@@ -67,6 +67,7 @@ class PseudonymStore:
                 return
             self._recorded.add(entry)
             line = json.dumps({"kind": kind, "original": original, "replacement": replacement})
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.directory / "mapping.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE)
             with os.fdopen(fd, "a", encoding="utf-8") as stream:
                 stream.write(line + "\n")

@@ -8,15 +8,20 @@ returned in a result.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ..config import Config
 from ..errors import DicomWebError, NotDicomError
 from ..files.store import SavedFile
+
+if TYPE_CHECKING:
+    from ..files.pseudonyms import PseudonymStore
 
 __all__ = ["Deidentification", "remove_spool"]
 
@@ -34,9 +39,8 @@ class Deidentification:
 
     def __post_init__(self) -> None:
         from ..dicom.deidentify import DeidentifyOptions
-        from ..files.pseudonyms import PseudonymStore
 
-        self.pseudonyms = PseudonymStore(self.config.download_dir / ".deidentify")
+        self.pseudonyms = _pseudonyms(self.config.download_dir / ".deidentify")
         self.options = DeidentifyOptions(
             modified_dates=self.config.deidentify_modified_dates,
             clean_descriptors=self.config.deidentify_clean_descriptors,
@@ -83,6 +87,14 @@ class Deidentification:
         """The warnings to show, with a count of those left out."""
         more = self.warned - len(self.warnings)
         return self.warnings + ([f"... and {more} more instances with the same warnings"] if more > 0 else [])
+
+
+@functools.cache
+def _pseudonyms(directory: Path) -> PseudonymStore:
+    """One store a directory for the process: its mapping file gets each replacement once, not once a call."""
+    from ..files.pseudonyms import PseudonymStore
+
+    return PseudonymStore(directory)
 
 
 async def remove_spool(spool: Path) -> None:
