@@ -131,3 +131,9 @@ async def test_one_server_publishes_no_server_argument(orthanc_config: Config) -
     assert "transfer_instances" not in {t.name for t in tools}
     assert not named.is_error
     assert wrong.is_error and "There is no server named 'other': the servers are default." in text(wrong)
+
+
+def test_instructions_name_the_servers_only_when_there_are_several(orthanc_config: Config) -> None:
+    two = replace(orthanc_config, name="pacs", servers=(replace(orthanc_config, name="research"),))
+    assert "Servers: pacs, research; a tool uses pacs" in (build_server(two).instructions or "")
+    assert "Servers:" not in (build_server(orthanc_config).instructions or "")

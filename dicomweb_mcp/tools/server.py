@@ -271,7 +271,7 @@ def build_server(
         "dicomweb-mcp",
         title="DICOMweb",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS + _servers_instructions(list(servers)),
         lifespan=lifespan,
         log_level=config.log_level,  # type: ignore[arg-type]
         tools=[
@@ -284,6 +284,15 @@ def build_server(
         for method in _UNUSED_METHODS:
             handlers.pop(method, None)
     return server
+
+
+def _servers_instructions(names: list[str]) -> str:
+    if len(names) < 2:
+        return ""
+    return (
+        f"Servers: {', '.join(names)}; a tool uses {names[0]} unless its server argument names another. "
+        "transfer_instances copies a study between them (deidentify=true: a de-identified copy, new UIDs).\n"
+    )
 
 
 # The arguments that name one of the operator's servers.
