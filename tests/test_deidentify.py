@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import stat
+from datetime import date, timedelta
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profile_summary
 from dicomweb_mcp.errors import NotDicomError
@@ -83,9 +86,7 @@ def test_with_the_options_dates_shift_and_descriptions_are_cleaned(
     ds = pydicom.dcmread(made.path)
     shift = store.date_shift_days("MRN000077")
     assert -3650 <= shift <= -1
-    assert ds.StudyDate == (
-        pydicom.valuerep.DA("20240315") + __import__("datetime").timedelta(days=shift)
-    ).strftime("%Y%m%d")
+    assert ds.StudyDate == (date(2024, 3, 15) + timedelta(days=shift)).strftime("%Y%m%d")
     assert ds.AcquisitionDateTime == ds.StudyDate + "101530"  # the time part kept
     assert ds.StudyTime == "101500"
     assert ds.StudyDescription == "CT chest for"  # the patient's name cut out
@@ -120,3 +121,29 @@ def test_a_file_that_is_not_dicom_is_refused_and_nothing_written(tmp_path: Path)
     with pytest.raises(NotDicomError, match="cannot be read as DICOM"):
         deidentify_file(source, tmp_path / "out", PseudonymStore(tmp_path / "keys"), DeidentifyOptions())
     assert not (tmp_path / "out").exists()
+
+
+def test_report_text_nested_and_multi_valued_elements_do_not_survive(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(study.paths[0])
+    ds.OtherPatientIDs = ["ALT1X77", "ALT2Y88"]
+    ds.AcquisitionDateTime = "20240315101530.123+0100"
+    ds.StationName = "CTROOM7"
+    ds.file_meta.SourceApplicationEntityTitle = "HOSPITALAE"
+    item = Dataset()
+    item.ValueType = "TEXT"
+    item.TextValue = "Lovelace has a nodule"  # report text, in the SR content tree
+    item.PersonName = "Watson^John"
+    ds.ContentSequence = Sequence([item])
+    source = tmp_path / "nested.dcm"
+    ds.save_as(source)
+    store = PseudonymStore(tmp_path / "keys")
+    made = deidentify_file(source, tmp_path / "out", store, DeidentifyOptions())
+    raw = made.path.read_bytes()
+    for value in ("ALT1X77", "ALT2Y88", "Lovelace", "nodule", "Watson", "CTROOM7", "HOSPITALAE", "20240315"):
+        assert value.encode() not in raw, value
+    copy = pydicom.dcmread(made.path)
+    assert len(copy.ContentSequence) == 0  # D on a sequence: no item kept
+    shifted = (date(2024, 3, 15) + timedelta(days=store.date_shift_days("MRN000077"))).strftime("%Y%m%d")
+    assert copy.AcquisitionDateTime == shifted + "101530.123+0100"

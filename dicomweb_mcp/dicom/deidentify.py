@@ -11,6 +11,8 @@ each action is carried out here:
 - Where the table gives a choice that depends on the IOD's attribute type (X/Z, X/D, Z/D, X/Z/D), the one
   that keeps every object conformant whatever the type is taken: Z for X/Z, D wherever D is allowed.
   X/Z/U* (sequences of references) keeps the sequence with its UIDs replaced.
+- Sequences: X removes one, Z and D empty it (the report content of a Structured Report, Content
+  Sequence, is D: a de-identified SR keeps no text), U and K keep it and act on its items.
 - Private attributes (odd groups) are all removed.
 - Modified Dates: dates and date-times are shifted by the patient's number of days (one shift per
   patient); times are kept, since a shift by whole days does not change them.
@@ -234,13 +236,23 @@ class _Work:
                 self.element(ds, element, rule)
 
     def sequence(self, ds: Dataset, element: Any, rule: ProfileRule | None) -> None:
-        cleaned = self.options.clean_descriptors and rule is not None and rule.clean_descriptor
-        if rule is not None and rule.basic == "X" and not cleaned:
-            del ds[element.tag]
-            self.actions["X"] += 1
+        """X removes a sequence; Z and D empty it (what its items hold is the identifying part: a dummy
+        item would still be a made-up record, so none is kept); U and K keep it and act on its items."""
+        if rule is None:
+            self.items(element)
             return
-        if rule is not None:
-            self.actions[_choose(rule.basic)] += 1
+        action = _choose(rule.basic)
+        if self.options.clean_descriptors and rule.clean_descriptor:
+            action = "C"  # a coded description: kept, its items cleaned like any other
+        self.actions[action] += 1
+        if action == "X":
+            del ds[element.tag]
+        elif action in ("Z", "D"):
+            element.value = []
+        else:
+            self.items(element)
+
+    def items(self, element: Any) -> None:
         for item in element.value:
             self.dataset(item)
 
