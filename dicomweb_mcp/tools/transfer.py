@@ -21,7 +21,7 @@ from ..errors import DicomWebError, InvalidInputError, NotDicomError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore, SavedFile
 from .deidentification import Deidentification, remove_spool
-from .download import Download, Progress
+from .download import Download, Progress, is_near
 from .operations import DicomWebOperations
 from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
 
@@ -29,9 +29,12 @@ __all__ = ["SPOOL_BYTES", "Transfer", "transfer_instances"]
 
 # Temporary disk a transfer may fill before it waits for the destination to take batches.
 SPOOL_BYTES = 256 * 1024 * 1024
-# A STOW request of a transfer: small enough that several are in flight within the spool.
-_BATCH_COUNT = 50
+# A batch of a transfer (one STOW call, itself sent as several requests at once). To a far server small
+# enough to start sending soon and end with a short tail; to a near one large, as fewer calls cost less.
+_FAR_BATCH_COUNT = 24
+_NEAR_BATCH_COUNT = 50
 _BATCH_BYTES = 32 * 1024 * 1024
+_FAR_SENDERS = 3
 
 
 @dataclass
@@ -50,8 +53,10 @@ class Transfer:
         self._pending: list[DicomFile] = []
         self._spooled = 0  # bytes on disk, waiting or being sent
         self._released = anyio.Event()
-        # One STOW call at a time: the client already sends each batch as several requests at once.
-        self._senders = anyio.Lock()
+        # Batches in flight at once. Over a WAN three overlap each other's round trips and tails (200 MB
+        # at 40 ms RTT: 4.6 s against 5.7 s with one); to a near server one is faster, since more only
+        # compete for the CPU (1.7 s against 2.1 s on loopback).
+        self._senders = anyio.CapacityLimiter(_FAR_SENDERS)
         self._stopped: DicomWebError | None = None
 
     async def run(self, study_uid: str, series_uid: str | None, instance_uid: str | None) -> TransferResult:
@@ -130,7 +135,8 @@ class Transfer:
         self._pending.append(file)
         self.retrieved += 1
         self.retrieved_bytes += file.size
-        if len(self._pending) >= _BATCH_COUNT or sum(f.size for f in self._pending) >= _BATCH_BYTES:
+        count = _NEAR_BATCH_COUNT if is_near(self.destination.client) else _FAR_BATCH_COUNT
+        if len(self._pending) >= count or sum(f.size for f in self._pending) >= _BATCH_BYTES:
             self._flush()
         return record
 
@@ -140,6 +146,8 @@ class Transfer:
             self._group.start_soon(self._send, batch)
 
     async def _send(self, batch: list[DicomFile]) -> None:
+        # Known once the destination has answered a request (the server's warm-up or the first batch).
+        self._senders.total_tokens = 1 if is_near(self.destination.client) else _FAR_SENDERS
         async with self._senders:
             try:
                 if self._stopped is not None:
