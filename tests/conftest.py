@@ -20,23 +20,23 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
     return make_samples(tmp_path_factory.mktemp("tutorial"))
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+def running_orthanc(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Orthanc]:
+    server = Orthanc(tmp_path_factory.mktemp(name)).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    yield from running_orthanc(tmp_path_factory, "orthanc")
 
 
 @pytest.fixture(scope="session")
 def second_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     """Another archive beside the first (a transfer's destination)."""
-    server = Orthanc(tmp_path_factory.mktemp("orthanc2")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_orthanc(tmp_path_factory, "orthanc2")
 
 
 @pytest.fixture

@@ -47,14 +47,14 @@ def test_the_same_uid_gets_the_same_new_uid_in_another_process(
     other = deidentify_file(
         study.paths[0], tmp_path / "c", PseudonymStore(tmp_path / "other"), DeidentifyOptions()
     )
-    assert (first.study_uid, first.series_uid, first.instance_uid) == (
-        again.study_uid,
-        again.series_uid,
-        again.instance_uid,
+    assert (first.file.study_uid, first.file.series_uid, first.file.instance_uid) == (
+        again.file.study_uid,
+        again.file.series_uid,
+        again.file.instance_uid,
     )
-    assert first.instance_uid != other.instance_uid  # another key, other UIDs
-    assert first.study_uid.startswith("2.25.") and len(first.study_uid) <= 64
-    assert first.path.read_bytes() == again.path.read_bytes()
+    assert first.file.instance_uid != other.file.instance_uid  # another key, other UIDs
+    assert first.file.study_uid.startswith("2.25.") and len(first.file.study_uid) <= 64
+    assert first.file.path.read_bytes() == again.file.path.read_bytes()
 
 
 def test_key_and_mapping_are_private_and_the_mapping_can_reidentify(
@@ -65,13 +65,13 @@ def test_key_and_mapping_are_private_and_the_mapping_can_reidentify(
     for name in ("key", "mapping.jsonl"):
         assert stat.S_IMODE((keys / name).stat().st_mode) == 0o600
     mapping = (keys / "mapping.jsonl").read_text()
-    assert f'"original": "{study.study_uid}", "replacement": "{made.study_uid}"' in mapping
+    assert f'"original": "{study.study_uid}", "replacement": "{made.file.study_uid}"' in mapping
 
 
 def test_without_the_options_dates_and_descriptions_go(study: IdentifiedStudy, tmp_path: Path) -> None:
     options = DeidentifyOptions(modified_dates=False, clean_descriptors=False)
     made = deidentify_file(study.paths[0], tmp_path / "out", PseudonymStore(tmp_path / "keys"), options)
-    ds = pydicom.dcmread(made.path)
+    ds = pydicom.dcmread(made.file.path)
     assert ds.StudyDate == "" and "ContentDate" in ds and ds.ContentDate == "19000101"  # Z, and Z/D as D
     assert "StudyDescription" not in ds and "SeriesDescription" not in ds  # X
     assert ds.LongitudinalTemporalInformationModified == "REMOVED"
@@ -83,7 +83,7 @@ def test_with_the_options_dates_shift_and_descriptions_are_cleaned(
 ) -> None:
     store = PseudonymStore(tmp_path / "keys")
     made = deidentify_file(study.paths[0], tmp_path / "out", store, DeidentifyOptions())
-    ds = pydicom.dcmread(made.path)
+    ds = pydicom.dcmread(made.file.path)
     shift = store.date_shift_days("MRN000077")
     assert -3650 <= shift <= -1
     assert ds.StudyDate == (date(2024, 3, 15) + timedelta(days=shift)).strftime("%Y%m%d")
@@ -140,10 +140,10 @@ def test_report_text_nested_and_multi_valued_elements_do_not_survive(
     ds.save_as(source)
     store = PseudonymStore(tmp_path / "keys")
     made = deidentify_file(source, tmp_path / "out", store, DeidentifyOptions())
-    raw = made.path.read_bytes()
+    raw = made.file.path.read_bytes()
     for value in ("ALT1X77", "ALT2Y88", "Lovelace", "nodule", "Watson", "CTROOM7", "HOSPITALAE", "20240315"):
         assert value.encode() not in raw, value
-    copy = pydicom.dcmread(made.path)
+    copy = pydicom.dcmread(made.file.path)
     assert len(copy.ContentSequence) == 0  # D on a sequence: no item kept
     shifted = (date(2024, 3, 15) + timedelta(days=store.date_shift_days("MRN000077"))).strftime("%Y%m%d")
     assert copy.AcquisitionDateTime == shifted + "101530.123+0100"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..dicom.deidentify import DeidentifyOptions, deidentify_dataset
 from ..errors import NotDicomError
+from .dicomfiles import DicomFile
 from .store import uid_path
 
 __all__ = ["DeidentifiedFile", "PseudonymStore", "deidentify_file"]
@@ -96,13 +97,7 @@ class PseudonymStore:
 
 @dataclass(frozen=True)
 class DeidentifiedFile:
-    path: Path
-    size: int
-    study_uid: str
-    series_uid: str
-    instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str | None
+    file: DicomFile  # the copy, under its new UIDs
     warnings: list[str]
     actions: Counter[str]
 
@@ -133,7 +128,7 @@ def deidentify_file(
     finally:
         temporary.unlink(missing_ok=True)
     syntax = ds.file_meta.get("TransferSyntaxUID")
-    return DeidentifiedFile(
+    copy = DicomFile(
         path=target,
         size=target.stat().st_size,
         study_uid=report.study_uid,
@@ -141,6 +136,5 @@ def deidentify_file(
         instance_uid=report.instance_uid,
         sop_class_uid=str(ds.get("SOPClassUID") or ""),
         transfer_syntax_uid=str(syntax) if syntax else None,
-        warnings=report.warnings,
-        actions=report.actions,
     )
+    return DeidentifiedFile(copy, report.warnings, report.actions)

@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,31 @@ class SavedFile(Record):
     instance_uid: str
     size_bytes: int
     transfer_syntax_uid: str | None = None
+    sop_class_uid: str | None = None
+
+    @classmethod
+    def of(cls, file: DicomFile) -> SavedFile:
+        return cls(
+            path=str(file.path),
+            study_uid=file.study_uid,
+            series_uid=file.series_uid,
+            instance_uid=file.instance_uid,
+            size_bytes=file.size,
+            transfer_syntax_uid=file.transfer_syntax_uid,
+            sop_class_uid=file.sop_class_uid or None,
+        )
+
+    def dicom_file(self) -> DicomFile:
+        """The saved file as one to send on (a transfer's spool)."""
+        return DicomFile(
+            path=Path(self.path),
+            size=self.size_bytes,
+            study_uid=self.study_uid,
+            series_uid=self.series_uid,
+            instance_uid=self.instance_uid,
+            sop_class_uid=self.sop_class_uid or "",
+            transfer_syntax_uid=self.transfer_syntax_uid,
+        )
 
 
 class SavedFrame(Record):
@@ -139,14 +165,7 @@ class FileStore:
             # Whatever went wrong (not DICOM, a file where a directory should be), no partial file is left.
             temporary.unlink(missing_ok=True)
             raise
-        return SavedFile(
-            path=str(final),
-            study_uid=info.study_uid,
-            series_uid=info.series_uid,
-            instance_uid=info.instance_uid,
-            size_bytes=size,
-            transfer_syntax_uid=info.transfer_syntax_uid,
-        )
+        return SavedFile.of(replace(info, path=final, size=size))
 
     @staticmethod
     def instance_path(directory: Path, info: DicomFile) -> Path:

@@ -73,15 +73,8 @@ class Deidentification:
         for warning in made.warnings:
             self.warned += 1
             if len(self.warnings) < _MAX_WARNINGS:
-                self.warnings.append(f"{made.instance_uid}: {warning}")
-        return SavedFile(
-            path=str(made.path),
-            study_uid=made.study_uid,
-            series_uid=made.series_uid,
-            instance_uid=made.instance_uid,
-            size_bytes=made.size,
-            transfer_syntax_uid=made.transfer_syntax_uid,
-        )
+                self.warnings.append(f"{made.file.instance_uid}: {warning}")
+        return SavedFile.of(made.file)
 
     def summary(self) -> list[str]:
         """The warnings to show, with a count of those left out."""

@@ -123,10 +123,10 @@ class Transfer:
             except NotDicomError as exc:
                 # One instance that cannot be de-identified is reported; it never goes out as it is.
                 self.retrieved += 1
-                source_file = _as_dicom_file(record)
+                source_file = record.dicom_file()
                 self.outcomes.append(StoreOutcome(source_file, StoreStatus.FAILED, reason=exc.reason))
                 return record
-        file = _as_dicom_file(record)
+        file = record.dicom_file()
         while self._spooled and self._spooled + file.size > self.spool_bytes:
             self._flush()  # what waits goes out, so that something is released
             await self._released.wait()
@@ -207,18 +207,6 @@ async def transfer_instances(
     deidentification = Deidentification(source.config) if deidentify else None
     transfer = Transfer(source, destination, progress, deidentification)
     return await transfer.run(study_uid, series_uid, instance_uid)
-
-
-def _as_dicom_file(record: SavedFile) -> DicomFile:
-    return DicomFile(
-        path=Path(record.path),
-        size=record.size_bytes,
-        study_uid=record.study_uid,
-        series_uid=record.series_uid,
-        instance_uid=record.instance_uid,
-        sop_class_uid="",
-        transfer_syntax_uid=record.transfer_syntax_uid,
-    )
 
 
 def _remove(files: list[DicomFile]) -> None:
