@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
@@ -276,6 +275,8 @@ _SERVER_KEYS = frozenset(
 def _servers_from_file(path: Path, env: Mapping[str, str], common: Config) -> list[Config]:
     """The named servers of a TOML file: ``[servers.NAME]`` tables. Secrets are never in the file, only
     the names of the environment variables that hold them (``password_env``, ``token_env``)."""
+    import tomllib  # only with a servers file: start-up does not pay for it
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
