@@ -112,7 +112,8 @@ class Config:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
-                f"{url_setting} {self.url!r} is not an http(s) URL: set it to the DICOMweb root, for example "
+                f"{url_setting} {self.base_url!r} is not an http(s) URL: set it to the DICOMweb root, "
+                "for example "
                 "http://localhost:8042/dicom-web or https://<workspace>-<service>.dicom.azurehealthcareapis.com/v2"
             )
         if parts.query or parts.fragment:
@@ -249,6 +250,9 @@ class Config:
             )
         if servers_file:
             servers.extend(_servers_from_file(Path(servers_file).expanduser(), env, common))
+        if _flag(env, "DICOMWEB_READ_ONLY"):
+            # The operator's switch for the whole process: no server takes a store, transfer or delete.
+            servers = [replace(server, read_only=True) for server in servers]
         # The server named "default" comes first (the one a tool uses when no server is named).
         servers.sort(key=lambda server: server.name != DEFAULT_SERVER)
         return replace(servers[0], servers=tuple(servers[1:]))

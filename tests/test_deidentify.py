@@ -11,9 +11,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from dicomweb_mcp.config import Config
 from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profile_summary
 from dicomweb_mcp.errors import NotDicomError
 from dicomweb_mcp.files.pseudonyms import PseudonymStore, deidentify_file
+from dicomweb_mcp.files.store import SavedFile
+from dicomweb_mcp.tools.deidentification import Deidentification
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.synthetic import make_study
 
@@ -147,3 +150,66 @@ def test_report_text_nested_and_multi_valued_elements_do_not_survive(
     assert len(copy.ContentSequence) == 0  # D on a sequence: no item kept
     shifted = (date(2024, 3, 15) + timedelta(days=store.date_shift_days("MRN000077"))).strftime("%Y%m%d")
     assert copy.AcquisitionDateTime == shifted + "101530.123+0100"
+
+
+def test_file_meta_preamble_and_uids_the_table_does_not_list_are_replaced(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(study.paths[0])
+    ds.preamble = b"PATIENT Lovelace MRN000077".ljust(128, b" ")
+    ds.file_meta.SourceApplicationEntityTitle = "HOSPAE"
+    ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+    ds.file_meta.PrivateInformation = b"MRN000077 Lovelace"
+    ds.MultiFrameSourceSOPInstanceUID = study.instance_uids[1]  # not in Table E.1-1
+    ds.AcquisitionDate = "00010103"  # cannot move back: removed, not a failure
+    source = tmp_path / "meta.dcm"
+    ds.save_as(source)
+    store = PseudonymStore(tmp_path / "keys")
+    made = deidentify_file(source, tmp_path / "out", store, DeidentifyOptions())
+    raw = made.file.path.read_bytes()
+    assert raw[:128] == b"\x00" * 128
+    for value in ("Lovelace", "MRN000077", "HOSPAE", study.instance_uids[1]):
+        assert value.encode() not in raw, value
+    copy = pydicom.dcmread(made.file.path)
+    assert copy.MultiFrameSourceSOPInstanceUID == store.uid(study.instance_uids[1])
+    assert copy.SOPClassUID == ds.SOPClassUID  # a class, not an instance: kept
+    assert not copy.get("AcquisitionDate")
+
+
+def test_descriptions_lose_short_names_ids_and_dates_in_other_spellings(
+    study: IdentifiedStudy, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(study.paths[0])
+    ds.PatientName, ds.PatientID, ds.StudyDate = "Wu^Li", "MRN12345678", "20240315"
+    ds.StudyDescription = "CT head for Li Wu, MRN 12345678, seen 15/03/2024 (Clinical)"
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R51", "I10", "Headache, Wu Li"
+    ds.ReasonForVisitCodeSequence = Sequence([code])  # kept under Clean Descriptors: its text cleaned
+    source = tmp_path / "short.dcm"
+    ds.save_as(source)
+    made = deidentify_file(source, tmp_path / "out", PseudonymStore(tmp_path / "keys"), DeidentifyOptions())
+    copy = pydicom.dcmread(made.file.path)
+    assert copy.StudyDescription == "CT head for , , seen (Clinical)"
+    assert copy.ReasonForVisitCodeSequence[0].CodeMeaning == "Headache,"
+    assert copy.ReasonForVisitCodeSequence[0].CodeValue == "R51"
+
+
+@pytest.mark.anyio
+async def test_an_instance_that_cannot_be_deidentified_is_left_out_unnamed(tmp_path: Path) -> None:
+    broken = tmp_path / "1.2.826.0.1.3680043.8.498.77.dcm"  # a spool file is named by its source UID
+    broken.write_bytes(b"DICM but not really")
+    record = SavedFile(
+        path=str(broken),
+        study_uid="1.2.3",
+        series_uid="1.2.3.4",
+        instance_uid="1.2.826.0.1.3680043.8.498.77",
+        size_bytes=19,
+    )
+    deidentification = Deidentification(
+        Config(url="http://localhost/dicom-web", download_dir=tmp_path / "dl")
+    )
+    assert await deidentification.apply(record, tmp_path / "out") is None
+    assert not broken.exists()  # the source copy is gone all the same
+    [summary] = deidentification.summary()
+    assert summary.startswith("1 instances could not be de-identified and were left out")
+    assert "1.2.826.0.1.3680043.8.498.77" not in summary

@@ -137,3 +137,20 @@ def test_instructions_name_the_servers_only_when_there_are_several(orthanc_confi
     two = replace(orthanc_config, name="pacs", servers=(replace(orthanc_config, name="research"),))
     assert "Servers: pacs, research; a tool uses pacs" in (build_server(two).instructions or "")
     assert "Servers:" not in (build_server(orthanc_config).instructions or "")
+
+
+def test_read_only_in_the_environment_holds_for_every_server(tmp_path: Path) -> None:
+    env = {
+        "DICOMWEB_SERVERS": write(tmp_path, SERVERS),
+        "DICOMWEB_READ_ONLY": "true",
+        "RESEARCH_PASSWORD": "x",
+        "ARCHIVE_TOKEN": "y",
+    }
+    assert all(server.read_only for server in Config.from_env(env).named.values())
+
+
+def test_a_url_with_credentials_is_not_echoed(tmp_path: Path) -> None:
+    content = '[servers.a]\nurl = "ftp://bob:hunter2-pw@h/x"\n'
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"DICOMWEB_SERVERS": write(tmp_path, content)})
+    assert "hunter2-pw" not in str(caught.value) and "ftp://h/x" in str(caught.value)

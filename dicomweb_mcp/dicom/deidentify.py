@@ -56,8 +56,15 @@ _CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
 _BURNED_IN_MODALITIES = frozenset({"US", "SC", "XC", "ES", "GM", "OT", "DOC"})
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE"})
-# Identifying values shorter than this are not cut out of descriptions (they would cut ordinary words).
-_MIN_CLEANED = 3
+# Identifying values shorter than this are not cut out of descriptions (one letter would cut too much).
+_MIN_CLEANED = 2
+_MIN_SPLIT = 3
+# Values this short or shorter are cut only as whole words.
+_WHOLE_WORD = 4
+# UID attributes that name a definition, not anything of an archive: kept whatever their value.
+_KEPT_UIDS = frozenset(
+    {"CodingSchemeUID", "ContextUID", "ContextGroupExtensionCreatorUID", "ImplementationClassUID"}
+)
 _DUMMIES: dict[str, Any] = {
     "PN": "ANONYMOUS",
     "DA": "19000101",
@@ -161,15 +168,27 @@ def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonyms, options: DeidentifyO
         _identifying_values(ds),
     )
     work.dataset(ds)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        if "SourceApplicationEntityTitle" in meta:
-            del meta.SourceApplicationEntityTitle
+    _new_file_meta(ds)
     _mark(ds, options)
     return DeidentifyReport(
         str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), warnings, work.actions
     )
+
+
+def _new_file_meta(ds: Dataset) -> None:
+    """A file meta group of the essentials only, and an empty preamble: both can carry anything (sending
+    and receiving AE titles, private information, a vendor's text in the preamble)."""
+    from pydicom.dataset import FileMetaDataset
+
+    old = getattr(ds, "file_meta", None)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if old is not None and "TransferSyntaxUID" in old:
+        meta.TransferSyntaxUID = old.TransferSyntaxUID
+    ds.file_meta = meta
+    if getattr(ds, "preamble", None) is not None:
+        ds.preamble = b"\x00" * 128
 
 
 def burned_in_warnings(ds: Dataset) -> list[str]:
@@ -186,9 +205,11 @@ def burned_in_warnings(ds: Dataset) -> list[str]:
     return []
 
 
-def _identifying_values(ds: Dataset) -> list[str]:
-    """Text the profile removes from this data set, to cut out of the descriptions it keeps: longest first,
-    so that a full name goes before its parts."""
+def _identifying_values(ds: Dataset) -> re.Pattern[str] | None:
+    """One pattern for the text the profile removes from this data set, to cut out of the descriptions it
+    keeps: each value, its parts (name components, the letters and digits of an ID), and a date also as
+    people write it (2024-03-15, 15/03/2024, 03/15/2024, 15.03.2024). Short parts match as whole words
+    only, so that "Li" does not cut "Clinical"; longest first, so that a full name goes before its parts."""
     profile = load_profile()
     found: set[str] = set()
     for element in ds.iterall():
@@ -201,8 +222,21 @@ def _identifying_values(ds: Dataset) -> list[str]:
         for value in _values(element.value) or [element.value]:
             text = str(value).strip()
             found.add(text)
-            found.update(part for part in re.split(r"[\^=\s,]+", text) if part)
-    return sorted((v for v in found if len(v) >= _MIN_CLEANED), key=len, reverse=True)
+            for part in re.split(r"[\^=\s,]+", text):
+                found.add(part)
+                # The letters and the digits of an ID apart ("MRN 12345678"), not of a short code ("CT01").
+                found.update(t for t in re.findall(r"[A-Za-z]+|[0-9]+", part) if len(t) >= _MIN_SPLIT)
+            if element.VR in ("DA", "DT") and re.fullmatch(r"[0-9]{8}.*", text):
+                y, m, d = text[0:4], text[4:6], text[6:8]
+                found.update({f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{y}/{m}/{d}"})
+    values = sorted((v for v in found if len(v) >= _MIN_CLEANED), key=len, reverse=True)
+    if not values:
+        return None
+    words = [
+        re.escape(v) if len(v) > _WHOLE_WORD else rf"(?<![0-9A-Za-z]){re.escape(v)}(?![0-9A-Za-z])"
+        for v in values
+    ]
+    return re.compile("|".join(words), re.IGNORECASE)
 
 
 def _values(value: Any) -> list[Any] | None:
@@ -219,10 +253,12 @@ class _Work:
     options: DeidentifyOptions
     patient_key: str
     shift_days: int
-    identifying: list[str]
+    identifying: re.Pattern[str] | None
     actions: Counter[str] = field(default_factory=Counter)
 
-    def dataset(self, ds: Dataset) -> None:
+    def dataset(self, ds: Dataset, clean_text: bool = False) -> None:
+        """``clean_text``: inside a sequence kept under Clean Descriptors, whose items' text (code meanings,
+        free text) the table does not name one by one."""
         for element in list(ds):
             tag = int(element.tag)
             if element.tag.group % 2 == 1:
@@ -231,30 +267,38 @@ class _Work:
                 continue
             rule = self.profile.rule(tag)
             if element.VR == "SQ":
-                self.sequence(ds, element, rule)
+                self.sequence(ds, element, rule, clean_text)
             elif rule is not None:
                 self.element(ds, element, rule)
+            elif element.VR == "UI" and _refers_to_an_instance(element):
+                # A UID the table does not list (multi-frame sources, other frames of reference): it names
+                # something of the source archive, so it gets the same new UID as everywhere else.
+                self.actions["U"] += 1
+                element.value = self.uids(element.value)
+            elif clean_text and element.VR in _TEXT_VRS:
+                self.actions["C"] += 1
+                element.value = self.cleaned(element.value)
 
-    def sequence(self, ds: Dataset, element: Any, rule: ProfileRule | None) -> None:
+    def sequence(self, ds: Dataset, element: Any, rule: ProfileRule | None, clean_text: bool) -> None:
         """X removes a sequence; Z and D empty it (what its items hold is the identifying part: a dummy
         item would still be a made-up record, so none is kept); U and K keep it and act on its items."""
         if rule is None:
-            self.items(element)
+            self.items(element, clean_text)
             return
         action = _choose(rule.basic)
         if self.options.clean_descriptors and rule.clean_descriptor:
-            action = "C"  # a coded description: kept, its items cleaned like any other
+            action = "C"  # a coded description: kept, every text in its items cleaned
         self.actions[action] += 1
         if action == "X":
             del ds[element.tag]
         elif action in ("Z", "D"):
             element.value = []
         else:
-            self.items(element)
+            self.items(element, clean_text or action == "C")
 
-    def items(self, element: Any) -> None:
+    def items(self, element: Any, clean_text: bool) -> None:
         for item in element.value:
-            self.dataset(item)
+            self.dataset(item, clean_text)
 
     def element(self, ds: Dataset, element: Any, rule: ProfileRule) -> None:
         vr = element.VR
@@ -303,9 +347,23 @@ class _Work:
         return self._clean(str(value))
 
     def _clean(self, text: str) -> str:
-        for identifying in self.identifying:
-            text = re.sub(re.escape(identifying), "", text, flags=re.IGNORECASE)
+        if self.identifying is not None:
+            text = self.identifying.sub("", text)
         return " ".join(text.split())
+
+
+def _refers_to_an_instance(element: Any) -> bool:
+    """A UID naming something of this archive (an instance, a frame of reference, a concatenation), not
+    a class, a transfer syntax or another UID the standard registers."""
+    from pydicom.uid import UID
+
+    if element.keyword.endswith(("ClassUID", "SyntaxUID")) or element.keyword in _KEPT_UIDS:
+        return False
+    values = _values(element.value)
+    for value in values if values is not None else [element.value]:
+        if value and UID(str(value)).name == str(value):  # not in the standard's UID registry
+            return True
+    return False
 
 
 def _choose(action: str) -> str:
@@ -341,9 +399,10 @@ def _shift_one(text: str, days: int) -> str | None:
     text = text.strip()
     try:
         day = date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
+        shifted = day + timedelta(days=days)
+    except (ValueError, OverflowError):  # not a date, or one that cannot move that far back (year 1)
         return None
-    return (day + timedelta(days=days)).strftime("%Y%m%d") + text[8:]
+    return shifted.strftime("%Y%m%d") + text[8:]
 
 
 def _mark(ds: Dataset, options: DeidentifyOptions) -> None:

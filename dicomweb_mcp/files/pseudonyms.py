@@ -45,17 +45,24 @@ class PseudonymStore:
     def _load_key(self) -> bytes:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / "key"
-        try:
-            # Created exclusively: two processes starting at once cannot end up with different keys.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
-        except FileExistsError:
-            key = bytes.fromhex(path.read_text().strip())
-            if len(key) != 32:
-                raise OSError(f"{path} is not a de-identification key (64 hex digits)") from None
-            return key
-        key = secrets.token_bytes(32)
-        with os.fdopen(fd, "w") as stream:
-            stream.write(key.hex())
+        if not path.exists():
+            # Written whole under another name, then linked into place: a process starting at the same
+            # moment reads either no key or the whole one, never an empty file, and only one key wins.
+            temporary = self.directory / f".key-{secrets.token_hex(8)}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
+            with os.fdopen(fd, "w") as stream:
+                stream.write(secrets.token_bytes(32).hex())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process was first: its key is the one
+            finally:
+                temporary.unlink()
+        key = bytes.fromhex(path.read_text().strip())
+        if len(key) != 32:
+            raise OSError(
+                f"{path} is not a de-identification key (64 hex digits): move it away to start anew"
+            )
         return key
 
     def _digest(self, kind: str, value: str) -> bytes:
@@ -114,10 +121,11 @@ def deidentify_file(
     try:
         ds = pydicom.dcmread(source)
     except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
-        raise NotDicomError(f"{source.name} cannot be read as DICOM ({exc})") from None
+        # No file name or value in the message: a spool file is named by its source UIDs.
+        raise NotDicomError(f"the file cannot be read as DICOM ({type(exc).__name__})") from None
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         if not ds.get(keyword):
-            raise NotDicomError(f"{source.name} has no {keyword}")
+            raise NotDicomError(f"the file has no {keyword}")
     report = deidentify_dataset(ds, pseudonyms, options)
     target = uid_path(target_dir, report.study_uid, report.series_uid, report.instance_uid, ".dcm")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..config import Config
-from ..errors import DicomWebError, NotDicomError
+from ..errors import NotDicomError
 from ..files.store import SavedFile
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class Deidentification:
     config: Config
     warnings: list[str] = field(default_factory=list)
     warned: int = 0
+    failures: list[str] = field(default_factory=list)  # why instances were left out
 
     def __post_init__(self) -> None:
         from ..dicom.deidentify import DeidentifyOptions
@@ -50,26 +51,30 @@ class Deidentification:
         """The new UID a source UID gets (the same in every call)."""
         return self.pseudonyms.uid(original)
 
-    async def apply(self, record: SavedFile, target_dir: Path) -> SavedFile:
+    async def apply(self, record: SavedFile, target_dir: Path) -> SavedFile | None:
         """Write the de-identified copy of ``record`` under ``target_dir`` (named by its new UIDs) and
-        remove the original."""
+        remove the original. An instance that cannot be de-identified is left out (None) and counted: it
+        never goes on as it is, and no message names its source UIDs."""
         from ..files.pseudonyms import DeidentifiedFile, deidentify_file
 
         source = Path(record.path)
 
-        def work() -> DeidentifiedFile:
+        def work() -> DeidentifiedFile | str:
             try:
                 return deidentify_file(source, target_dir, self.pseudonyms, self.options)
-            except (DicomWebError, OSError):
+            except OSError:
                 raise
-            except Exception as exc:  # pydicom refusing an element it cannot write: this instance only
-                raise NotDicomError(
-                    f"instance {record.instance_uid} could not be de-identified ({exc})"
-                ) from exc
+            except NotDicomError as exc:
+                return exc.reason
+            except Exception as exc:  # pydicom refusing a value it cannot read or write: this instance only
+                return f"{type(exc).__name__} while de-identifying"
             finally:
                 source.unlink(missing_ok=True)
 
         made = await anyio.to_thread.run_sync(work)
+        if isinstance(made, str):
+            self.failures.append(made)
+            return None
         for warning in made.warnings:
             self.warned += 1
             if len(self.warnings) < _MAX_WARNINGS:
@@ -79,7 +84,15 @@ class Deidentification:
     def summary(self) -> list[str]:
         """The warnings to show, with a count of those left out."""
         more = self.warned - len(self.warnings)
-        return self.warnings + ([f"... and {more} more instances with the same warnings"] if more > 0 else [])
+        shown = self.warnings + (
+            [f"... and {more} more instances with the same warnings"] if more > 0 else []
+        )
+        if self.failures:
+            reasons = "; ".join(sorted(set(self.failures))[:3])
+            shown.insert(
+                0, f"{len(self.failures)} instances could not be de-identified and were left out ({reasons})"
+            )
+        return shown
 
 
 @functools.cache

@@ -26,8 +26,9 @@ __all__ = ["NEAR_SERVER_SECONDS", "Download", "Finish", "Progress", "is_near"]
 
 # progress, total (None when unknown), message
 Progress = Callable[[float, float | None, str], Awaitable[None]]
-# What happens to each whole file once saved (de-identified, handed to a store); returns the file kept.
-Finish = Callable[[SavedFile], Awaitable[SavedFile]]
+# What happens to each whole file once saved (de-identified, handed to a store); returns the file kept,
+# None when it was left out (it says why in its own result).
+Finish = Callable[[SavedFile], Awaitable[SavedFile | None]]
 # A study with more series (a series with more instances) than one QIDO page returns comes in one GET:
 # nothing is left out.
 _MAX_LISTED_SERIES = 200
@@ -201,7 +202,10 @@ class Download:
                         "saved."
                     ) from None
                 if self.finish is not None:
-                    record = await self.finish(record)
+                    finished = await self.finish(record)
+                    if finished is None:
+                        continue
+                    record = finished
                 self.saved.append(record)
                 self.saved_bytes += record.size_bytes
                 done = f"{len(self.saved)} instances, {self.saved_bytes / 1e6:.1f} MB saved"

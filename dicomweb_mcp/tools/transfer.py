@@ -11,13 +11,13 @@ same transfer again stores nothing twice: the destination reports the instances 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 
 from ..dicomweb.models import StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError, NotDicomError
+from ..errors import DicomWebError, InvalidInputError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore, SavedFile
 from .deidentification import Deidentification, remove_spool
@@ -112,20 +112,24 @@ class Transfer:
             f"{answered} answered by {self.destination.config.name!r}",
         )
 
-    async def _spooled_file(self, record: SavedFile, out: Path) -> SavedFile:
+    async def _spooled_file(self, record: SavedFile, out: Path) -> SavedFile | None:
         """A whole retrieved file: de-identify it if asked, then queue it for the destination, waiting while
         the spool is full."""
         if self._stopped is not None:
             raise self._stopped  # the destination cannot take more: stop retrieving
         if self.deidentification is not None:
-            try:
-                record = await self.deidentification.apply(record, out)
-            except NotDicomError as exc:
-                # One instance that cannot be de-identified is reported; it never goes out as it is.
+            copy = await self.deidentification.apply(record, out)
+            if copy is None:
+                # Left out, never sent as it is; reported under the new UID it would have had.
                 self.retrieved += 1
-                source_file = record.dicom_file()
-                self.outcomes.append(StoreOutcome(source_file, StoreStatus.FAILED, reason=exc.reason))
-                return record
+                new_uid = self.deidentification.uid(record.instance_uid)
+                failed = replace(record.dicom_file(), instance_uid=new_uid)
+                reason = self.deidentification.failures[-1]
+                self.outcomes.append(
+                    StoreOutcome(failed, StoreStatus.FAILED, reason=f"not de-identified: {reason}")
+                )
+                return None
+            record = copy
         file = record.dicom_file()
         while self._spooled and self._spooled + file.size > self.spool_bytes:
             self._flush()  # what waits goes out, so that something is released
