@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profi
 from dicomweb_mcp.errors import NotDicomError
 from dicomweb_mcp.files.pseudonyms import PseudonymStore, deidentify_file
 from dicomweb_mcp.files.store import SavedFile
-from dicomweb_mcp.tools.deidentification import Deidentification
+from dicomweb_mcp.tools.deidentification import Deidentification, sweep_spools
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.synthetic import make_study
 
@@ -213,3 +215,18 @@ async def test_an_instance_that_cannot_be_deidentified_is_left_out_unnamed(tmp_p
     [summary] = deidentification.summary()
     assert summary.startswith("1 instances could not be de-identified and were left out")
     assert "1.2.826.0.1.3680043.8.498.77" not in summary
+
+
+@pytest.mark.anyio
+async def test_spools_left_by_a_crash_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    stale = tmp_path / ".transfer" / "dead" / "1.2.3" / "1.2.3.4"
+    live = tmp_path / ".spool" / "busy" / "1.2.3"
+    for directory in (stale, live):
+        directory.mkdir(parents=True)
+        (directory / "1.2.3.4.5.dcm").write_bytes(b"source data")
+    two_hours_ago = time.time() - 7200
+    for path in [tmp_path / ".transfer" / "dead", *(tmp_path / ".transfer" / "dead").rglob("*")]:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    assert await sweep_spools(tmp_path) == 1
+    assert not (tmp_path / ".transfer" / "dead").exists()
+    assert (live / "1.2.3.4.5.dcm").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,12 @@ from ..files.store import SavedFile
 if TYPE_CHECKING:
     from ..files.pseudonyms import PseudonymStore
 
-__all__ = ["Deidentification", "remove_spool"]
+__all__ = ["SPOOLS", "Deidentification", "remove_spool", "sweep_spools"]
+
+# Where source files wait under the download directory: a de-identified retrieve's, a transfer's.
+SPOOLS = (".spool", ".transfer")
+# A spool nothing was written to for this long was left by a process that died.
+_STALE_SECONDS = 3600
 
 # Burned-in text warnings listed in a result; the count says how many there were in all.
 _MAX_WARNINGS = 10
@@ -108,3 +114,27 @@ async def remove_spool(spool: Path) -> None:
     de-identified and must not stay behind."""
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+
+
+async def sweep_spools(root: Path, stale_seconds: float = _STALE_SECONDS) -> int:
+    """Remove spools a crashed process left behind (they hold source files, not de-identified); return how
+    many. A spool in use has files written within the last minutes, so only stale ones go."""
+    return await anyio.to_thread.run_sync(_sweep, root, stale_seconds)
+
+
+def _sweep(root: Path, stale_seconds: float) -> int:
+    now = time.time()
+    removed = 0
+    for name in SPOOLS:
+        parent = root / name
+        if not parent.is_dir():
+            continue
+        for spool in parent.iterdir():
+            try:
+                newest = max([spool.stat().st_mtime, *(p.stat().st_mtime for p in spool.rglob("*"))])
+            except OSError:
+                continue  # changing under us: in use
+            if now - newest > stale_seconds:
+                shutil.rmtree(spool, ignore_errors=True)
+                removed += 1
+    return removed

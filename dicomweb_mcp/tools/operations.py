@@ -20,7 +20,7 @@ from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN, DeleteResult, StoreOutc
 from ..errors import DicomWebError, InvalidInputError, PolicyError, ProtocolError
 from ..files.dicomfiles import DicomFile, collect_dicom_files
 from ..files.store import FileStore, SavedFrame, uid_path
-from .deidentification import Deidentification, remove_spool
+from .deidentification import SPOOLS, Deidentification, remove_spool
 from .download import Download, Progress
 from .overview import Overviews
 from .reports import Reports
@@ -97,7 +97,7 @@ class DicomWebOperations(Searches, Overviews, Reports):
             new = [
                 deidentification.uid(uid) if uid else None for uid in (study_uid, series_uid, instance_uid)
             ]
-            spool = self.store.directory() / ".spool" / uuid.uuid4().hex
+            spool = self.store.directory() / SPOOLS[0] / uuid.uuid4().hex
             download.manifest = self._level_file(directory, new[0] or study_uid, new[1], new[2], "manifest")
             download.saved_study_uid = new[0]
             download.save_to = spool

@@ -43,6 +43,7 @@ from .definitions import (
     store_instances,
     transfer_instances,
 )
+from .deidentification import sweep_spools
 from .operations import DicomWebOperations
 from .schema import lean_input_schema
 
@@ -245,6 +246,8 @@ def build_server(
                 # first tool call then costs what a later one does, not two round trips more.
                 background.start_soon(client.warm_up)
                 operations[name] = DicomWebOperations(settings, client)
+            # Spools a crashed process left hold source files: removed once unused for an hour.
+            background.start_soon(sweep_spools, config.download_dir)
             yield AppState(operations)
             background.cancel_scope.cancel()
 

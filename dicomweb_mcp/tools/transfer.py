@@ -20,7 +20,7 @@ from ..dicomweb.models import StoreOutcome, StoreStatus
 from ..errors import DicomWebError, InvalidInputError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore, SavedFile
-from .deidentification import Deidentification, remove_spool
+from .deidentification import SPOOLS, Deidentification, remove_spool
 from .download import Download, Progress, is_near
 from .operations import DicomWebOperations
 from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
@@ -68,7 +68,7 @@ class Transfer:
                 "de-identified copy."
             )
         store = FileStore(self.source.config.download_dir)
-        spool = store.directory() / ".transfer" / uuid.uuid4().hex
+        spool = store.directory() / SPOOLS[1] / uuid.uuid4().hex
         failure: DicomWebError | None = None
         try:
             async with anyio.create_task_group() as self._group:
