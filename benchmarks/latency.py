@@ -22,8 +22,10 @@ from mcp import Client, StdioServerParameters
 from dicomweb_mcp import Config, DicomWebClient, ServerKind
 from dicomweb_mcp.dicomweb.query import build_query
 from dicomweb_mcp.dicomweb.servers import profile_for
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.retrieve import retrieve_metadata
+from dicomweb_mcp.tools.search import search_studies
 from dicomweb_mcp.tools.server import build_server
+from tests.support.mcp import tool_context
 
 SEARCH = {"patient_name": "Patient1*", "study_date": "20180101-20201231", "limit": 25}
 
@@ -53,8 +55,8 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
         Client(build_server(config)) as memory,
         Client(StdioServerParameters(command=command, args=[], env=env)) as stdio,
     ):
-        operations = DicomWebOperations(config, client)
-        result = await operations.search_studies(**SEARCH)
+        app = tool_context(config, client)
+        result = await search_studies(app, **SEARCH)
         metadata = {"study_uid": result.results[0].study_uid}  # a one-instance study of the corpus
 
         def through(mcp: Client, tool: str, arguments: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
@@ -65,12 +67,12 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
 
         calls: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {
             "search": {
-                "direct": lambda: operations.search_studies(**SEARCH),
+                "direct": lambda: search_studies(app, **SEARCH),
                 "in_memory": through(memory, "search_studies", SEARCH),
                 "stdio": through(stdio, "search_studies", SEARCH),
             },
             "metadata": {
-                "direct": lambda: operations.retrieve_metadata(**metadata),
+                "direct": lambda: retrieve_metadata(app, **metadata),
                 "in_memory": through(memory, "retrieve_metadata", metadata),
                 "stdio": through(stdio, "retrieve_metadata", metadata),
             },

@@ -21,7 +21,10 @@ from typing import Any
 import anyio
 
 from dicomweb_mcp import Config, DicomWebClient, resolve_attribute
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
+from dicomweb_mcp.tools.retrieve import retrieve_frames, retrieve_instances
+from dicomweb_mcp.tools.write import store_instances
+from tests.support.mcp import tool_context
 from tests.support.memory_probe import peak_rss_kib, reset_peak_rss
 
 Result = dict[str, Any]
@@ -50,26 +53,30 @@ def dir_size(path: Path) -> tuple[int, int]:
 async def ours(case: str, a: dict[str, Any]) -> Result:
     config = Config(url=a["url"], download_dir=Path(a["out"]), timeout=600, server_kind="orthanc")  # type: ignore[arg-type]
     async with DicomWebClient(config) as client:
-        operations = DicomWebOperations(config, client)
+        app = tool_context(config, client)
         await client.search_studies(limit=1)  # warm: connection open, kind known
         resolve_attribute("PatientName")  # the DICOM dictionary loads on first use: once, not per study
         base = reset_peak_rss()
         started = time.perf_counter()
         if case in ("retrieve-large", "retrieve-many"):
-            result = await operations.retrieve_instances(study_uid=a["study"])
+            result = await retrieve_instances(app, no_progress, study_uid=a["study"])
             size, items = result.total_bytes, result.file_count
         elif case in ("frames", "frames-each"):
             frames = list(range(1, a["frames"] + 1))
             batches = [frames] if case == "frames" else [[n] for n in frames]
             size = items = 0
             for batch in batches:
-                got = await operations.retrieve_frames(
-                    study_uid=a["study"], series_uid=a["series"], instance_uid=a["instance"], frames=batch
+                got = await retrieve_frames(
+                    app,
+                    study_uid=a["study"],
+                    series_uid=a["series"],
+                    instance_uid=a["instance"],
+                    frames=batch,
                 )
                 size += got.total_bytes
                 items += got.frame_count
         elif case in ("store-many", "store-large"):
-            stored = await operations.store_instances(paths=[a["source"]])
+            stored = await store_instances(app, no_progress, paths=[a["source"]])
             assert stored.counts.failed == 0 and stored.counts.skipped == 0, stored.counts
             items = stored.counts.stored + stored.counts.already_present
             size = sum(p.stat().st_size for p in Path(a["source"]).rglob("*") if p.is_file())

@@ -30,7 +30,8 @@ from typing import Any
 import anyio
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
-from dicomweb_mcp.dicomweb.multipart import FilePart, MultipartFileBody
+from dicomweb_mcp.dicom.reference import Reference
+from dicomweb_mcp.dicomweb.multipart import MultipartFileBody
 from tests.support.orthanc import Orthanc  # run as python -m benchmarks.run from the repository
 from tests.support.synthetic import make_search_corpus, make_study
 
@@ -66,7 +67,7 @@ async def store(url: str, directory: Path) -> str:
 async def delete(url: str, study: str) -> None:
     async with DicomWebClient(Config(url=url, timeout=600, server_kind="orthanc")) as client:  # type: ignore[arg-type]
         with contextlib.suppress(Exception):
-            await client.delete(study)
+            await client.delete(Reference(study))
 
 
 async def write_bodies(directory: Path, bodies: Path, batch_count: int, batch_bytes: int) -> None:
@@ -76,7 +77,7 @@ async def write_bodies(directory: Path, bodies: Path, batch_count: int, batch_by
     files, _ = collect_dicom_files([directory])
     bodies.mkdir(parents=True, exist_ok=True)
     for index, batch in enumerate(batches(files, batch_count, batch_bytes)):
-        body = MultipartFileBody([FilePart(f.path, f.size) for f in batch])
+        body = MultipartFileBody(batch)
         with (bodies / f"{index:04d}.multipart").open("wb") as stream:
             async for chunk in body:
                 stream.write(chunk)

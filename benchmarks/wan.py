@@ -44,7 +44,10 @@ from pydicom import dcmread
 
 from benchmarks.wanproxy import WanProxy
 from dicomweb_mcp import Config, DicomWebClient
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
+from dicomweb_mcp.tools.retrieve import retrieve_instances
+from dicomweb_mcp.tools.write import store_instances
+from tests.support.mcp import tool_context
 from tests.support.orthanc import Orthanc  # run as python -m benchmarks.wan from the repository
 from tests.support.synthetic import make_study
 
@@ -249,10 +252,10 @@ async def ours_retrieve(s: Setup, wan: WanProxy) -> Sample:
     out = fresh(s.out / "ours")
     config = Config(url=s.url, download_dir=out, timeout=TIMEOUT)
     async with DicomWebClient(config) as client:
-        operations = DicomWebOperations(config, client)
+        app = tool_context(config, client)
         await client.search_studies(limit=1)  # warm: a connection open, the server kind known
         with anyio.fail_after(TIMEOUT), Measured(wan) as m:
-            result = await operations.retrieve_instances(study_uid=s.study)
+            result = await retrieve_instances(app, no_progress, study_uid=s.study)
     assert result.file_count == s.instances, result.file_count
     return m.result
 
@@ -260,10 +263,10 @@ async def ours_retrieve(s: Setup, wan: WanProxy) -> Sample:
 async def ours_store(s: Setup, wan: WanProxy) -> Sample:
     config = Config(url=s.url, timeout=TIMEOUT)
     async with DicomWebClient(config) as client:
-        operations = DicomWebOperations(config, client)
+        app = tool_context(config, client)
         await client.search_studies(limit=1)
         with anyio.fail_after(TIMEOUT), Measured(wan) as m:
-            stored = await operations.store_instances(paths=[str(s.store_dir)])
+            stored = await store_instances(app, no_progress, paths=[str(s.store_dir)])
     assert stored.counts.failed == 0 and stored.counts.skipped == 0, stored.counts
     assert stored.counts.stored == s.store_files, stored.counts
     return m.result

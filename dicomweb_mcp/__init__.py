@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .config import AuthMode, Config, ServerKind
     from .dicom.dictionary import Attribute, resolve_attribute
+    from .dicom.reference import Reference
     from .dicom.validation import normalize_date_range, validate_uid
     from .dicomweb.auth import AzureTokenAuth, BearerAuth, TokenCredential
     from .dicomweb.client import DicomWebClient
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
         UnsupportedOperationError,
     )
     from .files.dicomfiles import DicomFile, SkippedFile, collect_dicom_files, read_dicom_file
-    from .files.store import FileStore, SavedFile, SavedFrame
+    from .files.store import FileStore, SavedFrame
 
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
@@ -84,9 +85,9 @@ _EXPORTS: dict[str, str] = {
     "PayloadTooLargeError": ".errors",
     "PermissionDeniedError": ".errors",
     "ProtocolError": ".errors",
+    "Reference": ".dicom.reference",
     "QueryResult": ".dicomweb.models",
     "RenderedImage": ".dicomweb.models",
-    "SavedFile": ".files.store",
     "SavedFrame": ".files.store",
     "ServerError": ".errors",
     "ServerKind": ".config",

@@ -19,8 +19,9 @@ from dicomweb_mcp import (
     collect_dicom_files,
 )
 from dicomweb_mcp.dicom.dicomjson import element_value
+from dicomweb_mcp.dicom.reference import Reference
 from dicomweb_mcp.dicomweb.transport import reads_wide
-from dicomweb_mcp.files.store import FileStore, uid_path
+from dicomweb_mcp.files.store import FileStore
 from tests.support.samples import Samples
 from tests.support.storage import save_all
 from tests.support.synthetic import make_study
@@ -39,8 +40,8 @@ def uids(datasets: list[dict], tag: str) -> list[str]:
 async def store_tutorial(client: DicomWebClient, samples: Samples) -> None:
     """The tutorial's order: blue-circle to /studies, red-triangle to /studies/{study}, then green-square."""
     outcomes = await client.store_instances([samples.blue])
-    outcomes += await client.store_instances([samples.red], study_uid=samples.study_uid)
-    outcomes += await client.store_instances([samples.green], study_uid=samples.study_uid)
+    outcomes += await client.store_instances([samples.red], study=Reference(samples.study_uid))
+    outcomes += await client.store_instances([samples.green], study=Reference(samples.study_uid))
     assert [o.status for o in outcomes] == [StoreStatus.STORED] * 3, outcomes
 
 
@@ -54,7 +55,7 @@ async def test_store_retrieve_study_series_instance(
     await store_tutorial(client, samples)
     store = FileStore(tmp_path)
 
-    async with client.stream_instances(samples.study_uid) as reader:
+    async with client.stream_instances(Reference(samples.study_uid)) as reader:
         study = await save_all(store, reader, tmp_path / "study")
     assert sorted(f.instance_uid for f in study) == sorted(f.instance_uid for f in samples.all)
     for saved in study:
@@ -63,17 +64,17 @@ async def test_store_retrieve_study_series_instance(
             Path(saved.path)
             == tmp_path / "study" / original.study_uid / original.series_uid / f"{original.instance_uid}.dcm"
         )
-        assert saved.size_bytes == Path(saved.path).stat().st_size
+        assert saved.size == saved.path.stat().st_size
         assert pydicom.dcmread(Path(saved.path)).PixelData == pydicom.dcmread(original.path).PixelData
 
-    async with client.stream_instances(samples.study_uid, samples.red.series_uid) as reader:
+    async with client.stream_instances(Reference(samples.study_uid, samples.red.series_uid)) as reader:
         series = await save_all(store, reader, tmp_path / "series")
     assert sorted(f.instance_uid for f in series) == sorted(
         [samples.red.instance_uid, samples.green.instance_uid]
     )
 
     async with client.stream_instances(
-        samples.study_uid, samples.red.series_uid, samples.red.instance_uid
+        Reference(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
     ) as reader:
         instance = await save_all(store, reader, tmp_path / "instance")
     assert [f.instance_uid for f in instance] == [samples.red.instance_uid]
@@ -83,10 +84,10 @@ async def test_store_retrieve_study_series_instance(
 
 async def test_metadata_at_each_level(client: DicomWebClient, samples: Samples) -> None:
     await store_tutorial(client, samples)
-    study = await client.retrieve_metadata(samples.study_uid)
-    series = await client.retrieve_metadata(samples.study_uid, samples.blue.series_uid)
+    study = await client.retrieve_metadata(Reference(samples.study_uid))
+    series = await client.retrieve_metadata(Reference(samples.study_uid, samples.blue.series_uid))
     instance = await client.retrieve_metadata(
-        samples.study_uid, samples.green.series_uid, samples.green.instance_uid
+        Reference(samples.study_uid, samples.green.series_uid, samples.green.instance_uid)
     )
     assert uids(study, SOP_INSTANCE_UID) == sorted(f.instance_uid for f in samples.all)
     assert uids(series, SOP_INSTANCE_UID) == [samples.blue.instance_uid]
@@ -99,8 +100,10 @@ async def test_metadata_at_each_level(client: DicomWebClient, samples: Samples) 
 async def test_frame_of_red_triangle(client: DicomWebClient, samples: Samples, tmp_path: Path) -> None:
     await store_tutorial(client, samples)
     red = samples.red
-    async with client.stream_frames(red.study_uid, red.series_uid, red.instance_uid, [1]) as reader:
-        base = uid_path(tmp_path, red.study_uid, red.series_uid, red.instance_uid)
+    async with client.stream_frames(
+        Reference(red.study_uid, red.series_uid, red.instance_uid), [1]
+    ) as reader:
+        base = Reference(red.study_uid, red.series_uid, red.instance_uid).file(tmp_path)
         frames = [
             await FileStore(tmp_path).save_frame(
                 part.aiter_bytes(), base, part.frame_number or 1, part.media_type, part.transfer_syntax_uid
@@ -119,9 +122,9 @@ async def test_frame_of_red_triangle(client: DicomWebClient, samples: Samples, t
 async def test_rendered_instance(client: DicomWebClient, samples: Samples) -> None:
     await store_tutorial(client, samples)
     red = samples.red
-    jpeg = await client.retrieve_rendered(red.study_uid, red.series_uid, red.instance_uid)
+    jpeg = await client.retrieve_rendered(Reference(red.study_uid, red.series_uid, red.instance_uid))
     png = await client.retrieve_rendered(
-        red.study_uid, red.series_uid, red.instance_uid, frame=1, media_type="image/png"
+        Reference(red.study_uid, red.series_uid, red.instance_uid), frame=1, media_type="image/png"
     )
     assert jpeg.media_type == "image/jpeg" and jpeg.content[:3] == b"\xff\xd8\xff"
     assert png.media_type == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -142,13 +145,15 @@ async def test_every_tutorial_qido_form(client: DicomWebClient, samples: Samples
     results = {
         "studies by StudyInstanceUID": await client.search_studies({"StudyInstanceUID": study}),
         "series by SeriesInstanceUID": await client.search_series({"SeriesInstanceUID": red.series_uid}),
-        "series in study": await client.search_series({"SeriesInstanceUID": red.series_uid}, study_uid=study),
+        "series in study": await client.search_series(
+            {"SeriesInstanceUID": red.series_uid}, study=Reference(study)
+        ),
         "instances by SOPInstanceUID": await client.search_instances({"SOPInstanceUID": red.instance_uid}),
         "instances in study": await client.search_instances(
-            {"SOPInstanceUID": red.instance_uid}, study_uid=study
+            {"SOPInstanceUID": red.instance_uid}, scope=Reference(study)
         ),
         "instances in series": await client.search_instances(
-            {"SOPInstanceUID": red.instance_uid}, study_uid=study, series_uid=red.series_uid
+            {"SOPInstanceUID": red.instance_uid}, scope=Reference(study, red.series_uid)
         ),
         "PatientName=Anony*": await client.search_studies({"PatientName": "Anony*"}),
         "PatientName=Anony Mous": await client.search_studies({"PatientName": "Anony Mous"}),
@@ -177,8 +182,8 @@ async def test_qido_no_match_is_empty_and_lists_work(
     assert uids(both.datasets, SOP_INSTANCE_UID) == sorted(
         [samples.red.instance_uid, samples.blue.instance_uid]
     )
-    page = await client.search_instances(study_uid=samples.study_uid, limit=2)
-    rest = await client.search_instances(study_uid=samples.study_uid, limit=2, offset=2)
+    page = await client.search_instances(limit=2, scope=Reference(samples.study_uid))
+    rest = await client.search_instances(limit=2, offset=2, scope=Reference(samples.study_uid))
     assert len(page.datasets) == 2 and len(rest.datasets) == 1
     assert set(uids(page.datasets + rest.datasets, SOP_INSTANCE_UID)) == {f.instance_uid for f in samples.all}
     plain = await client.search_instances({"SOPInstanceUID": samples.red.instance_uid})
@@ -195,7 +200,7 @@ async def test_qido_rejects_bad_input_before_sending(client: DicomWebClient) -> 
     with pytest.raises(InvalidInputError, match="not a date"):
         await client.search_studies({"StudyDate": "2020-13-01"})
     with pytest.raises(InvalidInputError, match="not a valid DICOM UID"):
-        await client.search_series(study_uid="1.2.3/../../etc")
+        await client.search_series(study=Reference("1.2.3/../../etc"))
 
 
 async def test_duplicate_and_foreign_study_outcomes(client: DicomWebClient, samples: Samples) -> None:
@@ -203,8 +208,8 @@ async def test_duplicate_and_foreign_study_outcomes(client: DicomWebClient, samp
     again = await client.store_instances([samples.blue])
     assert again[0].status is StoreStatus.ALREADY_PRESENT
     # An instance posted to a study it does not belong to is refused (Orthanc: 409 with reason 272).
-    await client.delete(samples.study_uid, samples.blue.series_uid, samples.blue.instance_uid)
-    wrong = await client.store_instances([samples.blue], study_uid="1.2.3.4")
+    await client.delete(Reference(samples.study_uid, samples.blue.series_uid, samples.blue.instance_uid))
+    wrong = await client.store_instances([samples.blue], study=Reference("1.2.3.4"))
     assert wrong[0].status is StoreStatus.FAILED
     assert wrong[0].reason_code is not None
 
@@ -213,37 +218,37 @@ async def test_delete_instance_then_series_then_study(client: DicomWebClient, sa
     await store_tutorial(client, samples)
     study, red, green, blue = samples.study_uid, samples.red, samples.green, samples.blue
 
-    result = await client.delete(study, red.series_uid, red.instance_uid)
+    result = await client.delete(Reference(study, red.series_uid, red.instance_uid))
     assert (result.level, result.method) == ("instance", "orthanc-rest")
-    remaining = await client.search_instances(study_uid=study)
+    remaining = await client.search_instances(scope=Reference(study))
     assert uids(remaining.datasets, SOP_INSTANCE_UID) == sorted([green.instance_uid, blue.instance_uid])
 
-    await client.delete(study, green.series_uid)
-    series = await client.search_series(study_uid=study)
+    await client.delete(Reference(study, green.series_uid))
+    series = await client.search_series(study=Reference(study))
     assert uids(series.datasets, SERIES_INSTANCE_UID) == [blue.series_uid]
 
-    await client.delete(study)
+    await client.delete(Reference(study))
     assert (await client.search_studies({"StudyInstanceUID": study})).datasets == []
     with pytest.raises(NotFoundError, match="search"):
-        await client.delete(study)
+        await client.delete(Reference(study))
 
 
 async def test_delete_refuses_uid_from_another_study(client: DicomWebClient, samples: Samples) -> None:
     await store_tutorial(client, samples)
     with pytest.raises(NotFoundError):
-        await client.delete("1.2.3.4", samples.red.series_uid, samples.red.instance_uid)
+        await client.delete(Reference("1.2.3.4", samples.red.series_uid, samples.red.instance_uid))
     assert len((await client.search_instances({"SOPInstanceUID": samples.red.instance_uid})).datasets) == 1
 
 
 async def test_missing_study_is_not_found(client: DicomWebClient) -> None:
     with pytest.raises(NotFoundError) as caught:
-        await client.retrieve_metadata("1.2.3.4.5")
+        await client.retrieve_metadata(Reference("1.2.3.4.5"))
     assert "/studies/1.2.3.4.5/metadata" in str(caught.value)
 
 
 async def test_change_feed_on_orthanc_from_its_change_log(client: DicomWebClient, samples: Samples) -> None:
     await store_tutorial(client, samples)
-    await client.delete(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
+    await client.delete(Reference(samples.study_uid, samples.red.series_uid, samples.red.instance_uid))
     feed = await client.change_feed(limit=50)
     # Instance entries only, oldest first, with their UIDs; Orthanc drops a deleted resource's entries.
     # (The three files were stored in parallel: their order in the log is the order they arrived.)
@@ -273,7 +278,7 @@ async def test_delete_removes_a_study_held_under_two_patient_ids(
     files, _ = collect_dicom_files([tmp_path / "copy.dcm"])
     assert (await client.store_instances(files))[0].status is StoreStatus.STORED
 
-    await client.delete(samples.study_uid)
+    await client.delete(Reference(samples.study_uid))
     assert (await client.search_studies({"StudyInstanceUID": samples.study_uid})).datasets == []
     assert (await client.search_instances({"StudyInstanceUID": samples.study_uid})).datasets == []
 
@@ -282,7 +287,9 @@ async def test_unrecognised_orthanc_still_deletes(orthanc_config: Config, sample
     # Kind forced to generic: the DICOMweb DELETE answers 405, and the REST API does the work.
     async with DicomWebClient(replace(orthanc_config, server_kind=ServerKind.GENERIC)) as generic:
         outcomes = await generic.store_instances([samples.red])
-        result = await generic.delete(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
+        result = await generic.delete(
+            Reference(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)
+        )
         remaining = await generic.search_instances({"SOPInstanceUID": samples.red.instance_uid})
     assert outcomes[0].status is StoreStatus.STORED
     assert result.method == "orthanc-rest" and remaining.datasets == []

@@ -26,6 +26,7 @@ from dicomweb_mcp import (
     ThrottledError,
     read_dicom_file,
 )
+from dicomweb_mcp.dicom.reference import Reference
 from tests.support.azure import BASE, CHANGE_FEED, DICOM_JSON, FakeCredential, sop_item, stow_response
 from tests.support.samples import Samples
 
@@ -76,7 +77,7 @@ async def test_202_mixed_failures_and_warnings(azure: DicomWebClient, samples: S
     )
     with respx.mock(base_url=BASE) as mock:
         route = mock.post("/studies/1.2.3").respond(202, json=body, headers=DICOM_JSON)
-        outcomes = await azure.store_instances(samples.all, study_uid="1.2.3")
+        outcomes = await azure.store_instances(samples.all, study=Reference("1.2.3"))
     by_uid = {o.file.instance_uid: o for o in outcomes}
     assert by_uid[samples.blue.instance_uid].status is StoreStatus.STORED
     green = by_uid[samples.green.instance_uid]
@@ -150,7 +151,7 @@ async def test_study_retrieve_sends_transfer_syntax_any(azure: DicomWebClient, s
     with respx.mock(base_url=BASE) as mock:
         mock.get(f"/studies/{samples.study_uid}").mock(side_effect=answer)
         received = []
-        async with azure.stream_instances(samples.study_uid) as reader:
+        async with azure.stream_instances(Reference(samples.study_uid)) as reader:
             async for part in reader:
                 received.append(b"".join([bytes(c) async for c in part.aiter_bytes()]))
     assert received == parts
@@ -160,9 +161,9 @@ async def test_delete_uses_dicomweb_and_404_is_not_found(azure: DicomWebClient) 
     with respx.mock(base_url=BASE) as mock:
         mock.delete("/studies/1.2.3/series/1.2.3.4").respond(204)
         mock.delete("/studies/1.2.9").respond(404, text="The specified study cannot be found.")
-        result = await azure.delete("1.2.3", "1.2.3.4")
+        result = await azure.delete(Reference("1.2.3", "1.2.3.4"))
         with pytest.raises(NotFoundError, match="The specified study cannot be found"):
-            await azure.delete("1.2.9")
+            await azure.delete(Reference("1.2.9"))
     assert (result.level, result.method) == ("series", "dicomweb")
 
 
@@ -262,7 +263,7 @@ async def test_partition_in_path(credential: FakeCredential) -> None:
             )
             meta = mock.get("/partitions/radiology/studies/1.2.3/metadata").respond(200, json=[])
             result = await client.search_studies()
-            await client.retrieve_metadata("1.2.3")
+            await client.retrieve_metadata(Reference("1.2.3"))
     assert len(result.datasets) == 1 and qido.called and meta.called
 
 

@@ -16,8 +16,8 @@ from pydicom.sequence import Sequence
 from dicomweb_mcp.config import Config
 from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profile_summary
 from dicomweb_mcp.errors import NotDicomError
+from dicomweb_mcp.files.dicomfiles import DicomFile
 from dicomweb_mcp.files.pseudonyms import PseudonymStore, deidentify_file
-from dicomweb_mcp.files.store import SavedFile
 from dicomweb_mcp.tools.deidentification import Deidentification, sweep_spools
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.synthetic import make_study
@@ -200,12 +200,13 @@ def test_descriptions_lose_short_names_ids_and_dates_in_other_spellings(
 async def test_an_instance_that_cannot_be_deidentified_is_left_out_unnamed(tmp_path: Path) -> None:
     broken = tmp_path / "1.2.826.0.1.3680043.8.498.77.dcm"  # a spool file is named by its source UID
     broken.write_bytes(b"DICM but not really")
-    record = SavedFile(
-        path=str(broken),
+    record = DicomFile(
+        path=broken,
+        size=19,
         study_uid="1.2.3",
         series_uid="1.2.3.4",
         instance_uid="1.2.826.0.1.3680043.8.498.77",
-        size_bytes=19,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
     )
     deidentification = Deidentification(
         Config(url="http://localhost/dicom-web", download_dir=tmp_path / "dl")

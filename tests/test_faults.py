@@ -15,8 +15,10 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, DicomWebError, StoreStatus, collect_dicom_files
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
+from dicomweb_mcp.tools.retrieve import retrieve_instances
 from dicomweb_mcp.tools.server import build_server
+from tests.support.mcp import tool_context
 from tests.support.nginx import TOKEN, Nginx
 from tests.support.orthanc import Orthanc
 from tests.support.samples import Samples
@@ -146,9 +148,7 @@ async def test_orthanc_killed_mid_download(tmp_path: Path) -> None:
 
         async with DicomWebClient(config) as client:
             with pytest.raises(DicomWebError) as failure:
-                await DicomWebOperations(config, client).retrieve_instances(
-                    study_uid=study, progress=kill_after_second
-                )
+                await retrieve_instances(tool_context(config, client), kill_after_second, study_uid=study)
         message = str(failure.value)
         assert "complete files were kept" in message and "Call again" in message
 
@@ -164,7 +164,7 @@ async def test_orthanc_killed_mid_download(tmp_path: Path) -> None:
 
         orthanc.start()  # same port, same storage
         async with DicomWebClient(config) as client:
-            result = await DicomWebOperations(config, client).retrieve_instances(study_uid=study)
+            result = await retrieve_instances(tool_context(config, client), no_progress, study_uid=study)
         assert result.file_count == 40
         assert json.loads(manifest_path.read_text())["complete"] is True
         assert {p.stem for p in config.download_dir.rglob("*.dcm")} == set(originals)

@@ -18,9 +18,11 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, ServerUnreachableError
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
+from dicomweb_mcp.tools.retrieve import retrieve_instances
 from dicomweb_mcp.tools.server import build_server
 from tests.support.hostile import Handler, HostileServer, part
+from tests.support.mcp import tool_context
 from tests.support.orthanc import wait_until
 from tests.support.samples import Samples
 from tests.support.tutorial import TUTORIAL_STUDY_UID
@@ -200,7 +202,7 @@ async def test_cancelled_download_removes_the_partial_file(
     hostile.routes[f"/dicom-web/studies/{STUDY}"] = stall
     cfg = config(hostile, tmp_path, timeout=60)
     async with DicomWebClient(cfg) as client, anyio.create_task_group() as group:
-        group.start_soon(lambda: DicomWebOperations(cfg, client).retrieve_instances(study_uid=STUDY))
+        group.start_soon(lambda: retrieve_instances(tool_context(cfg, client), no_progress, study_uid=STUDY))
 
         def partial_written() -> bool:
             return stalled.is_set() and any(p.stat().st_size > 0 for p in cfg.download_dir.rglob("*.partial"))

@@ -16,7 +16,7 @@ from dicomweb_mcp import (
     resolve_attribute,
     validate_uid,
 )
-from dicomweb_mcp.dicomweb.query import build_query
+from dicomweb_mcp.dicomweb.query import build_query, encode_query
 from dicomweb_mcp.dicomweb.servers import guess_kind_from_url, orthanc_rest_root, profile_for
 from dicomweb_mcp.errors import error_for_status
 
@@ -119,32 +119,34 @@ def test_attributes_by_keyword_or_tag() -> None:
 def test_query_encoding_standard_and_orthanc() -> None:
     match = {"PatientName": "Anony Mous^*", "StudyDate": "2020-01-01-2020-12-31", "00100020": "ID1"}
     standard = build_query(match, include_fields=["StudyDescription"], limit=5)
-    assert standard.encode(profile_for(ServerKind.GENERIC)) == (
+    assert encode_query(standard, profile_for(ServerKind.GENERIC)) == (
         "PatientName=Anony%20Mous%5E*&StudyDate=20200101-20201231&PatientID=ID1"
-        "&includefield=StudyDescription&limit=5"
+        "&includefield=StudyDescription&limit=5",
+        [],
     )
     quoted = build_query({"PatientName": 'O"Brien<>*'})
-    assert quoted.encode(profile_for(ServerKind.ORTHANC)) == "PatientName=O?Brien??*" and quoted.warnings
-    orthanc = build_query(match)
-    encoded = orthanc.encode(profile_for(ServerKind.ORTHANC))
+    encoded, warnings = encode_query(quoted, profile_for(ServerKind.ORTHANC))
+    assert encoded == "PatientName=O?Brien??*" and warnings
+    encoded, warnings = encode_query(build_query(match), profile_for(ServerKind.ORTHANC))
     assert encoded.startswith("PatientName=Anony?Mous^*&StudyDate=20200101-20201231")
-    assert any("Anony?Mous^*" in w for w in orthanc.warnings)
+    assert any("Anony?Mous^*" in w for w in warnings)
 
 
 def test_query_uid_lists_limits_and_azure_cap() -> None:
     query = build_query({"StudyInstanceUID": ["1.2.3", "1.2.4"]}, fuzzy=True, limit=500, offset=10)
-    assert query.pairs == [
+    assert query.pairs == (
         ("StudyInstanceUID", "1.2.3,1.2.4"),
         ("fuzzymatching", "true"),
         ("limit", "500"),
         ("offset", "10"),
-    ]
-    assert query.encode(profile_for(ServerKind.GENERIC)).startswith("StudyInstanceUID=1.2.3,1.2.4&")
+    )
+    assert encode_query(query, profile_for(ServerKind.GENERIC))[0].startswith("StudyInstanceUID=1.2.3,1.2.4&")
     with pytest.raises(InvalidInputError, match="one UID at a time"):  # Azure has no UID lists
-        query.encode(profile_for(ServerKind.AZURE))
+        encode_query(query, profile_for(ServerKind.AZURE))
     capped = build_query({"StudyInstanceUID": "1.2.3"}, limit=500, offset=10)
-    assert capped.encode(profile_for(ServerKind.AZURE)).endswith("&limit=200&offset=10")
-    assert "maximum of 200" in capped.warnings[0]
+    encoded, warnings = encode_query(capped, profile_for(ServerKind.AZURE))
+    assert encoded.endswith("&limit=200&offset=10")
+    assert "maximum of 200" in warnings[0]
     for bad in ({"limit": 0}, {"offset": -1}):
         with pytest.raises(InvalidInputError):
             build_query(None, **bad)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from dicomweb_mcp import DicomFile, DicomWebClient, StoreStatus, collect_dicom_files
+from dicomweb_mcp.dicom.reference import Reference
 from tests.support.orthanc import Orthanc
 from tests.support.samples import REPO
 from tests.support.synthetic import make_study
@@ -67,7 +68,7 @@ async def test_large_store_memory_is_bounded(client: DicomWebClient, tmp_path: P
     report, growth = await probe("store", client.config.url, files[0].study_uid, tmp_path / "source")
     assert report["files"] == INSTANCES and report["bytes"] == sum(f.size for f in files)
     assert growth < MAX_GROWTH_MIB
-    stored = await client.search_instances(study_uid=files[0].study_uid, limit=100)
+    stored = await client.search_instances(limit=100, scope=Reference(files[0].study_uid))
     assert len(stored.datasets) == INSTANCES
 
 

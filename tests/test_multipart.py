@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from dicomweb_mcp.dicomweb.multipart import (
     DATA,
     END,
     START,
-    FilePart,
     MultipartFileBody,
     boundary_of,
     parse_content_type,
@@ -155,6 +155,14 @@ async def _enumerate(reader: MultipartReader) -> AsyncIterator[tuple[int, object
         index += 1
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """Any file to send as a part: the body needs its path and its size."""
+
+    path: Path
+    size: int
+
+
 @pytest.mark.anyio
 async def test_file_body_round_trips_and_announces_its_length(tmp_path: Path) -> None:
     rng = random.Random(3)
@@ -162,7 +170,7 @@ async def test_file_body_round_trips_and_announces_its_length(tmp_path: Path) ->
     for i, size in enumerate([0, 1, 3_000_001, 4097]):
         path = tmp_path / f"f{i}.dcm"
         path.write_bytes(rng.randbytes(size))
-        files.append(FilePart(path, size))
+        files.append(LocalFile(path, size))
     body = MultipartFileBody(files, chunk_size=65536)
     first = b"".join([c async for c in body])
     second = b"".join([c async for c in body])  # iterable again, for a resend after a 401
@@ -177,6 +185,6 @@ async def test_file_body_round_trips_and_announces_its_length(tmp_path: Path) ->
 async def test_file_body_refuses_a_file_that_shrank(tmp_path: Path) -> None:
     path = tmp_path / "a.dcm"
     path.write_bytes(b"x" * 100)
-    body = MultipartFileBody([FilePart(path, 200)])
+    body = MultipartFileBody([LocalFile(path, 200)])
     with pytest.raises(ProtocolError, match="shrank"):
         _ = [c async for c in body]

@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from dicomweb_mcp import Config, DicomWebClient, NotFoundError, collect_dicom_files
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
+from dicomweb_mcp.tools.retrieve import retrieve_instances
+from tests.support.mcp import tool_context
 from tests.support.synthetic import make_study
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +53,9 @@ async def test_one_get_per_series(orthanc_config: Config, tmp_path: Path) -> Non
     study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
     recording = Recording()
     async with DicomWebClient(orthanc_config, transport=recording) as client:
-        result = await DicomWebOperations(orthanc_config, client).retrieve_instances(study_uid=study_uid)
+        result = await retrieve_instances(
+            tool_context(orthanc_config, client), no_progress, study_uid=study_uid
+        )
     gets = [path for method, path in recording.requests if method == "GET" and "/dicom-web/" in path]
     assert gets.count(f"/dicom-web/studies/{study_uid}/series") == 1  # the series list: one QIDO
     assert sorted(p for p in gets if "/series/" in p) == sorted(
@@ -68,9 +72,8 @@ async def test_a_failing_series_stops_the_rest_and_keeps_the_manifest_true(
     study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
     recording = Recording(refuse=series[1])
     async with DicomWebClient(orthanc_config, transport=recording) as client:
-        operations = DicomWebOperations(orthanc_config, client)
         with pytest.raises(NotFoundError) as raised:
-            await operations.retrieve_instances(study_uid=study_uid)
+            await retrieve_instances(tool_context(orthanc_config, client), no_progress, study_uid=study_uid)
     on_disk = set(orthanc_config.download_dir.rglob("*.dcm"))
     assert not list(orthanc_config.download_dir.rglob("*.partial"))
     manifest_path = orthanc_config.download_dir / study_uid / "manifest.json"
@@ -97,8 +100,8 @@ async def test_one_series_of_large_images_comes_an_instance_at_a_time(
         await client.store_instances(found)
     recording = Recording(distance=distance)
     async with DicomWebClient(orthanc_config, transport=recording) as client:
-        result = await DicomWebOperations(orthanc_config, client).retrieve_instances(
-            study_uid=found[0].study_uid
+        result = await retrieve_instances(
+            tool_context(orthanc_config, client), no_progress, study_uid=found[0].study_uid
         )
     retrieves = [p for m, p in recording.requests if m == "GET" and "/instances/" in p and p.count("/") > 6]
     assert result.file_count == 6

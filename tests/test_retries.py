@@ -18,6 +18,7 @@ from dicomweb_mcp import (
     StoreStatus,
     ThrottledError,
 )
+from dicomweb_mcp.dicom.reference import Reference
 from tests.support.azure import BASE, FakeCredential, sop_item, stow_response
 from tests.support.samples import Samples
 
@@ -106,7 +107,7 @@ async def test_bad_gateway_retried_then_reported(client: DicomWebClient) -> None
     with respx.mock(base_url=BASE) as mock:
         mock.get("/studies/1.2.3/metadata").respond(502, text="<html>502 Bad Gateway</html>")
         with pytest.raises(ServerError, match=r"HTTP 502.*502 Bad Gateway.*try again later"):
-            await client.retrieve_metadata("1.2.3")
+            await client.retrieve_metadata(Reference("1.2.3"))
 
 
 async def test_client_errors_are_not_retried(client: DicomWebClient, sleeps: Sleeps) -> None:
@@ -137,7 +138,7 @@ async def test_retried_delete_that_finds_nothing_succeeded(client: DicomWebClien
     with respx.mock(base_url=BASE) as mock:
         # A gateway timed out: the server may have deleted it, and the retry finds nothing.
         route = mock.delete("/studies/1.2.3").mock(side_effect=[httpx.Response(504), httpx.Response(404)])
-        result = await client.delete("1.2.3")
+        result = await client.delete(Reference("1.2.3"))
     assert route.call_count == 2 and result.level == "study"
 
 
@@ -146,7 +147,7 @@ async def test_throttled_then_missing_is_not_found(client: DicomWebClient) -> No
         # A 503 refused the first attempt outright: a 404 after it is the truth.
         mock.delete("/studies/1.2.3").mock(side_effect=[httpx.Response(503), httpx.Response(404)])
         with pytest.raises(NotFoundError):
-            await client.delete("1.2.3")
+            await client.delete(Reference("1.2.3"))
 
 
 async def test_throttled_then_already_stored_is_already_present(

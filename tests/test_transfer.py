@@ -14,21 +14,17 @@ import pydicom
 import pytest
 from mcp import Client
 
-from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
+from dicomweb_mcp import Config, DicomWebClient, Reference, collect_dicom_files
 from dicomweb_mcp.files.store import FileStore
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp.tools.context import no_progress
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.transfer import Transfer
 from tests.support.identified import IdentifiedStudy, make_identified_study
-from tests.support.mcp import text
+from tests.support.mcp import text, tool_context
 from tests.support.orthanc import Orthanc, free_port
 from tests.support.storage import save_all
 
 pytestmark = pytest.mark.anyio
-
-
-async def no_progress(progress: float, total: float | None, message: str) -> None:
-    return None
 
 
 @pytest.fixture
@@ -66,7 +62,7 @@ async def transfer(config: Config, **arguments: Any) -> dict[str, Any]:
 async def destination_files(url: str, study_uid: str, directory: Path) -> list[Path]:
     async with (
         DicomWebClient(Config(url=url, download_dir=directory)) as client,
-        client.stream_instances(study_uid) as reader,
+        client.stream_instances(Reference(study_uid)) as reader,
     ):
         saved = await save_all(FileStore(directory), reader, directory)
     return [Path(f.path) for f in saved]
@@ -132,10 +128,10 @@ async def test_a_small_spool_bounds_temporary_disk_and_still_completes(
         DicomWebClient(config) as source_client,
         DicomWebClient(config.servers[0]) as destination_client,
     ):
-        source = DicomWebOperations(config, source_client)
-        destination = DicomWebOperations(config.servers[0], destination_client)
-        transfer = Transfer(source, destination, no_progress, spool_bytes=2 * size)
-        result = await transfer.run(study.study_uid, None, None)
+        app = tool_context(config, source_client, destination_client)
+        source, destination = app.archives.values()
+        transfer = Transfer(source, destination, app.store, no_progress, 8, spool_bytes=2 * size)
+        result = await transfer.run(Reference(study.study_uid))
     assert result.counts.stored == 6
     assert 0 < transfer.peak_spooled <= 2 * size
 
@@ -225,15 +221,15 @@ async def test_a_cancelled_transfer_leaves_no_spool(config: Config, study: Ident
         DicomWebClient(config) as source_client,
         DicomWebClient(config.servers[0]) as destination_client,
     ):
-        source = DicomWebOperations(config, source_client)
-        destination = DicomWebOperations(config.servers[0], destination_client)
+        app = tool_context(config, source_client, destination_client)
+        source, destination = app.archives.values()
         with anyio.CancelScope() as scope:
 
             async def cancel_on_first(progress: float, total: float | None, message: str) -> None:
                 scope.cancel()  # as a host cancelling the call once the first instance is spooled
 
-            transfer = Transfer(source, destination, cancel_on_first)
-            await transfer.run(study.study_uid, None, None)
+            transfer = Transfer(source, destination, app.store, cancel_on_first, 8)
+            await transfer.run(Reference(study.study_uid))
     assert scope.cancelled_caught
     assert transfer.retrieved >= 1
     assert not [p for p in (config.download_dir / ".transfer").rglob("*") if p.is_file()]

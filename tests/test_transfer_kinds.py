@@ -10,18 +10,14 @@ import httpx
 import pytest
 import respx
 
-from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
-from dicomweb_mcp.tools.operations import DicomWebOperations
+from dicomweb_mcp import Config, DicomWebClient, FileStore, Reference, collect_dicom_files
+from dicomweb_mcp.tools.context import Archive, no_progress
 from dicomweb_mcp.tools.transfer import Transfer
 from tests.support.azure import BASE, DICOM_JSON, FakeCredential, sop_item, stow_response
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.anyio
-
-
-async def no_progress(progress: float, total: float | None, message: str) -> None:
-    return None
 
 
 @pytest.fixture
@@ -40,8 +36,8 @@ async def test_orthanc_to_azure_and_again(
     async with DicomWebClient(orthanc_config) as orthanc:
         await orthanc.store_instances(files)
         async with DicomWebClient(azure_config(tmp_path), credential=FakeCredential()) as azure:
-            source = DicomWebOperations(orthanc_config, orthanc)
-            destination = DicomWebOperations(azure.config, azure)
+            source, destination = Archive(orthanc_config, orthanc), Archive(azure.config, azure)
+            store = FileStore(orthanc_config.download_dir)
             with respx.mock(assert_all_called=False) as mock:
                 mock.route(host="127.0.0.1").pass_through()
                 stored = stow_response(referenced=[sop_item(uid) for uid in study.instance_uids])
@@ -53,9 +49,13 @@ async def test_orthanc_to_azure_and_again(
                 route = mock.post(f"{BASE}/studies").mock(
                     side_effect=lambda request: httpx.Response(**answer, headers=DICOM_JSON)  # type: ignore[arg-type]
                 )
-                first = await Transfer(source, destination, no_progress).run(study.study_uid, None, None)
+                first = await Transfer(source, destination, store, no_progress, 8).run(
+                    Reference(study.study_uid)
+                )
                 answer.update(status_code=409, json=already)
-                second = await Transfer(source, destination, no_progress).run(study.study_uid, None, None)
+                second = await Transfer(source, destination, store, no_progress, 8).run(
+                    Reference(study.study_uid)
+                )
     assert (first.counts.stored, first.counts.failed) == (3, 0)
     assert (second.counts.stored, second.counts.already_present) == (0, 3)
     requests = [call.request for call in route.calls]
@@ -88,12 +88,14 @@ async def test_azure_to_orthanc(
         DicomWebClient(azure_config(tmp_path), credential=FakeCredential()) as azure,
         DicomWebClient(orthanc_config) as orthanc,
     ):
-        source = DicomWebOperations(azure.config, azure)
-        destination = DicomWebOperations(orthanc_config, orthanc)
+        source, destination = Archive(azure.config, azure), Archive(orthanc_config, orthanc)
+        store = FileStore(orthanc_config.download_dir)
         with respx.mock(assert_all_called=False) as mock:
             mock.route(host="127.0.0.1").pass_through()
             mock.get(f"{BASE}/studies/{study.study_uid}/series").respond(204)  # no list: one GET
             mock.get(f"{BASE}/studies/{study.study_uid}").mock(side_effect=retrieve)
-            result = await Transfer(source, destination, no_progress).run(study.study_uid, None, None)
+            result = await Transfer(source, destination, store, no_progress, 8).run(
+                Reference(study.study_uid)
+            )
     assert (result.counts.retrieved, result.counts.stored) == (3, 3)
     assert empty_orthanc.statistics()["CountInstances"] == 3

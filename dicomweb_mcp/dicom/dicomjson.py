@@ -1,16 +1,27 @@
 """Reading DICOM JSON (PS3.18 F.2): the plain values of an element, the items of a sequence.
 
 A person name becomes its Alphabetic string; empty values, sequences and bulk data give no values.
+Elements are named by keyword (``"SOPInstanceUID"``) or by the tag a DICOM JSON key is (``"00080018"``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
+
+from .dictionary import tag_of
 
 __all__ = ["DicomJson", "element_value", "element_values", "sequence_items"]
 
 DicomJson = Mapping[str, Any]
+_HEX = frozenset("0123456789ABCDEF")
+
+
+@functools.cache
+def _key(name: str) -> str:
+    """The DICOM JSON key of a keyword or tag; a keyword is looked up once per process."""
+    return name if len(name) == 8 and set(name) <= _HEX else tag_of(name)
 
 
 def _plain(value: Any, vr: str) -> Any:
@@ -21,9 +32,9 @@ def _plain(value: Any, vr: str) -> Any:
     return value
 
 
-def element_values(dataset: DicomJson, tag: str) -> list[Any]:
+def element_values(dataset: DicomJson, name: str) -> list[Any]:
     """The plain values of one element: empty when it is absent, empty, a sequence or bulk data."""
-    element = dataset.get(tag)
+    element = dataset.get(_key(name))
     if not isinstance(element, Mapping):
         return []
     vr = str(element.get("vr", ""))
@@ -33,16 +44,16 @@ def element_values(dataset: DicomJson, tag: str) -> list[Any]:
     return [v for v in values if v is not None and v != ""]
 
 
-def element_value(dataset: DicomJson, tag: str) -> Any:
+def element_value(dataset: DicomJson, name: str) -> Any:
     """The plain value of one element (a list when it has several), or None when it has none."""
-    values = element_values(dataset, tag)
+    values = element_values(dataset, name)
     if not values:
         return None
     return values[0] if len(values) == 1 else values
 
 
-def sequence_items(dataset: DicomJson, tag: str) -> list[DicomJson]:
+def sequence_items(dataset: DicomJson, name: str) -> list[DicomJson]:
     """The items of a sequence element (Orthanc sends an empty one as ``{"vr": "SQ"}``)."""
-    element = dataset.get(tag)
+    element = dataset.get(_key(name))
     items = element.get("Value") if isinstance(element, Mapping) else None
     return [item for item in items or [] if isinstance(item, Mapping)]

@@ -14,7 +14,6 @@ from ..errors import InvalidInputError
 
 __all__ = [
     "UID_PATTERN",
-    "check_scope",
     "is_valid_uid",
     "normalize_date_range",
     "normalize_time_range",
@@ -119,12 +118,6 @@ def normalize_time_range(value: str, what: str = "time") -> str:
             f"{what} {value!r} is not a time or time range: use HHMMSS or HH:MM:SS, or a range such as "
             "080000-120000."
         ) from None
-
-
-def check_scope(study_uid: str | None, series_uid: str | None) -> None:
-    """A series scopes a search or a retrieve only inside its study."""
-    if series_uid is not None and study_uid is None:
-        raise InvalidInputError("series_uid scopes a search only together with study_uid: give both.")
 
 
 def validate_frames(frames: Iterable[int]) -> list[int]:

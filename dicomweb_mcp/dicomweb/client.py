@@ -5,7 +5,6 @@ It knows nothing of MCP. Server differences come from ``ServerProfile``; errors 
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -16,7 +15,8 @@ from typing import Any, Literal, Self
 import anyio
 
 from ..config import Config, ServerKind
-from ..dicom.validation import check_scope, validate_frames, validate_uid
+from ..dicom.reference import Reference
+from ..dicom.validation import validate_frames
 from ..errors import (
     InvalidInputError,
     UnsupportedOperationError,
@@ -24,7 +24,7 @@ from ..errors import (
 from ..files.dicomfiles import DicomFile
 from .auth import TokenCredential, build_auth
 from .changefeed import change_feed_version, check_change_feed_arguments, read_change_feed, read_latest_change
-from .delete import Target, delete_resource
+from .delete import delete_resource
 from .models import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     FRAME_MEDIA_TYPES,
@@ -37,26 +37,27 @@ from .models import (
 from .multipart import MultipartReader, boundary_of
 from .orthanc import detect_kind, orthanc_delete
 from .orthanc_changes import read_latest_orthanc_change, read_orthanc_changes
-from .paths import level_path, rendered_query, transfer_syntax_value
-from .query import MatchValue, build_query
+from .paths import rendered_query, transfer_syntax_value
+from .query import MatchValue, Query, Resource, build_query, encode_query
 from .servers import ServerProfile, guess_kind_from_url, profile_for
 from .stow import (
     DEFAULT_STORE_BATCH_BYTES,
     DEFAULT_STORE_BATCH_COUNT,
+    MAX_LOOKUP_BATCH,
     OnBatch,
     OnFileSent,
+    Stow,
     batch_limits,
-    batches,
     existing_instances,
-    store_batches,
 )
-from .transport import BaseTransport, HttpTransport, Response, beside, parse_json_objects
+from .transport import BaseTransport, HttpTransport, beside, parse_json_objects
 
 __all__ = ["DicomWebClient"]
 
 log = logging.getLogger("dicomweb_mcp")
 
 DICOM_JSON = "application/dicom+json"
+_ACCEPT_JSON = {"Accept": DICOM_JSON}
 # What a server whose kind the URL does not give away can turn out to be.
 _UNDETECTED = (ServerKind.ORTHANC, ServerKind.GENERIC)
 
@@ -130,34 +131,29 @@ class DicomWebClient:
 
     # ---- QIDO-RS ----------------------------------------------------------------------------------
 
-    async def _search(
-        self,
-        operation: str,
-        path: str,
-        match: Mapping[str, MatchValue] | None,
-        include_fields: Sequence[str],
-        fuzzy: bool,
-        limit: int | None,
-        offset: int | None,
-    ) -> QueryResult:
-        query = build_query(match, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset)
+    async def search(self, resource: Resource, query: Query, scope: Reference | None = None) -> QueryResult:
+        """QIDO-RS ``/studies``, ``/series`` or ``/instances``, within ``scope`` (a study, or a series of
+        one) when given, for a query ``build_query`` validated."""
+        operation = f"Search for {resource}"
+        # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
+        url = self._root + (scope.path if scope is not None else "") + f"/{resource}"
         if self._profile is None:
             # Not known yet, so Orthanc or another server (the URL tells the rest). When both would read
             # this query the same way, it goes beside the detection instead of after it: the first call
             # of a session then costs one round trip, not two.
-            either = {copy.deepcopy(query).encode(profile_for(kind)) for kind in _UNDETECTED}
+            either = {encode_query(query, profile_for(kind))[0] for kind in _UNDETECTED}
             if len(either) == 1:
-                response = await beside(self.warm_up, partial(self._get_json, operation, path, either.pop()))
-                query.encode(self.assumed_profile())  # warnings for what detection found (generic if failed)
-                return QueryResult(parse_json_objects(operation, response), query.warnings)
-        response = await self._get_json(operation, path, query.encode(await self.profile()))
+                read = partial(
+                    self.http.read, operation, "GET", _with_query(url, either.pop()), headers=_ACCEPT_JSON
+                )
+                response = await beside(self.warm_up, read)
+                # The warnings for what detection found (generic if it failed).
+                warnings = encode_query(query, self.assumed_profile())[1]
+                return QueryResult(parse_json_objects(operation, response), warnings)
+        encoded, warnings = encode_query(query, await self.profile())
+        response = await self.http.read(operation, "GET", _with_query(url, encoded), headers=_ACCEPT_JSON)
         # 204 (Azure) and 200 [] (Orthanc) both mean no match.
-        return QueryResult(parse_json_objects(operation, response), query.warnings)
-
-    async def _get_json(self, operation: str, path: str, encoded: str) -> Response:
-        # The URL is built as text so httpx keeps * ? ^ , unescaped (params= would escape them).
-        url = self._root + path + (f"?{encoded}" if encoded else "")
-        return await self.http.read(operation, "GET", url, headers={"Accept": DICOM_JSON})
+        return QueryResult(parse_json_objects(operation, response), warnings)
 
     async def search_studies(
         self,
@@ -169,41 +165,34 @@ class DicomWebClient:
         offset: int | None = None,
     ) -> QueryResult:
         """QIDO-RS ``/studies``: ``match`` maps keywords or tags to values (wildcards, ranges, UID lists)."""
-        return await self._search(
-            "Search for studies", "/studies", match, include_fields, fuzzy, limit, offset
-        )
+        query = build_query(match, include_fields=include_fields, fuzzy=fuzzy, limit=limit, offset=offset)
+        return await self.search("studies", query)
 
     async def search_series(
         self,
         match: Mapping[str, MatchValue] | None = None,
         *,
-        study_uid: str | None = None,
+        study: Reference | None = None,
         include_fields: Sequence[str] = (),
-        fuzzy: bool = False,
         limit: int | None = None,
         offset: int | None = None,
     ) -> QueryResult:
         """QIDO-RS ``/series``, or ``/studies/{study}/series``."""
-        path = "/series" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}/series"
-        return await self._search("Search for series", path, match, include_fields, fuzzy, limit, offset)
+        query = build_query(match, include_fields=include_fields, limit=limit, offset=offset)
+        return await self.search("series", query, study)
 
     async def search_instances(
         self,
         match: Mapping[str, MatchValue] | None = None,
         *,
-        study_uid: str | None = None,
-        series_uid: str | None = None,
+        scope: Reference | None = None,
         include_fields: Sequence[str] = (),
-        fuzzy: bool = False,
         limit: int | None = None,
         offset: int | None = None,
     ) -> QueryResult:
         """QIDO-RS ``/instances``, scoped by study, or by study and series."""
-        check_scope(study_uid, series_uid)
-        path = "/instances"
-        if study_uid is not None:
-            path = level_path(study_uid, series_uid, None)[1] + path
-        return await self._search("Search for instances", path, match, include_fields, fuzzy, limit, offset)
+        query = build_query(match, include_fields=include_fields, limit=limit, offset=offset)
+        return await self.search("instances", query, scope)
 
     # ---- WADO-RS ----------------------------------------------------------------------------------
 
@@ -215,33 +204,27 @@ class DicomWebClient:
 
     @asynccontextmanager
     async def stream_instances(
-        self,
-        study_uid: str,
-        series_uid: str | None = None,
-        instance_uid: str | None = None,
-        *,
-        transfer_syntax: str = "*",
+        self, reference: Reference, *, transfer_syntax: str = "*"
     ) -> AsyncIterator[MultipartReader]:
         """WADO-RS retrieve of a study, series or instance: a reader of parts (Part 10 files). ``'*'`` asks
         for the files as stored; Azure answers 406 to a multi-instance retrieve without it."""
-        level, path = level_path(study_uid, series_uid, instance_uid)
         syntax = transfer_syntax_value(transfer_syntax)
         accept = f'multipart/related; type="application/dicom"; transfer-syntax={syntax}'
-        async with self._multipart(f"Retrieve {level}", self._root + path, accept) as reader:
+        url = self._root + reference.path
+        async with self._multipart(f"Retrieve {reference.level}", url, accept) as reader:
             yield reader
 
     @asynccontextmanager
     async def stream_frames(
         self,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
+        instance: Reference,
         frames: Sequence[int],
         *,
         transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
     ) -> AsyncIterator[MultipartReader]:
-        """WADO-RS frames (1-based numbers), as uncompressed Explicit VR Little Endian unless asked."""
-        _, path = level_path(study_uid, series_uid, instance_uid)
+        """WADO-RS frames (1-based numbers) of an instance, as uncompressed Explicit VR Little Endian unless
+        asked."""
+        path = _instance_path(instance)
         numbers = ",".join(str(n) for n in validate_frames(frames))
         syntax = transfer_syntax_value(transfer_syntax)
         media_type = FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream")
@@ -251,21 +234,16 @@ class DicomWebClient:
         ) as reader:
             yield reader
 
-    async def retrieve_metadata(
-        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> list[dict[str, Any]]:
+    async def retrieve_metadata(self, reference: Reference) -> list[dict[str, Any]]:
         """WADO-RS metadata: one DICOM JSON dataset per instance (bulk data as BulkDataURI or left out)."""
-        level, path = level_path(study_uid, series_uid, instance_uid)
-        operation = f"Retrieve {level} metadata"
-        url = f"{self._root}{path}/metadata"
-        response = await self.http.read(operation, "GET", url, headers={"Accept": DICOM_JSON})
+        operation = f"Retrieve {reference.level} metadata"
+        url = f"{self._root}{reference.path}/metadata"
+        response = await self.http.read(operation, "GET", url, headers=_ACCEPT_JSON)
         return parse_json_objects(operation, response)
 
     async def retrieve_rendered(
         self,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
+        instance: Reference,
         *,
         frame: int | None = None,
         media_type: Literal["image/jpeg", "image/png"] = "image/jpeg",
@@ -278,7 +256,7 @@ class DicomWebClient:
         ``viewport`` (width, height) and ``window`` (center, width, function) are PS3.18 8.3.5.1.3
         parameters: send them only to a server whose profile says it honours them (``rendered_viewport``,
         ``rendered_window``); others ignore or refuse them."""
-        _, path = level_path(study_uid, series_uid, instance_uid)
+        path = _instance_path(instance)
         if frame is not None:
             path += f"/frames/{validate_frames([frame])[0]}"
         url = f"{self._root}{path}/rendered{rendered_query(media_type, quality, viewport, window)}"
@@ -288,67 +266,83 @@ class DicomWebClient:
 
     # ---- STOW-RS ----------------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def storing(
+        self,
+        *,
+        study: Reference | None = None,
+        encoding: Literal["multipart", "single-part"] = "multipart",
+        batch_count: int = DEFAULT_STORE_BATCH_COUNT,
+        batch_bytes: int = DEFAULT_STORE_BATCH_BYTES,
+        senders: int | None = None,
+        on_batch: OnBatch | None = None,
+        on_sent: OnFileSent | None = None,
+    ) -> AsyncIterator[Stow]:
+        """STOW-RS of files added to the ``Stow`` while the block runs, every request answered when it
+        ends. ``study`` posts to ``/studies/{study}`` (other studies are refused);
+        ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only). At most
+        ``senders`` requests (``config.concurrency``, and never more than the pool holds) at once."""
+        path = study.path if study is not None else "/studies"
+        if encoding not in ("multipart", "single-part"):
+            raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
+        # Servers that ignore duplicates silently are asked first which instances they already have.
+        silent = (await self.profile()).silent_duplicates
+        lookup = partial(existing_instances, self.search_instances) if silent else None
+        async with Stow.open(
+            self.http,
+            self._root + path,
+            single_part=encoding == "single-part",
+            batch_count=min(batch_count, MAX_LOOKUP_BATCH) if lookup else batch_count,
+            batch_bytes=batch_bytes,
+            senders=min(senders or self.config.concurrency, self.http.max_connections),
+            lookup=lookup,
+            on_batch=on_batch,
+            on_sent=on_sent,
+        ) as stow:
+            yield stow
+
     async def store_instances(
         self,
         files: Sequence[DicomFile],
         *,
-        study_uid: str | None = None,
+        study: Reference | None = None,
         encoding: Literal["multipart", "single-part"] = "multipart",
         batch_count: int = DEFAULT_STORE_BATCH_COUNT,
         batch_bytes: int = DEFAULT_STORE_BATCH_BYTES,
         on_batch: OnBatch | None = None,
         on_sent: OnFileSent | None = None,
     ) -> list[StoreOutcome]:
-        """STOW-RS: one outcome per file, in order; bodies stream from disk, ``config.concurrency``
-        batches at a time. ``study_uid`` posts to ``/studies/{study}`` (other studies are refused);
-        ``encoding='single-part'`` sends one ``application/dicom`` body per file (Azure only).
-        ``on_batch`` gets each batch's outcomes, ``on_sent`` each file as its bytes are sent (progress).
-        """
-        path = "/studies" if study_uid is None else f"/studies/{validate_uid(study_uid, 'study_uid')}"
-        if encoding not in ("multipart", "single-part"):
-            raise InvalidInputError(f"encoding {encoding!r} must be 'multipart' or 'single-part'.")
-        single_part = encoding == "single-part"
-        # Servers that ignore duplicates silently are asked first which instances they already have.
-        silent = (await self.profile()).silent_duplicates
-        lookup = partial(existing_instances, self.search_instances) if silent else None
-        if single_part:
-            groups = [[f] for f in files]
-        else:
-            # Enough batches to use every connection allowed, and each small enough for one lookup.
-            count, size = batch_limits(
-                files, self.config.concurrency, batch_count, batch_bytes, lookup is not None
-            )
-            groups = batches(files, count, size)
-        return await store_batches(
-            self.http,
-            self._root + path,
-            groups,
-            single_part=single_part,
-            concurrency=self.config.concurrency,
-            lookup=lookup,
+        """STOW-RS of ``files``: one outcome per file, in order; bodies stream from disk, in batches of at
+        most ``batch_count`` files and ``batch_bytes``, sized so that every sender has one. ``on_batch``
+        gets each batch's outcomes, ``on_sent`` each file as its bytes are sent (progress)."""
+        count, size = batch_limits(files, self.config.concurrency, batch_count, batch_bytes)
+        async with self.storing(
+            study=study,
+            encoding=encoding,
+            batch_count=count,
+            batch_bytes=size,
             on_batch=on_batch,
             on_sent=on_sent,
-        )
+        ) as stow:
+            for file in files:
+                stow.add(file)
+        return stow.outcomes
 
     # ---- delete -----------------------------------------------------------------------------------
 
-    async def delete(
-        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> DeleteResult:
+    async def delete(self, reference: Reference) -> DeleteResult:
         """Delete a study, series or instance. On Orthanc (405 on DICOMweb DELETE) via its REST API."""
-        level, path = level_path(study_uid, series_uid, instance_uid)
-        target = Target(level, path, study_uid, series_uid, instance_uid)
         if (await self.profile()).delete_method == "orthanc-rest":
-            await orthanc_delete(self.http, self.config.url, target)
+            await orthanc_delete(self.http, self.config.url, reference)
             method: Literal["dicomweb", "orthanc-rest"] = "orthanc-rest"
         else:
-            method = await delete_resource(self.http, self._root, self.config.url, target)
+            method = await delete_resource(self.http, self._root, self.config.url, reference)
         return DeleteResult(
             deleted=True,
-            level=level,
-            study_uid=study_uid,
-            series_uid=series_uid,
-            instance_uid=instance_uid,
+            level=reference.level,
+            study_uid=reference.study_uid,
+            series_uid=reference.series_uid,
+            instance_uid=reference.instance_uid,
             method=method,
         )
 
@@ -397,3 +391,13 @@ class DicomWebClient:
         if await self._change_feed_kind() == "orthanc":
             return await read_latest_orthanc_change(self.http, self.config)
         return await read_latest_change(self.http, self._root, include_metadata=include_metadata)
+
+
+def _instance_path(reference: Reference) -> str:
+    if reference.instance_uid is None:
+        raise InvalidInputError(f"This needs an instance, not a {reference.level}: give instance_uid too.")
+    return reference.path
+
+
+def _with_query(url: str, encoded: str) -> str:
+    return f"{url}?{encoded}" if encoded else url

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..dicom.reference import Reference
 from ..errors import HTTPStatusError, error_for_status
-from .orthanc import Target, orthanc_delete
+from .orthanc import orthanc_delete
 from .transport import HttpTransport
 
-__all__ = ["Target", "delete_resource"]
+__all__ = ["delete_resource"]
 
 
 async def delete_resource(
-    http: HttpTransport, root: str, dicomweb_url: str, target: Target
+    http: HttpTransport, root: str, dicomweb_url: str, target: Reference
 ) -> Literal["dicomweb", "orthanc-rest"]:
     """Delete ``target``; return how it was done."""
     operation = f"Delete {target.level}"

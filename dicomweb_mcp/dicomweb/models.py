@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
+from ..errors import DicomWebError
 from ..files.dicomfiles import DicomFile
 from ..records import Record
 
@@ -68,6 +69,8 @@ class StoreOutcome:
     reason_code: int | None = None
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Set when the whole request failed (credentials, an unreachable server), not this instance alone.
+    error: DicomWebError | None = None
 
 
 class DeleteResult(Record):

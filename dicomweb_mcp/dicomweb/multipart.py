@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from ..errors import ProtocolError
 
@@ -295,14 +295,18 @@ class MultipartReader:
         return self._events.popleft()
 
 
-@dataclass(frozen=True, slots=True)
-class FilePart:
-    path: Path
-    size: int
-    content_type: str = "application/dicom"
+class FilePart(Protocol):
+    """A file to send as one part (a ``DicomFile`` is one): its path and its size when it was read."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
 
 
-OnPartSent = Callable[[FilePart], Awaitable[None]]
+# Awaited with the part's index once its bytes are handed to the connection (progress).
+OnPartSent = Callable[[int], Awaitable[None]]
 _CHUNK = 1024 * 1024
 
 
@@ -346,7 +350,7 @@ class MultipartFileBody:
         self._chunk_size = chunk_size
         self._on_part_sent = on_part_sent
         self._heads = [
-            f"--{self.boundary}\r\nContent-Type: {p.content_type}\r\nContent-Length: {p.size}\r\n\r\n".encode(
+            f"--{self.boundary}\r\nContent-Type: {media_type}\r\nContent-Length: {p.size}\r\n\r\n".encode(
                 "latin-1"
             )
             for p in self.parts
@@ -357,22 +361,24 @@ class MultipartFileBody:
         ) + len(self._tail)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for head, part in zip(self._heads, self.parts, strict=True):
+        for index, (head, part) in enumerate(zip(self._heads, self.parts, strict=True)):
             yield head
             for chunk in _file_chunks(part, self._chunk_size):
                 yield chunk
             yield _CRLF
             if self._on_part_sent is not None:
-                await self._on_part_sent(part)
+                await self._on_part_sent(index)
         yield self._tail
 
 
 class FileBody:
     """One file as a request body (single-part STOW), streamed and iterable again."""
 
-    def __init__(self, part: FilePart, *, on_part_sent: OnPartSent | None = None) -> None:
+    def __init__(
+        self, part: FilePart, *, media_type: str = "application/dicom", on_part_sent: OnPartSent | None = None
+    ) -> None:
         self.part = part
-        self.content_type = part.content_type
+        self.content_type = media_type
         self.content_length = part.size
         self._on_part_sent = on_part_sent
 
@@ -380,4 +386,4 @@ class FileBody:
         for chunk in _file_chunks(self.part, _CHUNK):
             yield chunk
         if self._on_part_sent is not None:
-            await self._on_part_sent(self.part)
+            await self._on_part_sent(0)

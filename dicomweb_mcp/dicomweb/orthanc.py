@@ -7,16 +7,15 @@ looks a UID up and deletes the resources found.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import ServerKind
+from ..dicom.reference import Reference
 from ..errors import NotFoundError
-from .paths import Level
 from .servers import orthanc_rest_root
 from .transport import HttpTransport, parse_json
 
-__all__ = ["Target", "detect_kind", "orthanc_delete"]
+__all__ = ["detect_kind", "orthanc_delete"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -64,18 +63,7 @@ def _main_tag(resource: Any, keyword: str) -> Any:
     return ((resource or {}).get("MainDicomTags") or {}).get(keyword) if isinstance(resource, dict) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What to delete: its level, DICOMweb path and UIDs (validated by ``level_path``)."""
-
-    level: Level
-    path: str
-    study_uid: str
-    series_uid: str | None
-    instance_uid: str | None
-
-
-async def orthanc_delete(http: HttpTransport, dicomweb_url: str, target: Target) -> None:
+async def orthanc_delete(http: HttpTransport, dicomweb_url: str, target: Reference) -> None:
     """Look the UID up, keep the resources that really are in the named study (and series), delete all.
 
     Orthanc keys resources by patient too, so one UID can be several resources (the same study under

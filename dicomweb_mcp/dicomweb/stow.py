@@ -7,10 +7,12 @@ ReferencedSOPSequence. Orthanc silently drops parts it does not like and still a
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from ..dicom.dicomjson import element_values, sequence_items
 from ..errors import (
@@ -25,19 +27,21 @@ from ..errors import (
 )
 from ..files.dicomfiles import DicomFile
 from .models import QueryResult, StoreOutcome, StoreStatus
-from .multipart import FileBody, FilePart, MultipartFileBody
+from .multipart import FileBody, MultipartFileBody
 from .transport import HttpTransport
 
 __all__ = [
     "DEFAULT_STORE_BATCH_BYTES",
     "DEFAULT_STORE_BATCH_COUNT",
     "FAILURE_REASONS",
+    "MAX_LOOKUP_BATCH",
     "WARNING_REASONS",
+    "Stow",
     "batch_limits",
     "batches",
     "existing_instances",
+    "group_by_status",
     "outcomes_from_response",
-    "store_batches",
 ]
 
 # A STOW request carries at most this many instances / bytes: large enough to amortise the round trip,
@@ -53,8 +57,9 @@ _REPEATING_ERRORS = (
     UnsupportedMediaTypeError,
 )
 
-# Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits.
-_UID_LOOKUP_BATCH = 50
+# Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits. A batch
+# that is looked up first holds at most this many files, so one lookup covers it.
+MAX_LOOKUP_BATCH = 50
 _SOP_INSTANCE_UID = "00080018"
 # Below this, splitting a batch by bytes costs more round trips than it saves.
 _MIN_BATCH_BYTES = 1024 * 1024
@@ -165,8 +170,8 @@ async def existing_instances(
     instance search), for servers that hide duplicates."""
     found: set[str] = set()
     uids = sorted({f.instance_uid for f in files})
-    for start in range(0, len(uids), _UID_LOOKUP_BATCH):
-        chunk = uids[start : start + _UID_LOOKUP_BATCH]
+    for start in range(0, len(uids), MAX_LOOKUP_BATCH):
+        chunk = uids[start : start + MAX_LOOKUP_BATCH]
         result = await search({"SOPInstanceUID": chunk}, limit=len(chunk))
         for dataset in result.datasets:
             found.update(str(v) for v in element_values(dataset, _SOP_INSTANCE_UID))
@@ -174,76 +179,124 @@ async def existing_instances(
 
 
 def batch_limits(
-    files: Sequence[DicomFile], concurrency: int, max_count: int, max_bytes: int, looked_up: bool
+    files: Sequence[DicomFile], concurrency: int, max_count: int, max_bytes: int
 ) -> tuple[int, int]:
     """Files and bytes per batch so that ``concurrency`` requests can be in flight: 200 files with 4
     connections go as 4 batches of 50, not 2 of 100 (over a WAN each request runs at the per-connection
-    rate). Batches that are looked up first hold at most one lookup's worth of UIDs."""
+    rate)."""
     total = sum(f.size for f in files)
     count = max(1, min(max_count, -(-len(files) // concurrency)))
-    if looked_up:
-        count = min(count, _UID_LOOKUP_BATCH)
     size = max(_MIN_BATCH_BYTES, min(max_bytes, -(-total // concurrency)))
     return count, size
 
 
+def group_by_status(outcomes: Iterable[StoreOutcome]) -> dict[StoreStatus, list[StoreOutcome]]:
+    """The outcomes of each status (every status a key), each list in the order given."""
+    grouped: dict[StoreStatus, list[StoreOutcome]] = {status: [] for status in StoreStatus}
+    for outcome in outcomes:
+        grouped[outcome.status].append(outcome)
+    return grouped
+
+
+def _full(batch: Sequence[DicomFile], file: DicomFile, max_count: int, max_bytes: int) -> bool:
+    """Whether ``file`` starts a new batch: at most ``max_count`` files and ``max_bytes`` in one (a larger
+    file goes alone)."""
+    return bool(batch) and (len(batch) >= max_count or sum(f.size for f in batch) + file.size > max_bytes)
+
+
 def batches(files: Sequence[DicomFile], max_count: int, max_bytes: int) -> list[list[DicomFile]]:
-    """Consecutive runs of at most ``max_count`` files and ``max_bytes`` (a larger file goes alone)."""
+    """The batches a ``Stow`` sends ``files`` in, added in this order."""
     result: list[list[DicomFile]] = []
-    current: list[DicomFile] = []
-    size = 0
     for file in files:
-        if current and (len(current) >= max_count or size + file.size > max_bytes):
-            result.append(current)
-            current, size = [], 0
-        current.append(file)
-        size += file.size
-    if current:
-        result.append(current)
+        if not result or _full(result[-1], file, max_count, max_bytes):
+            result.append([])
+        result[-1].append(file)
     return result
 
 
-async def store_batches(
-    http: HttpTransport,
-    url: str,
-    groups: Sequence[Sequence[DicomFile]],
-    *,
-    single_part: bool,
-    concurrency: int,
-    lookup: Lookup | None = None,
-    on_batch: OnBatch | None = None,
-    on_sent: OnFileSent | None = None,
-) -> list[StoreOutcome]:
-    """POST each group (up to ``concurrency`` at once); one outcome per file, in order.
+class Stow:
+    """Files to one STOW-RS URL: gathered into batches of at most ``batch_count`` files and
+    ``batch_bytes`` (a larger file goes alone), at most ``senders`` requests in flight. The one owner of
+    STOW batching and concurrency, for a list of files (store) and a stream of them (transfer).
 
     A batch that fails is reported failed with the reason, beside the outcomes of the others; after an
-    error every further request would meet again (credentials, unreachable server), nothing more is sent.
+    error every further request would meet again (credentials, an unreachable server) nothing more is
+    sent and ``stopped`` holds that error. Use ``Stow.open``.
     """
-    results: list[list[StoreOutcome] | None] = [None] * len(groups)
-    stopped: list[DicomWebError] = []
-    limiter = anyio.Semaphore(concurrency)
 
-    async def send(index: int, batch: Sequence[DicomFile]) -> None:
-        async with limiter:
-            if stopped:
-                reason = f"not sent, an earlier request failed: {stopped[0]}"
-                done = [StoreOutcome(f, StoreStatus.FAILED, reason=reason) for f in batch]
+    def __init__(
+        self,
+        http: HttpTransport,
+        url: str,
+        group: TaskGroup,
+        *,
+        single_part: bool,
+        batch_count: int,
+        batch_bytes: int,
+        senders: int,
+        lookup: Lookup | None,
+        on_batch: OnBatch | None,
+        on_sent: OnFileSent | None,
+    ) -> None:
+        self._http, self._url, self._group = http, url, group
+        self._single_part = single_part
+        self._count = 1 if single_part else batch_count
+        self._bytes = batch_bytes
+        self._limiter = anyio.Semaphore(senders)
+        self._lookup, self._on_batch, self._on_sent = lookup, on_batch, on_sent
+        self._pending: list[DicomFile] = []
+        self._results: list[list[StoreOutcome] | None] = []
+        self.stopped: DicomWebError | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, http: HttpTransport, url: str, **options: Any) -> AsyncIterator[Stow]:
+        """A Stow whose requests have all been answered when the block ends."""
+        async with anyio.create_task_group() as group:
+            stow = cls(http, url, group, **options)
+            yield stow
+            stow.flush()
+
+    def add(self, file: DicomFile) -> None:
+        """Queue ``file``; a full batch starts on its way."""
+        if _full(self._pending, file, self._count, self._bytes):
+            self.flush()
+        self._pending.append(file)
+        if len(self._pending) >= self._count:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued, however little."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._results.append(None)
+            self._group.start_soon(self._send, len(self._results) - 1, batch)
+
+    @property
+    def outcomes(self) -> list[StoreOutcome]:
+        """One outcome per file answered so far, in the order the files were added."""
+        return [outcome for done in self._results for outcome in done or ()]
+
+    async def _send(self, index: int, batch: list[DicomFile]) -> None:
+        async with self._limiter:
+            if self.stopped is not None:
+                error = self.stopped
+                reason = f"not sent, an earlier request failed: {error}"
+                done = [StoreOutcome(f, StoreStatus.FAILED, reason=reason, error=error) for f in batch]
             else:
                 try:
-                    known = await lookup(batch) if lookup is not None else set()
-                    done = await _store_batch(http, url, batch, single_part, known, on_sent)
+                    known = await self._lookup(batch) if self._lookup is not None else set()
+                    done = await _store_batch(
+                        self._http, self._url, batch, self._single_part, known, self._on_sent
+                    )
                 except DicomWebError as exc:
-                    done = [StoreOutcome(f, StoreStatus.FAILED, reason=f"not stored: {exc}") for f in batch]
+                    reason = f"not stored: {exc}"
+                    done = [StoreOutcome(f, StoreStatus.FAILED, reason=reason, error=exc) for f in batch]
                     if isinstance(exc, _REPEATING_ERRORS):
-                        stopped.append(exc)
-            results[index] = done
-            if on_batch is not None:
-                await on_batch(done)
-
-    async with anyio.create_task_group() as group:
-        for index, batch in enumerate(groups):
-            group.start_soon(send, index, batch)
-    return [outcome for done in results for outcome in done or ()]
+                        self.stopped = self.stopped or exc
+            self._results[index] = done
+            if self._on_batch is not None:
+                await self._on_batch(done)
 
 
 async def _store_batch(
@@ -254,17 +307,14 @@ async def _store_batch(
     known: set[str],
     on_sent: OnFileSent | None,
 ) -> list[StoreOutcome]:
-    by_path = {f.path: f for f in batch}
-
-    async def part_sent(part: FilePart) -> None:
+    async def part_sent(index: int) -> None:
         if on_sent is not None:
-            await on_sent(by_path[part.path])
+            await on_sent(batch[index])
 
-    parts = [FilePart(f.path, f.size) for f in batch]
     body: FileBody | MultipartFileBody = (
-        FileBody(parts[0], on_part_sent=part_sent)
+        FileBody(batch[0], on_part_sent=part_sent)
         if single_part
-        else MultipartFileBody(parts, on_part_sent=part_sent)
+        else MultipartFileBody(batch, on_part_sent=part_sent)
     )
     headers = {
         "Accept": "application/dicom+json",

@@ -152,6 +152,7 @@ class HttpTransport:
         self._sleep = sleep  # injectable so tests can check delays without waiting
         self._auth = auth
         self._given_transport = transport
+        self.max_connections = max_connections
         self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
@@ -305,10 +306,17 @@ class HttpTransport:
         content: Any = None,
         ok: Sequence[int] = (),
     ) -> httpx.Response:
-        """Send and read the whole (small) answer."""
-        async with self.stream(operation, method, url, headers=headers, content=content, ok=ok) as sent:
+        """Send and read the whole (small) answer (``stream``'s rules, without holding it open)."""
+        sent = await self.send(operation, method, url, headers=headers, content=content, retry=True)
+        try:
+            if sent.response.status_code not in ok:
+                await self.raise_for_status(operation, sent.response, sent.attempts)
             await sent.response.aread()
-            return sent.response
+        except httpx.TransportError as exc:
+            raise self.transport_error(operation, exc, sent.attempts) from None
+        finally:
+            await sent.response.aclose()
+        return sent.response
 
     async def read_body(self, operation: str, response: httpx.Response) -> bytes:
         """The rest of a streamed response, then closed; a broken or undecodable body is a DicomWebError."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dicom.part10 import HEAD_BYTES, read_header
+from ..dicom.reference import Reference
 from ..dicom.validation import is_valid_uid
 
 __all__ = ["DicomFile", "SkippedFile", "collect_dicom_files", "read_dicom_file"]
@@ -21,7 +22,8 @@ _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID
 
 @dataclass(frozen=True, slots=True)
 class DicomFile:
-    """A local file known to be DICOM Part 10, with the UIDs read from its header."""
+    """A local file known to be DICOM Part 10, with the UIDs read from its header: one found to upload,
+    one just downloaded, a de-identified copy, one on its way to another server."""
 
     path: Path
     size: int
@@ -30,6 +32,25 @@ class DicomFile:
     instance_uid: str
     sop_class_uid: str
     transfer_syntax_uid: str | None = None
+
+    @property
+    def reference(self) -> Reference:
+        return Reference(self.study_uid, self.series_uid, self.instance_uid)
+
+    def manifest_entry(self) -> dict[str, str | int]:
+        """What a manifest says of the file (its keys are part of the manifest's format)."""
+        entry: dict[str, str | int] = {
+            "path": str(self.path),
+            "study_uid": self.study_uid,
+            "series_uid": self.series_uid,
+            "instance_uid": self.instance_uid,
+            "size_bytes": self.size,
+        }
+        if self.transfer_syntax_uid:
+            entry["transfer_syntax_uid"] = self.transfer_syntax_uid
+        if self.sop_class_uid:
+            entry["sop_class_uid"] = self.sop_class_uid
+        return entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dicom.deidentify import DeidentifyOptions, deidentify_dataset
+from ..dicom.reference import Reference
 from ..errors import NotDicomError
 from .dicomfiles import DicomFile
-from .store import uid_path
 
 __all__ = ["DeidentifiedFile", "PseudonymStore", "deidentify_file"]
 
@@ -127,7 +127,7 @@ def deidentify_file(
         if not ds.get(keyword):
             raise NotDicomError(f"the file has no {keyword}")
     report = deidentify_dataset(ds, pseudonyms, options)
-    target = uid_path(target_dir, report.study_uid, report.series_uid, report.instance_uid, ".dcm")
+    target = Reference(report.study_uid, report.series_uid, report.instance_uid).file(target_dir, ".dcm")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".incoming-{uuid.uuid4().hex}.partial"
     try:

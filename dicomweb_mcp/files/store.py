@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..dicom.part10 import HEAD_BYTES
-from ..dicom.validation import validate_uid
 from ..errors import InvalidInputError, NotDicomError, local_file_error
 from ..records import Record
 from .dicomfiles import DicomFile, read_dicom_file
 
-__all__ = ["FileStore", "SavedFile", "SavedFrame", "uid_path"]
+__all__ = ["FileStore", "SavedFrame"]
 
 _FRAME_EXTENSIONS = {
     "application/octet-stream": ".raw",
@@ -31,40 +30,6 @@ _FRAME_EXTENSIONS = {
     "image/dicom-rle": ".rle",
     "image/png": ".png",
 }
-
-
-class SavedFile(Record):
-    path: str
-    study_uid: str
-    series_uid: str
-    instance_uid: str
-    size_bytes: int
-    transfer_syntax_uid: str | None = None
-    sop_class_uid: str | None = None
-
-    @classmethod
-    def of(cls, file: DicomFile) -> SavedFile:
-        return cls(
-            path=str(file.path),
-            study_uid=file.study_uid,
-            series_uid=file.series_uid,
-            instance_uid=file.instance_uid,
-            size_bytes=file.size,
-            transfer_syntax_uid=file.transfer_syntax_uid,
-            sop_class_uid=file.sop_class_uid or None,
-        )
-
-    def dicom_file(self) -> DicomFile:
-        """The saved file as one to send on (a transfer's spool)."""
-        return DicomFile(
-            path=Path(self.path),
-            size=self.size_bytes,
-            study_uid=self.study_uid,
-            series_uid=self.series_uid,
-            instance_uid=self.instance_uid,
-            sop_class_uid=self.sop_class_uid or "",
-            transfer_syntax_uid=self.transfer_syntax_uid,
-        )
 
 
 class SavedFrame(Record):
@@ -144,7 +109,7 @@ class FileStore:
 
     async def save_instance(
         self, chunks: AsyncIterable[bytes | memoryview], directory: Path, study_uid: str | None = None
-    ) -> SavedFile:
+    ) -> DicomFile:
         """Save one DICOM file as ``{directory}/{study}/{series}/{instance}.dcm``, named from its own UIDs.
 
         Raises ``NotDicomError`` (and keeps nothing) when the bytes are not a usable DICOM file, or not one
@@ -158,18 +123,14 @@ class FileStore:
                 raise NotDicomError(info.reason)
             if study_uid is not None and info.study_uid != study_uid:
                 raise NotDicomError(f"it belongs to study {info.study_uid}, not {study_uid}")
-            final = self.instance_path(directory, info)
+            final = info.reference.file(directory, ".dcm")
             self._ensure_dir(final.parent)
             os.replace(temporary, final)
         except BaseException:
             # Whatever went wrong (not DICOM, a file where a directory should be), no partial file is left.
             temporary.unlink(missing_ok=True)
             raise
-        return SavedFile.of(replace(info, path=final, size=size))
-
-    @staticmethod
-    def instance_path(directory: Path, info: DicomFile) -> Path:
-        return uid_path(directory, info.study_uid, info.series_uid, info.instance_uid, ".dcm")
+        return replace(info, path=final, size=size)
 
     async def save_frame(
         self,
@@ -180,7 +141,7 @@ class FileStore:
         transfer_syntax_uid: str | None = None,
     ) -> SavedFrame:
         """Save a frame beside its instance: ``{instance}.frame-{N}{.raw|.jpg|...}``; ``instance_base``
-        comes from ``uid_path``."""
+        is the instance's ``Reference.file``."""
         extension = _FRAME_EXTENSIONS.get(content_type, ".bin")
         final = instance_base.parent / f"{instance_base.name}.frame-{number}{extension}"
         temporary = self._temporary(instance_base.parent)  # checks the directory is inside the root
@@ -215,20 +176,3 @@ class FileStore:
             temporary.unlink(missing_ok=True)
             raise
         return path
-
-
-def uid_path(
-    directory: Path,
-    study_uid: str,
-    series_uid: str | None = None,
-    instance_uid: str | None = None,
-    suffix: str = "",
-) -> Path:
-    """``{directory}/{study}[/{series}[/{instance}]]{suffix}``, every UID validated first: UIDs are digits
-    and dots only, so they can never name a parent directory or a path outside ``directory``."""
-    path = directory / validate_uid(study_uid, "study_uid")
-    if series_uid is not None:
-        path = path / validate_uid(series_uid, "series_uid")
-        if instance_uid is not None:
-            path = path / validate_uid(instance_uid, "instance_uid")
-    return path.with_name(path.name + suffix) if suffix else path

@@ -2,7 +2,7 @@
 
 Optional arguments accept an empty value as "not given": hosts in OpenAI's strict mode must send every
 argument, and send "" or [] for the ones the model means to leave out. UIDs are validated before a tool
-body runs, with a message that says what a UID looks like.
+body runs where they are not part of a reference, with a message that says what a UID looks like.
 """
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ ServerChoice = str
 Deidentify = Annotated[bool, Field(description="Copy de-identified (PS3.15 Basic Profile).")]
 
 
-# Plain UID arguments carry no description: their names say what they are, in every host's prompt.
-StudyUid = Annotated[str, _uid("study_uid")]
-SeriesUid = Annotated[str, _uid("series_uid")]
-InstanceUid = Annotated[str, _uid("instance_uid")]
-OptionalStudyUid = Annotated[str | None, BeforeValidator(_blank_is_absent), _uid("study_uid")]
-OptionalSeriesUid = Annotated[str | None, BeforeValidator(_blank_is_absent), _uid("series_uid")]
+# Plain UID arguments carry no description: their names say what they are, in every host's prompt. They
+# are validated once, where the tool makes them a ``Reference`` or a query.
+StudyUid = str
+SeriesUid = str
+InstanceUid = str
+OptionalStudyUid = Annotated[str | None, BeforeValidator(_blank_is_absent)]
+OptionalSeriesUid = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 OptionalInstanceUid = Annotated[
     str | None,
     BeforeValidator(_blank_is_absent),
-    _uid("instance_uid"),
     Field(description="SOP Instance UID (needs series_uid)."),
 ]
 OptionalSopClassUid = Annotated[
@@ -128,12 +128,10 @@ def _not_blank(name: str, meaning: str) -> BeforeValidator:
 DeleteSeriesUid = Annotated[
     str | None,
     _not_blank("series_uid", "to delete the whole study"),
-    _uid("series_uid"),
     Field(description="Only this series."),
 ]
 DeleteInstanceUid = Annotated[
     str | None,
     _not_blank("instance_uid", "to delete the whole series or study"),
-    _uid("instance_uid"),
     Field(description="Only this instance (needs series_uid)."),
 ]

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..config import Config
+from ..dicom.reference import Reference
 from ..errors import NotDicomError
-from ..files.store import SavedFile
+from ..files.dicomfiles import DicomFile
 
 if TYPE_CHECKING:
     from ..files.pseudonyms import PseudonymStore
@@ -57,13 +58,22 @@ class Deidentification:
         """The new UID a source UID gets (the same in every call)."""
         return self.pseudonyms.uid(original)
 
-    async def apply(self, record: SavedFile, target_dir: Path) -> SavedFile | None:
+    def reference(self, original: Reference) -> Reference:
+        """The reference a de-identified copy of ``original`` has."""
+        series, instance = original.series_uid, original.instance_uid
+        return Reference(
+            self.uid(original.study_uid),
+            self.uid(series) if series else None,
+            self.uid(instance) if instance else None,
+        )
+
+    async def apply(self, record: DicomFile, target_dir: Path) -> DicomFile | None:
         """Write the de-identified copy of ``record`` under ``target_dir`` (named by its new UIDs) and
         remove the original. An instance that cannot be de-identified is left out (None) and counted: it
         never goes on as it is, and no message names its source UIDs."""
         from ..files.pseudonyms import DeidentifiedFile, deidentify_file
 
-        source = Path(record.path)
+        source = record.path
 
         def work() -> DeidentifiedFile | str:
             try:
@@ -85,7 +95,7 @@ class Deidentification:
             self.warned += 1
             if len(self.warnings) < _MAX_WARNINGS:
                 self.warnings.append(f"{made.file.instance_uid}: {warning}")
-        return SavedFile.of(made.file)
+        return made.file
 
     def summary(self) -> list[str]:
         """The warnings to show, with a count of those left out."""

@@ -16,19 +16,21 @@ from typing import Any
 
 import anyio
 
+from ..dicom.dicomjson import DicomJson, element_value
+from ..dicom.reference import Reference
 from ..dicomweb.client import DicomWebClient
-from ..dicomweb.paths import level_path, transfer_syntax_value
+from ..dicomweb.paths import transfer_syntax_value
+from ..dicomweb.query import build_query
 from ..errors import DicomWebError, NotDicomError, ProtocolError, local_file_error
-from ..files.store import FileStore, SavedFile, uid_path
-from .summary import SERIES_FIELDS, summarize
+from ..files.dicomfiles import DicomFile
+from ..files.store import FileStore
+from .context import Progress
 
-__all__ = ["NEAR_SERVER_SECONDS", "Download", "Finish", "Progress", "is_near"]
+__all__ = ["NEAR_SERVER_SECONDS", "Download", "Finish", "is_near"]
 
-# progress, total (None when unknown), message
-Progress = Callable[[float, float | None, str], Awaitable[None]]
 # What happens to each whole file once saved (de-identified, handed to a store); returns the file kept,
 # None when it was left out (it says why in its own result).
-Finish = Callable[[SavedFile], Awaitable[SavedFile | None]]
+Finish = Callable[[DicomFile], Awaitable[DicomFile | None]]
 # A study with more series (a series with more instances) than one QIDO page returns comes in one GET:
 # nothing is left out.
 _MAX_LISTED_SERIES = 200
@@ -36,27 +38,18 @@ _MAX_LISTED_INSTANCES = 1000
 # Below this many bytes of pixels per instance, one request each costs more round trips than it saves.
 _LARGE_INSTANCE_BYTES = 256 * 1024
 # A server that answered within this is on this machine or its LAN: one stream already runs at the speed
-# of the disk (measured on loopback: a 1 GB series 20% slower split than in one GET), while over a WAN each
-# connection is capped and eight streams arrive several times sooner.
+# of the disk, while over a WAN each connection is capped and several streams arrive sooner.
 NEAR_SERVER_SECONDS = 0.005
-_INSTANCE_SIZE = {
-    "instance_uid": "SOPInstanceUID",
-    "rows": "Rows",
-    "columns": "Columns",
-    "frames": "NumberOfFrames",
-    "bits": "BitsAllocated",
-    "samples": "SamplesPerPixel",
-}
-_SIZE_FIELDS = ["Rows", "Columns", "NumberOfFrames", "BitsAllocated", "SamplesPerPixel"]
+_SIZE_FIELDS = ("Rows", "Columns", "NumberOfFrames", "BitsAllocated", "SamplesPerPixel")
 
 
-def _pixel_bytes(summary: dict[str, Any]) -> int:
+def _pixel_bytes(dataset: DicomJson) -> int:
     """Pixel data size from the image attributes QIDO returned (0 when they are missing)."""
     try:
-        rows, columns = int(summary["rows"]), int(summary["columns"])
-        frames, samples = int(summary.get("frames") or 1), int(summary.get("samples") or 1)
-        return rows * columns * frames * samples * -(-int(summary.get("bits") or 8) // 8)
-    except (KeyError, TypeError, ValueError):
+        rows, columns, frames, bits, samples = (element_value(dataset, name) for name in _SIZE_FIELDS)
+        size = int(rows) * int(columns) * int(frames or 1) * int(samples or 1)
+        return size * -(-int(bits or 8) // 8)
+    except (TypeError, ValueError):
         return 0
 
 
@@ -69,145 +62,124 @@ def is_near(client: DicomWebClient) -> bool:
 
 @dataclass
 class Download:
+    """One retrieve of ``reference`` into ``save_to``. Each whole file goes to ``finish`` when given;
+    with a ``manifest`` path the files kept are listed there, complete or not."""
+
     client: DicomWebClient
     store: FileStore
-    directory: Path
-    manifest: Path | None  # None: a spool, not kept (a transfer)
-    study_uid: str
+    reference: Reference
+    save_to: Path
     progress: Progress
     concurrency: int
+    transfer_syntax: str = "*"
     finish: Finish | None = None
-    # Where parts are written first when ``finish`` moves them on (a spool); else ``directory``.
-    save_to: Path | None = None
-    # The study UID the saved files carry (a de-identified copy's), for the manifest and the directory.
+    manifest: Path | None = None
+    # The study UID the kept files carry (a de-identified copy's new one), for the manifest.
     saved_study_uid: str | None = None
-    saved: list[SavedFile] = field(default_factory=list)
+    saved: list[DicomFile] = field(default_factory=list)
     saved_bytes: int = 0
     total: int | None = None  # instances expected, when the series list said
 
-    async def run(self, series_uid: str | None, instance_uid: str | None, transfer_syntax: str) -> None:
+    async def run(self) -> None:
         """Save everything asked for; on any failure or cancellation keep what is whole and write a
         manifest that lists exactly that, then re-raise (a local write failure as ``LocalFileError``)."""
-        # Refuse bad input before the first request, the series list included.
-        level_path(self.study_uid, series_uid, instance_uid)
-        transfer_syntax_value(transfer_syntax)
+        transfer_syntax_value(self.transfer_syntax)  # refused before the first request
         started = time.monotonic()
         try:
-            units = await self._units(series_uid) if instance_uid is None else None
+            units = await self._plan() if self.reference.instance_uid is None else None
             if units:
-                await self._in_parallel(units, transfer_syntax)
+                await self._in_parallel(units)
             else:
-                await self._stream(series_uid, instance_uid, transfer_syntax)
+                await self._stream(self.reference)
         except BaseException as exc:
             self._fail(exc)
         if self.manifest is not None:
             self.write_manifest(complete=True, seconds=time.monotonic() - started)
 
-    async def _units(self, series_uid: str | None) -> list[tuple[str, str | None]] | None:
+    async def _plan(self) -> list[Reference] | None:
         """What to fetch in parallel: the study's series, or the instances of its one series when they
         are large; None for one GET. Only lists known to be whole are split: a list a server cut short
         (a QIDO limit, silent or not) would leave instances out of a download reported complete."""
-        if series_uid is not None and self._near():
+        if self.reference.series_uid is not None and is_near(self.client):
             return None  # one series from a near server: one GET, and no list to ask for
-        series = await self._series()
-        if series is None:
+        study = Reference(self.reference.study_uid)
+        query = build_query(None, include_fields=["NumberOfSeriesRelatedInstances"], limit=_MAX_LISTED_SERIES)
+        try:
+            found = await self.client.search("series", query, study)
+        except DicomWebError:
+            return None  # a server that cannot list: the single GET still works
+        counts: dict[str, Any] = {
+            element_value(d, "SeriesInstanceUID"): element_value(d, "NumberOfSeriesRelatedInstances")
+            for d in found.datasets
+        }
+        # A full page (or a page a server lowered, said in a warning) may not be the whole list.
+        cap = self.client.assumed_profile().qido_limit_cap or _MAX_LISTED_SERIES
+        whole = not found.warnings and len(found.datasets) < min(cap, _MAX_LISTED_SERIES)
+        if not whole or not counts or not all(isinstance(uid, str) for uid in counts):
             return None
-        if series_uid is None and len(series) > 1:
-            return [(uid, None) for uid in series]
-        wanted = series_uid or next(iter(series))
-        expected = series.get(wanted)
-        return await self._large_instances(wanted, expected) if expected else None
+        if all(isinstance(count, int) for count in counts.values()):
+            self.total = sum(counts.values())
+        if self.reference.series_uid is None and len(counts) > 1:
+            return [Reference(study.study_uid, uid) for uid in counts]
+        series_uid = self.reference.series_uid or next(iter(counts))
+        series, expected = Reference(study.study_uid, series_uid), counts.get(series_uid)
+        # Known now if not before: the series list was an answer from the server.
+        near = is_near(self.client)
+        return await self._large_instances(series, expected) if expected and not near else None
 
-    async def _large_instances(self, series_uid: str, expected: int) -> list[tuple[str, str | None]] | None:
+    async def _large_instances(self, series: Reference, expected: int) -> list[Reference] | None:
         """The instances of a series of large images (a CT or MR series: one GET each, several at once,
         beats one stream over a WAN); None for small ones, where a request each would cost more, and for a
         list that does not hold the ``expected`` count the series reported."""
-        if self._near():
-            return None
+        query = build_query(None, include_fields=_SIZE_FIELDS, limit=_MAX_LISTED_INSTANCES)
         try:
-            found = await self.client.search_instances(
-                study_uid=self.study_uid,
-                series_uid=series_uid,
-                limit=_MAX_LISTED_INSTANCES,
-                include_fields=_SIZE_FIELDS,
-            )
+            found = await self.client.search("instances", query, series)
         except DicomWebError:
             return None
-        summaries = [summarize(d, _INSTANCE_SIZE) for d in found.datasets]
-        sizes = [_pixel_bytes(s) for s in summaries]
-        uids = [s.get("instance_uid") for s in summaries]
-        if len(uids) < 2 or len(uids) != expected or found.warnings or None in uids or 0 in sizes:
+        uids = [element_value(d, "SOPInstanceUID") for d in found.datasets]
+        sizes = [_pixel_bytes(d) for d in found.datasets]
+        if len(uids) < 2 or len(uids) != expected or found.warnings or 0 in sizes:
             return None
-        if sum(sizes) / len(sizes) < _LARGE_INSTANCE_BYTES:
+        if not all(isinstance(uid, str) for uid in uids) or sum(sizes) / len(sizes) < _LARGE_INSTANCE_BYTES:
             return None
         self.total = len(uids)
-        return [(series_uid, str(uid)) for uid in uids]
+        return [Reference(series.study_uid, series.series_uid, uid) for uid in uids]
 
-    def _near(self) -> bool:
-        return is_near(self.client)
-
-    async def _series(self) -> dict[str, int | None] | None:
-        """The study's series UIDs with their instance counts, or None to use one GET."""
-        try:
-            found = await self.client.search_series(
-                study_uid=self.study_uid,
-                limit=_MAX_LISTED_SERIES,
-                include_fields=["NumberOfSeriesRelatedInstances"],
-            )
-        except DicomWebError:
-            return None  # a server that cannot list: the single GET still works
-        summaries = [summarize(d, SERIES_FIELDS) for d in found.datasets]
-        # A full page (or a page a server lowered, said in a warning) may not be the whole list.
-        cap = self.client.assumed_profile().qido_limit_cap or _MAX_LISTED_SERIES
-        if found.warnings or len(summaries) >= min(cap, _MAX_LISTED_SERIES):
-            return None
-        if any("series_uid" not in s for s in summaries) or not summaries:
-            return None
-        counts = {s["series_uid"]: s.get("number_of_instances") for s in summaries}
-        if all(isinstance(c, int) for c in counts.values()):
-            self.total = sum(counts.values())  # type: ignore[arg-type]
-        return counts
-
-    async def _in_parallel(self, units: list[tuple[str, str | None]], transfer_syntax: str) -> None:
+    async def _in_parallel(self, units: list[Reference]) -> None:
         failures: list[BaseException] = []
         limiter = anyio.Semaphore(self.concurrency)
         async with anyio.create_task_group() as group:
 
-            async def fetch(series_uid: str, instance_uid: str | None) -> None:
+            async def fetch(unit: Reference) -> None:
                 async with limiter:
                     try:
-                        await self._stream(series_uid, instance_uid, transfer_syntax)
+                        await self._stream(unit)
                     except Exception as exc:  # the first failure stops the others; it is the one reported
                         failures.append(exc)
                         group.cancel_scope.cancel()
 
-            for series_uid, instance_uid in units:
-                group.start_soon(fetch, series_uid, instance_uid)
+            for unit in units:
+                group.start_soon(fetch, unit)
         if failures:
             raise failures[0]
 
-    async def _stream(self, series_uid: str | None, instance_uid: str | None, transfer_syntax: str) -> None:
-        async with self.client.stream_instances(
-            self.study_uid, series_uid, instance_uid, transfer_syntax=transfer_syntax
-        ) as reader:
+    async def _stream(self, unit: Reference) -> None:
+        study_uid = self.reference.study_uid
+        async with self.client.stream_instances(unit, transfer_syntax=self.transfer_syntax) as reader:
             async for part in reader:
                 try:
-                    record = await self.store.save_instance(
-                        part.aiter_bytes(), self.save_to or self.directory, self.study_uid
-                    )
+                    file = await self.store.save_instance(part.aiter_bytes(), self.save_to, study_uid)
                 except NotDicomError as exc:
                     raise ProtocolError(
                         f"The server sent a part that is not a usable DICOM file ({exc.reason}, "
                         f"{part.content_type or 'no Content-Type'}); {len(self.saved)} files before it were "
                         "saved."
                     ) from None
-                if self.finish is not None:
-                    finished = await self.finish(record)
-                    if finished is None:
-                        continue
-                    record = finished
-                self.saved.append(record)
-                self.saved_bytes += record.size_bytes
+                kept = await self.finish(file) if self.finish is not None else file
+                if kept is None:
+                    continue
+                self.saved.append(kept)
+                self.saved_bytes += kept.size
                 done = f"{len(self.saved)} instances, {self.saved_bytes / 1e6:.1f} MB saved"
                 await self.progress(len(self.saved), self.total, done)
 
@@ -222,7 +194,7 @@ class Download:
                 self.write_manifest(complete=False, error=reason)
                 kept += f"; {self.manifest} lists them"
             except OSError:
-                kept += f" under {self.directory} (the manifest could not be written)"
+                kept += f" under {self.manifest.parent} (the manifest could not be written)"
             if isinstance(failure, DicomWebError):
                 failure.add_detail(f"{kept}. Call again to fetch everything.")
         if failure is exc:
@@ -232,19 +204,16 @@ class Download:
     def write_manifest(
         self, *, complete: bool, error: str | None = None, seconds: float | None = None
     ) -> None:
+        if self.manifest is None:
+            return
         data: dict[str, Any] = {
-            "study_uid": self.saved_study_uid or self.study_uid,
+            "study_uid": self.saved_study_uid or self.reference.study_uid,
             "complete": complete,
             "error": error,
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(seconds, 3) if seconds is not None else None,
             "file_count": len(self.saved),
             "total_bytes": self.saved_bytes,
-            "files": [f.model_dump() for f in self.saved],
+            "files": [f.manifest_entry() for f in self.saved],
         }
-        if self.manifest is not None:
-            self.store.write_json(self.manifest, data)
-
-    @property
-    def study_directory(self) -> Path:
-        return uid_path(self.directory, self.saved_study_uid or self.study_uid)
+        self.store.write_json(self.manifest, data)

@@ -9,31 +9,32 @@ decoder reads is asked for again, decompressed by the server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ..config import Config
 from ..dicom.dicomjson import element_value
+from ..dicom.dictionary import tag_of
+from ..dicom.reference import Reference
 from ..dicom.sopclass import sop_class_name
 from ..dicom.validation import validate_frames
 from ..dicom.windows import Window, instance_window, parse_window
 from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError
-from ..files.store import FileStore, uid_path
+from ..files.store import FileStore
 from ..imaging.pictures import MediaType, decode, dimensions, encode, fit_budget, jpeg_budget
 from ..imaging.render import DecoderMissingError, NotAnImageError, Picture, fitted_size, render_file
 from .fetch import instance_file
-from .results import RetrieveRenderedResult
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["DEFAULT_SIZE", "Rendered", "Rendering"]
+__all__ = ["DEFAULT_SIZE", "Rendered", "render"]
 
 DEFAULT_SIZE = 512
 Renderer = Literal["server", "local"]
@@ -72,6 +73,10 @@ class Rendered:
         return encode(self.picture(), media_type, quality)
 
 
+def _has(metadata: Mapping[str, Any], *keywords: str) -> bool:
+    return any(tag_of(keyword) in metadata for keyword in keywords)
+
+
 @dataclass(frozen=True)
 class _ServerPlan:
     viewport: tuple[int, int] | None
@@ -82,7 +87,7 @@ class _ServerPlan:
 
 def _not_an_image(metadata: Mapping[str, Any]) -> NotAnImageError:
     return NotAnImageError(
-        f"This instance is {sop_class_name(element_value(metadata, '00080016'))}: it has no pixel data to "
+        f"This instance is {sop_class_name(element_value(metadata, 'SOPClassUID'))}: it has no pixel data to "
         "render. Reports (SR, PDF) are read with read_report."
     )
 
@@ -92,21 +97,23 @@ def _server_plan(
 ) -> _ServerPlan | None:
     """What to ask the server for, from the instance's metadata; None when only a local rendering is
     right (a modality or VOI LUT, per-frame functional groups, palette colour, LINEAR_EXACT)."""
-    rows, columns = element_value(metadata, "00280010"), element_value(metadata, "00280011")
+    rows, columns = element_value(metadata, "Rows"), element_value(metadata, "Columns")
     if not isinstance(rows, int) or not isinstance(columns, int):
         raise _not_an_image(metadata)
-    frames = int(element_value(metadata, "00280008") or 1)
+    frames = int(element_value(metadata, "NumberOfFrames") or 1)
     if frame is not None and frame > frames:
         raise InvalidInputError(f"frame {frame} does not exist: this instance has {frames} frame(s).")
-    photometric = str(element_value(metadata, "00280004") or "MONOCHROME2").upper()
-    if photometric not in _SERVER_PHOTOMETRIC or "00283000" in metadata or "52009229" in metadata:
+    photometric = str(element_value(metadata, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    if photometric not in _SERVER_PHOTOMETRIC or _has(
+        metadata, "ModalityLUTSequence", "SharedFunctionalGroupsSequence"
+    ):
         return None
     window: Window | None = None
     label: str | None = None
     if photometric.startswith("MONOCHROME"):
         if choice is None:
             window = instance_window(metadata)
-            if window is None and "00283010" in metadata:  # a VOI LUT, and no window beside it
+            if window is None and _has(metadata, "VOILUTSequence"):  # a VOI LUT, and no window beside it
                 return None
         elif isinstance(choice, Window):
             window = choice
@@ -122,136 +129,80 @@ def _server_plan(
     )
 
 
-class Rendering:
-    client: DicomWebClient
-    store: FileStore
-    config: Config
-
-    async def render(
-        self,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
-        *,
-        frame: int | None = None,
-        size: int = DEFAULT_SIZE,
-        window: str | None = None,
-        media_type: MediaType = "image/jpeg",
-        quality: int | None = None,
-    ) -> Rendered:
-        """One frame as a picture, its longest edge at most ``size``, on the server or here."""
-        choice = parse_window(window)
-        if frame is not None:
-            validate_frames([frame])
-        if size < 16:
-            raise InvalidInputError(f"size {size} is too small: give at least 16 pixels.")
-        profile = await self.client.profile()
-        notes: list[str] = []
-        if profile.rendered and profile.rendered_viewport and profile.rendered_window:
-            datasets = await self.client.retrieve_metadata(study_uid, series_uid, instance_uid)
-            plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice)
-            if plan is not None:
-                try:
-                    image = await self.client.retrieve_rendered(
-                        study_uid,
-                        series_uid,
-                        instance_uid,
-                        frame=frame,
-                        media_type=media_type,
-                        quality=quality,
-                        viewport=plan.viewport,
-                        window=plan.window,
-                    )
-                except HTTPStatusError as exc:
-                    if exc.status_code in (401, 403):
-                        raise
-                    notes.append(f"the server could not render it (HTTP {exc.status_code}): rendered here")
-                else:
-                    if dimensions(image.content) == plan.expected:
-                        width, height = plan.expected
-                        return Rendered(
-                            "server", width, height, plan.label, (), image.content, image.media_type
-                        )
-                    notes.append("the server did not size the picture as asked: rendered here")
-        picture = await self._render_here(study_uid, series_uid, instance_uid, frame, size, choice, notes)
-        notes.extend(picture.notes)
-        label = picture.window.label() if picture.window else None
-        if label is None and picture.image.mode == "L":
-            label = "instance VOI LUT"
-        width, height = picture.image.size
-        return Rendered("local", width, height, label, tuple(notes), image=picture.image)
-
-    async def _render_here(
-        self,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
-        frame: int | None,
-        size: int,
-        choice: WindowChoice,
-        notes: list[str],
-    ) -> Picture:
-        render = partial(render_file, frame=frame, size=size, window=choice)
-        async with instance_file(self.client, self.store, study_uid, series_uid, instance_uid) as path:
+async def render(
+    client: DicomWebClient,
+    store: FileStore,
+    instance: Reference,
+    *,
+    frame: int | None = None,
+    size: int = DEFAULT_SIZE,
+    window: str | None = None,
+    media_type: MediaType = "image/jpeg",
+    quality: int | None = None,
+) -> Rendered:
+    """One frame as a picture, its longest edge at most ``size``, on the server or here."""
+    choice = parse_window(window)
+    if frame is not None:
+        validate_frames([frame])
+    if size < 16:
+        raise InvalidInputError(f"size {size} is too small: give at least 16 pixels.")
+    profile = await client.profile()
+    notes: list[str] = []
+    if profile.rendered and profile.rendered_viewport and profile.rendered_window:
+        datasets = await client.retrieve_metadata(instance)
+        plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice)
+        if plan is not None:
             try:
-                return await anyio.to_thread.run_sync(render, path)
-            except DecoderMissingError as exc:
-                missing = exc.transfer_syntax
-        # No decoder here for how it is stored: ask the server for it decompressed.
-        try:
-            async with instance_file(
-                self.client,
-                self.store,
-                study_uid,
-                series_uid,
-                instance_uid,
-                transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN,
-            ) as path:
-                picture = await anyio.to_thread.run_sync(render, path)
-        except HTTPStatusError as exc:
-            raise UnsupportedOperationError(
-                f"The pixel data is stored as {missing}, which no decoder installed here reads, and the "
-                f"server would not send it decompressed (HTTP {exc.status_code}). Install "
-                "pylibjpeg-libjpeg (JPEG lossless, JPEG-LS; GPL-3.0) in dicomweb-mcp's environment, or "
-                "download the file with retrieve_instances."
-            ) from None
-        notes.append(f"{missing} pixel data decompressed by the server")
-        return picture
+                image = await client.retrieve_rendered(
+                    instance,
+                    frame=frame,
+                    media_type=media_type,
+                    quality=quality,
+                    viewport=plan.viewport,
+                    window=plan.window,
+                )
+            except HTTPStatusError as exc:
+                if exc.status_code in (401, 403):
+                    raise
+                notes.append(f"the server could not render it (HTTP {exc.status_code}): rendered here")
+            else:
+                if dimensions(image.content) == plan.expected:
+                    width, height = plan.expected
+                    return Rendered("server", width, height, plan.label, (), image.content, image.media_type)
+                notes.append("the server did not size the picture as asked: rendered here")
+    picture = await _render_here(
+        client, store, instance, partial(render_file, frame=frame, size=size, window=choice), notes
+    )
+    notes.extend(picture.notes)
+    label = picture.window.label() if picture.window else None
+    if label is None and picture.image.mode == "L":
+        label = "instance VOI LUT"
+    width, height = picture.image.size
+    return Rendered("local", width, height, label, tuple(notes), image=picture.image)
 
-    async def retrieve_rendered(
-        self,
-        *,
-        study_uid: str,
-        series_uid: str,
-        instance_uid: str,
-        frame: int | None = None,
-        size: int = DEFAULT_SIZE,
-        window: str | None = None,
-        media_type: MediaType = "image/jpeg",
-        quality: int | None = None,
-    ) -> RetrieveRenderedResult:
-        rendered = await self.render(
-            study_uid,
-            series_uid,
-            instance_uid,
-            frame=frame,
-            size=size,
-            window=window,
-            media_type=media_type,
-            quality=quality,
-        )
-        content = await anyio.to_thread.run_sync(rendered.encoded, media_type, quality)
-        extension = ".png" if media_type == "image/png" else ".jpg"
-        suffix = ".rendered" + (f"-frame-{frame}" if frame else "") + extension
-        path = uid_path(self.store.directory(), study_uid, series_uid, instance_uid, suffix)
-        await anyio.to_thread.run_sync(self.store.write_bytes, path, content)
-        return RetrieveRenderedResult(
-            path=str(path),
-            content_type=media_type,
-            size_bytes=len(content),
-            renderer=rendered.renderer,
-            width=rendered.width,
-            height=rendered.height,
-            window=rendered.window,
-            notes=list(rendered.notes) or None,
-        )
+
+async def _render_here(
+    client: DicomWebClient,
+    store: FileStore,
+    instance: Reference,
+    render: Callable[[Path], Picture],
+    notes: list[str],
+) -> Picture:
+    async with instance_file(client, store, instance) as path:
+        try:
+            return await anyio.to_thread.run_sync(render, path)
+        except DecoderMissingError as exc:
+            missing = exc.transfer_syntax
+    # No decoder here for how it is stored: ask the server for it decompressed.
+    try:
+        async with instance_file(client, store, instance, transfer_syntax=EXPLICIT_VR_LITTLE_ENDIAN) as path:
+            picture = await anyio.to_thread.run_sync(render, path)
+    except HTTPStatusError as exc:
+        raise UnsupportedOperationError(
+            f"The pixel data is stored as {missing}, which no decoder installed here reads, and the "
+            f"server would not send it decompressed (HTTP {exc.status_code}). Install "
+            "pylibjpeg-libjpeg (JPEG lossless, JPEG-LS; GPL-3.0) in dicomweb-mcp's environment, or "
+            "download the file with retrieve_instances."
+        ) from None
+    notes.append(f"{missing} pixel data decompressed by the server")
+    return picture

@@ -6,12 +6,13 @@ directory. Fields without a value are left out of the JSON an agent receives.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from ..dicomweb.models import ChangeFeedEntry, DeleteResult
 from ..records import Record
+from .summary import Keyword
 
 __all__ = [
     "ChangeFeedResult",
@@ -38,6 +39,7 @@ __all__ = [
     "StoreInstancesResult",
     "StudyOverviewResult",
     "StudySummary",
+    "Summary",
     "TransferCounts",
     "TransferProblem",
     "TransferResult",
@@ -56,46 +58,55 @@ Value = Scalar | list[Scalar]
 # ---- search -------------------------------------------------------------------------------------
 
 
-class StudySummary(Record):
-    study_uid: str
-    patient_name: str | None = None
-    patient_id: str | None = None
-    patient_birth_date: str | None = None
-    patient_sex: str | None = None
-    study_date: str | None = None
-    study_time: str | None = None
-    accession_number: str | None = None
-    study_description: str | None = None
-    modalities: list[str] | None = None
-    number_of_series: int | None = None
-    number_of_instances: int | None = None
+class Summary(Record):
+    """A search result or an instance's metadata: fields read from DICOM attributes (``Keyword``)."""
+
+    key: ClassVar[str]  # the field a dataset must have to be a result
+
+
+class StudySummary(Summary):
+    key: ClassVar[str] = "study_uid"
+    study_uid: Annotated[str, Keyword("StudyInstanceUID")]
+    patient_name: Annotated[str | None, Keyword("PatientName")] = None
+    patient_id: Annotated[str | None, Keyword("PatientID")] = None
+    patient_birth_date: Annotated[str | None, Keyword("PatientBirthDate")] = None
+    patient_sex: Annotated[str | None, Keyword("PatientSex")] = None
+    study_date: Annotated[str | None, Keyword("StudyDate")] = None
+    study_time: Annotated[str | None, Keyword("StudyTime")] = None
+    accession_number: Annotated[str | None, Keyword("AccessionNumber")] = None
+    study_description: Annotated[str | None, Keyword("StudyDescription")] = None
+    modalities: Annotated[list[str] | None, Keyword("ModalitiesInStudy")] = None
+    number_of_series: Annotated[int | None, Keyword("NumberOfStudyRelatedSeries")] = None
+    number_of_instances: Annotated[int | None, Keyword("NumberOfStudyRelatedInstances")] = None
     extra_fields: dict[str, Value] | None = Field(
         None, description="Attributes asked for with include_fields, by DICOM keyword."
     )
 
 
-class SeriesSummary(Record):
-    study_uid: str | None = None
-    series_uid: str
-    modality: str | None = None
-    series_number: int | None = None
-    series_description: str | None = None
-    series_date: str | None = None
-    body_part_examined: str | None = None
-    number_of_instances: int | None = None
+class SeriesSummary(Summary):
+    key: ClassVar[str] = "series_uid"
+    study_uid: Annotated[str | None, Keyword("StudyInstanceUID")] = None
+    series_uid: Annotated[str, Keyword("SeriesInstanceUID")]
+    modality: Annotated[str | None, Keyword("Modality")] = None
+    series_number: Annotated[int | None, Keyword("SeriesNumber")] = None
+    series_description: Annotated[str | None, Keyword("SeriesDescription")] = None
+    series_date: Annotated[str | None, Keyword("SeriesDate")] = None
+    body_part_examined: Annotated[str | None, Keyword("BodyPartExamined")] = None
+    number_of_instances: Annotated[int | None, Keyword("NumberOfSeriesRelatedInstances")] = None
     extra_fields: dict[str, Value] | None = None
 
 
-class InstanceSummary(Record):
-    study_uid: str | None = None
-    series_uid: str | None = None
-    instance_uid: str
-    sop_class_uid: str | None = None
-    instance_number: int | None = None
-    modality: str | None = None
-    rows: int | None = None
-    columns: int | None = None
-    number_of_frames: int | None = None
+class InstanceSummary(Summary):
+    key: ClassVar[str] = "instance_uid"
+    study_uid: Annotated[str | None, Keyword("StudyInstanceUID")] = None
+    series_uid: Annotated[str | None, Keyword("SeriesInstanceUID")] = None
+    instance_uid: Annotated[str, Keyword("SOPInstanceUID")]
+    sop_class_uid: Annotated[str | None, Keyword("SOPClassUID")] = None
+    instance_number: Annotated[int | None, Keyword("InstanceNumber")] = None
+    modality: Annotated[str | None, Keyword("Modality")] = None
+    rows: Annotated[int | None, Keyword("Rows")] = None
+    columns: Annotated[int | None, Keyword("Columns")] = None
+    number_of_frames: Annotated[int | None, Keyword("NumberOfFrames")] = None
     extra_fields: dict[str, Value] | None = None
 
 
@@ -131,20 +142,21 @@ class RetrieveInstancesResult(Record):
     warnings: list[str] | None = None
 
 
-class InstanceMetadata(Record):
-    instance_uid: str
-    series_uid: str | None = None
-    sop_class_uid: str | None = None
-    instance_number: int | None = None
-    modality: str | None = None
-    series_number: int | None = None
-    series_description: str | None = None
-    rows: int | None = None
-    columns: int | None = None
-    number_of_frames: int | None = None
-    photometric_interpretation: str | None = None
-    bits_allocated: int | None = None
-    transfer_syntax_uid: str | None = None
+class InstanceMetadata(Summary):
+    key: ClassVar[str] = "instance_uid"
+    instance_uid: Annotated[str, Keyword("SOPInstanceUID")]
+    series_uid: Annotated[str | None, Keyword("SeriesInstanceUID")] = None
+    sop_class_uid: Annotated[str | None, Keyword("SOPClassUID")] = None
+    instance_number: Annotated[int | None, Keyword("InstanceNumber")] = None
+    modality: Annotated[str | None, Keyword("Modality")] = None
+    series_number: Annotated[int | None, Keyword("SeriesNumber")] = None
+    series_description: Annotated[str | None, Keyword("SeriesDescription")] = None
+    rows: Annotated[int | None, Keyword("Rows")] = None
+    columns: Annotated[int | None, Keyword("Columns")] = None
+    number_of_frames: Annotated[int | None, Keyword("NumberOfFrames")] = None
+    photometric_interpretation: Annotated[str | None, Keyword("PhotometricInterpretation")] = None
+    bits_allocated: Annotated[int | None, Keyword("BitsAllocated")] = None
+    transfer_syntax_uid: Annotated[str | None, Keyword("TransferSyntaxUID")] = None
 
 
 class RetrieveMetadataResult(Record):

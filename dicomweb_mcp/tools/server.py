@@ -1,4 +1,4 @@
-"""The MCP server: the tools from ``definitions`` registered by policy, and errors that teach.
+"""The MCP server: the tool functions registered by policy, and errors that teach.
 
 Store and delete exist only when the operator allows them. An unknown tool or a bad argument gets an
 answer that names what exists: the tools, the valid arguments, the setting that enables a tool.
@@ -26,26 +26,15 @@ from ..config import Config
 from ..dicomweb.auth import TokenCredential
 from ..dicomweb.client import DicomWebClient
 from ..dicomweb.transport import BaseTransport
-from .definitions import (
-    AppState,
-    delete_instances,
-    get_change_feed,
-    get_study_overview,
-    read_report,
-    retrieve_frames,
-    retrieve_instances,
-    retrieve_metadata,
-    retrieve_rendered,
-    search_instances,
-    search_series,
-    search_studies,
-    server_info,
-    store_instances,
-    transfer_instances,
-)
+from ..errors import DicomWebError, local_file_error
+from ..files.store import FileStore
+from .context import Archive, ToolContext
 from .deidentification import sweep_spools
-from .operations import DicomWebOperations
+from .look import get_study_overview, read_report, retrieve_rendered
+from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
+from .search import search_instances, search_series, search_studies
+from .write import delete_instances, get_change_feed, server_info, store_instances, transfer_instances
 
 __all__ = ["INSTRUCTIONS", "build_server"]
 
@@ -91,8 +80,9 @@ _UNUSED_METHODS = (
 )
 
 
-class DicomWebMCPServer(MCPServer[AppState]):
-    """MCPServer whose refusals say what would have worked, served on stdio in the initialize handshake."""
+class DicomWebMCPServer(MCPServer[ToolContext]):
+    """MCPServer whose refusals say what would have worked, and whose tools' errors reach the agent in
+    words; served on stdio in the initialize handshake."""
 
     async def serve_stdio(self) -> None:
         """Serve stdin/stdout with the initialize handshake only.
@@ -112,7 +102,7 @@ class DicomWebMCPServer(MCPServer[AppState]):
             await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=options)
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+        self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None = None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
         if tool is None:
@@ -121,6 +111,11 @@ class DicomWebMCPServer(MCPServer[AppState]):
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
+            # The package's errors say what went wrong and what to do: the agent reads them (the SDK would
+            # hide them as a crash). Other exceptions stay hidden.
+            if isinstance(cause, DicomWebError | OSError):
+                error = local_file_error(cause) if isinstance(cause, OSError) else cause
+                raise ToolError(f"Error executing tool {name}: {error}") from cause
             # Only the arguments' own validation: a validation error inside a tool is a crash, not bad input.
             if (
                 type(exc) is ToolError
@@ -230,9 +225,9 @@ def build_server(
     servers = config.named
 
     @asynccontextmanager
-    async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+    async def lifespan(server: MCPServer[ToolContext]) -> AsyncIterator[ToolContext]:
         async with AsyncExitStack() as stack, anyio.create_task_group() as background:
-            operations: dict[str, DicomWebOperations] = {}
+            archives: dict[str, Archive] = {}
             for index, (name, settings) in enumerate(servers.items()):
                 first = index == 0
                 client = await stack.enter_async_context(
@@ -245,10 +240,10 @@ def build_server(
                 # While the host is still shaking hands, learn each server's kind and open a connection: the
                 # first tool call then costs what a later one does, not two round trips more.
                 background.start_soon(client.warm_up)
-                operations[name] = DicomWebOperations(settings, client)
+                archives[name] = Archive(settings, client)
             # Spools a crashed process left hold source files: removed once unused for an hour.
             background.start_soon(sweep_spools, config.download_dir)
-            yield AppState(operations)
+            yield ToolContext(archives, FileStore(config.download_dir), config)
             background.cancel_scope.cancel()
 
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [

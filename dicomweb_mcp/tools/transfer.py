@@ -11,26 +11,30 @@ same transfer again stores nothing twice: the destination reports the instances 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 
+from ..dicom.reference import Reference
 from ..dicomweb.models import StoreOutcome, StoreStatus
-from ..errors import DicomWebError, InvalidInputError
+from ..dicomweb.stow import group_by_status
+from ..errors import DicomWebError
 from ..files.dicomfiles import DicomFile
-from ..files.store import FileStore, SavedFile
+from ..files.store import FileStore
+from .context import Archive, Progress
 from .deidentification import SPOOLS, Deidentification, remove_spool
-from .download import Download, Progress, is_near
-from .operations import DicomWebOperations
+from .download import Download, is_near
 from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
 
-__all__ = ["SPOOL_BYTES", "Transfer", "transfer_instances"]
+__all__ = ["SPOOL_BYTES", "Transfer"]
 
 # Temporary disk a transfer may fill before it waits for the destination to take batches.
 SPOOL_BYTES = 256 * 1024 * 1024
-# A batch of a transfer (one STOW call, itself sent as several requests at once). To a far server small
-# enough to start sending soon and end with a short tail; to a near one large, as fewer calls cost less.
+# A batch (one STOW request): to a far server small enough to start sending soon and end with a short
+# tail, with a few in flight to overlap each other's round trips; to a near one large and one at a time,
+# since more requests only compete for the CPU (the README's transfer figures).
 _FAR_BATCH_COUNT = 24
 _NEAR_BATCH_COUNT = 50
 _BATCH_BYTES = 32 * 1024 * 1024
@@ -39,63 +43,53 @@ _FAR_SENDERS = 3
 
 @dataclass
 class Transfer:
-    source: DicomWebOperations
-    destination: DicomWebOperations
+    source: Archive
+    destination: Archive
+    store: FileStore
     progress: Progress
+    concurrency: int  # retrieving connections at once
     deidentification: Deidentification | None = None
     spool_bytes: int = SPOOL_BYTES
-    outcomes: list[StoreOutcome] = field(default_factory=list)
     retrieved: int = 0
     retrieved_bytes: int = 0
     peak_spooled: int = 0  # the most bytes the spool held at once
+    left_out: list[StoreOutcome] = field(default_factory=list)  # not de-identified, so never sent
 
-    def __post_init__(self) -> None:
-        self._pending: list[DicomFile] = []
+    async def run(self, reference: Reference) -> TransferResult:
+        spool = self.store.directory() / SPOOLS[1] / uuid.uuid4().hex
         self._spooled = 0  # bytes on disk, waiting or being sent
         self._released = anyio.Event()
-        # Batches in flight at once. Over a WAN three overlap each other's round trips and tails (200 MB
-        # at 40 ms RTT: 4.6 s against 5.7 s with one); to a near server one is faster, since more only
-        # compete for the CPU (1.7 s against 2.1 s on loopback).
-        self._senders = anyio.CapacityLimiter(_FAR_SENDERS)
-        self._stopped: DicomWebError | None = None
-
-    async def run(self, study_uid: str, series_uid: str | None, instance_uid: str | None) -> TransferResult:
-        self.destination.refuse_if_read_only()
-        if self.source is self.destination and self.deidentification is None:
-            raise InvalidInputError(
-                f"source and destination are both {self.source.config.name!r}: a transfer there would copy "
-                "every instance onto itself. Name another destination, or set deidentify=true for a "
-                "de-identified copy."
-            )
-        store = FileStore(self.source.config.download_dir)
-        spool = store.directory() / SPOOLS[1] / uuid.uuid4().hex
         failure: DicomWebError | None = None
+        near = is_near(self.destination.client)
         try:
-            async with anyio.create_task_group() as self._group:
+            async with self.destination.client.storing(
+                batch_count=_NEAR_BATCH_COUNT if near else _FAR_BATCH_COUNT,
+                batch_bytes=_BATCH_BYTES,
+                senders=1 if near else _FAR_SENDERS,
+                on_batch=self._answered,
+            ) as self._stow:
                 download = Download(
                     self.source.client,
-                    store,
+                    self.store,
+                    reference,
                     spool,
-                    None,
-                    study_uid,
                     self._report_retrieved,
-                    self.source.config.concurrency,
-                    finish=lambda record: self._spooled_file(record, spool / "out"),
+                    self.concurrency,
+                    finish=lambda file: self._spooled_file(file, spool / "out"),
                 )
                 try:
-                    await download.run(series_uid, instance_uid, "*")
+                    await download.run()
                 except DicomWebError as exc:
                     failure = exc  # what was retrieved whole still goes to the destination
-                self._flush()
         finally:
             await remove_spool(spool)
         result = self._result()
         if failure is not None:
-            counts, name = result.counts, self.destination.config.name
+            counts = result.counts
             failure.add_detail(
-                f"The transfer stopped: {counts.stored} instances were stored at {name!r} and "
-                f"{counts.already_present} were there already before it did. Call again to complete it: "
-                "instances already stored are not sent twice."
+                f"The transfer stopped: {counts.stored} instances were stored at {self.destination.name!r} "
+                f"and {counts.already_present} were there already before it did. Call again to complete "
+                "it: instances already stored are not sent twice."
             )
             raise failure
         return result
@@ -104,85 +98,58 @@ class Transfer:
         await self._report()
 
     async def _report(self) -> None:
-        answered = len(self.outcomes)
+        answered = len(self._stow.outcomes)
         await self.progress(
             self.retrieved + answered,
             None,
             f"retrieved {self.retrieved} instances ({self.retrieved_bytes / 1e6:.1f} MB); "
-            f"{answered} answered by {self.destination.config.name!r}",
+            f"{answered} answered by {self.destination.name!r}",
         )
 
-    async def _spooled_file(self, record: SavedFile, out: Path) -> SavedFile | None:
+    async def _spooled_file(self, file: DicomFile, out: Path) -> DicomFile | None:
         """A whole retrieved file: de-identify it if asked, then queue it for the destination, waiting while
         the spool is full."""
-        if self._stopped is not None:
-            raise self._stopped  # the destination cannot take more: stop retrieving
+        if self._stow.stopped is not None:
+            raise self._stow.stopped  # the destination cannot take more: stop retrieving
         if self.deidentification is not None:
-            copy = await self.deidentification.apply(record, out)
+            copy = await self.deidentification.apply(file, out)
             if copy is None:
                 # Left out, never sent as it is; reported under the new UID it would have had.
                 self.retrieved += 1
-                new_uid = self.deidentification.uid(record.instance_uid)
-                failed = replace(record.dicom_file(), instance_uid=new_uid)
-                reason = self.deidentification.failures[-1]
-                self.outcomes.append(
-                    StoreOutcome(failed, StoreStatus.FAILED, reason=f"not de-identified: {reason}")
-                )
+                failed = replace(file, instance_uid=self.deidentification.uid(file.instance_uid))
+                reason = f"not de-identified: {self.deidentification.failures[-1]}"
+                self.left_out.append(StoreOutcome(failed, StoreStatus.FAILED, reason=reason))
                 return None
-            record = copy
-        file = record.dicom_file()
+            file = copy
         while self._spooled and self._spooled + file.size > self.spool_bytes:
-            self._flush()  # what waits goes out, so that something is released
+            self._stow.flush()  # what waits goes out, so that something is released
             await self._released.wait()
         self._spooled += file.size
         self.peak_spooled = max(self.peak_spooled, self._spooled)
-        self._pending.append(file)
         self.retrieved += 1
         self.retrieved_bytes += file.size
-        count = _NEAR_BATCH_COUNT if is_near(self.destination.client) else _FAR_BATCH_COUNT
-        if len(self._pending) >= count or sum(f.size for f in self._pending) >= _BATCH_BYTES:
-            self._flush()
-        return record
+        self._stow.add(file)
+        return file
 
-    def _flush(self) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self._group.start_soon(self._send, batch)
-
-    async def _send(self, batch: list[DicomFile]) -> None:
-        # Known once the destination has answered a request (the server's warm-up or the first batch).
-        self._senders.total_tokens = 1 if is_near(self.destination.client) else _FAR_SENDERS
-        async with self._senders:
-            try:
-                if self._stopped is not None:
-                    raise self._stopped
-                outcomes = await self.destination.client.store_instances(batch)
-            except DicomWebError as exc:
-                self._stopped = self._stopped or exc
-                reason = f"not stored: {exc}"
-                outcomes = [StoreOutcome(f, StoreStatus.FAILED, reason=reason) for f in batch]
-            if self._stopped is None and _refused_whole(outcomes):
-                # A request-level failure (credentials, an unreachable server) would meet every batch.
-                self._stopped = DicomWebError(outcomes[0].reason or "the destination refused the request")
-        self.outcomes.extend(outcomes)
-        await anyio.to_thread.run_sync(_remove, batch)
-        self._spooled -= sum(file.size for file in batch)
+    async def _answered(self, batch: Sequence[StoreOutcome]) -> None:
+        """A batch is answered: its spool files go, and a retrieve waiting for room goes on."""
+        await anyio.to_thread.run_sync(_remove, [o.file for o in batch])
+        self._spooled -= sum(o.file.size for o in batch)
         self._released.set()
         self._released = anyio.Event()
         await self._report()
 
     def _result(self) -> TransferResult:
-        by_status: dict[StoreStatus, list[StoreOutcome]] = {status: [] for status in StoreStatus}
-        for outcome in self.outcomes:
-            by_status[outcome.status].append(outcome)
+        outcomes = [*self.left_out, *self._stow.outcomes]
+        by_status = group_by_status(outcomes)
         stored, present = by_status[StoreStatus.STORED], by_status[StoreStatus.ALREADY_PRESENT]
         failed = by_status[StoreStatus.FAILED]
-        warnings = [f"{o.file.instance_uid}: {w}" for o in self.outcomes for w in o.warnings]
+        warnings = [f"{o.file.instance_uid}: {w}" for o in outcomes for w in o.warnings]
         if self.deidentification is not None:
             warnings = self.deidentification.summary() + warnings
         return TransferResult(
-            source=self.source.config.name,
-            destination=self.destination.config.name,
+            source=self.source.name,
+            destination=self.destination.name,
             deidentified=self.deidentification is not None,
             counts=TransferCounts(
                 retrieved=self.retrieved, stored=len(stored), already_present=len(present), failed=len(failed)
@@ -197,31 +164,6 @@ class Transfer:
         )
 
 
-async def transfer_instances(
-    source: DicomWebOperations,
-    destination: DicomWebOperations,
-    *,
-    study_uid: str,
-    series_uid: str | None = None,
-    instance_uid: str | None = None,
-    deidentify: bool = False,
-    progress: Progress,
-) -> TransferResult:
-    """Copy a study, series or instance from ``source`` to ``destination``, de-identified if asked."""
-    deidentification = Deidentification(source.config) if deidentify else None
-    transfer = Transfer(source, destination, progress, deidentification)
-    return await transfer.run(study_uid, series_uid, instance_uid)
-
-
 def _remove(files: list[DicomFile]) -> None:
     for file in files:
         file.path.unlink(missing_ok=True)
-
-
-def _refused_whole(outcomes: list[StoreOutcome]) -> bool:
-    """Every file failed because its request did (the reasons dicomweb/stow gives a failed request), not
-    because the server refused the instances one by one."""
-    return bool(outcomes) and all(
-        o.status is StoreStatus.FAILED and (o.reason or "").startswith(("not stored:", "not sent,"))
-        for o in outcomes
-    )

@@ -7,7 +7,8 @@ from typing import Any
 from mcp import Client
 from mcp.types import CallToolResult
 
-from dicomweb_mcp import Config
+from dicomweb_mcp import Config, DicomWebClient, FileStore
+from dicomweb_mcp.tools.context import Archive, ToolContext
 from dicomweb_mcp.tools.server import build_server
 
 # What a host sends the model every turn for the whole tool list (name, description, inputSchema),
@@ -35,6 +36,16 @@ ALL_TOOLS = {
 
 def text(result: CallToolResult) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+def tool_context(config: Config, *clients: DicomWebClient) -> ToolContext:
+    """What the server hands its tools, for calling a tool function directly: ``config``'s named servers,
+    in order, each with its client (the first ones only, when fewer clients are given)."""
+    archives = {
+        name: Archive(settings, client)
+        for (name, settings), client in zip(config.named.items(), clients, strict=False)
+    }
+    return ToolContext(archives, FileStore(config.download_dir), config)
 
 
 async def call(config: Config, tool: str, arguments: dict[str, Any], **client_options: Any) -> CallToolResult:

@@ -18,6 +18,7 @@ import anyio
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
+from dicomweb_mcp.dicom.reference import Reference
 from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools.server import build_server
 from tests.support.storage import save_all
@@ -68,9 +69,9 @@ async def main(mode: str, url: str, study_uid: str, directory: Path, destination
         await client.search_studies({"StudyInstanceUID": study_uid})
         if mode == "retrieve":
             baseline = reset_peak_rss()
-            async with client.stream_instances(study_uid) as reader:
+            async with client.stream_instances(Reference(study_uid)) as reader:
                 saved = await save_all(FileStore(directory), reader, directory)
-            count, size = len(saved), sum(f.size_bytes for f in saved)
+            count, size = len(saved), sum(f.size for f in saved)
         else:  # store: every file under directory, streamed from disk
             files, _ = collect_dicom_files([directory])
             baseline = reset_peak_rss()

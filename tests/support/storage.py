@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicomweb_mcp import FileStore, MultipartReader, SavedFile
+from dicomweb_mcp import DicomFile, FileStore, MultipartReader
 
 
-async def save_all(store: FileStore, reader: MultipartReader, directory: Path) -> list[SavedFile]:
+async def save_all(store: FileStore, reader: MultipartReader, directory: Path) -> list[DicomFile]:
     return [await store.save_instance(part.aiter_bytes(), directory) async for part in reader]
