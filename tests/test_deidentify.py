@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicomweb_mcp.config import Config
-from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, load_profile, profile_summary
+from dicomweb_mcp.dicom.confidentiality_profile import load_profile, profile_summary
+from dicomweb_mcp.dicom.deidentify import DeidentifyOptions
 from dicomweb_mcp.errors import NotDicomError
 from dicomweb_mcp.files.dicomfiles import DicomFile
 from dicomweb_mcp.files.pseudonyms import PseudonymStore, deidentify_file

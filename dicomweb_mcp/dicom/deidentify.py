@@ -1,16 +1,15 @@
 """De-identification: DICOM PS3.15 Annex E, the Basic Application Level Confidentiality Profile, with the
 Retain Longitudinal Temporal Information with Modified Dates and Clean Descriptors options.
 
-The attribute actions are the standard's Table E.1-1, held as data (data/confidentiality_profile.tsv). How
-each action is carried out here:
+The attribute actions are the standard's Table E.1-1 (confidentiality_profile.py). How each action is
+carried out here:
 
 - X: removed. Z: emptied (Patient's Name and ID get the patient's pseudonym, a dummy the profile allows,
   so that one patient's studies stay linkable). D: a dummy of the element's VR. U: the UID replaced
   through the pseudonyms, the same source UID always giving the same new UID, inside sequences too, so
   references between instances still resolve. K: kept.
-- Where the table gives a choice that depends on the IOD's attribute type (X/Z, X/D, Z/D, X/Z/D), the one
-  that keeps every object conformant whatever the type is taken: Z for X/Z, D wherever D is allowed.
-  X/Z/U* (sequences of references) keeps the sequence with its UIDs replaced.
+- Where the table gives a choice that depends on the IOD's attribute type, the one that keeps every
+  object conformant whatever the type is taken (``ProfileRule.action``).
 - Sequences: X removes one, Z and D empty it (the report content of a Structured Report, Content
   Sequence, is D: a de-identified SR keeps no text), U and K keep it and act on its items.
 - Private attributes (odd groups) are all removed.
@@ -31,22 +30,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .confidentiality_profile import ConfidentialityProfile, ProfileRule, load_profile
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = [
-    "DeidentifyOptions",
-    "DeidentifyReport",
-    "ProfileRule",
-    "Pseudonyms",
-    "deidentify_dataset",
-    "load_profile",
-    "profile_summary",
-]
+__all__ = ["DeidentifyOptions", "DeidentifyReport", "Pseudonyms", "deidentify_dataset"]
 
 # CID 7050 (De-identification Method): the profile and the options applied.
 _BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
@@ -76,59 +67,6 @@ _DUMMIES: dict[str, Any] = {
     "CS": "ANONYMIZED",
     "AE": "ANONYMIZED",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileRule:
-    tag: str  # eight hex digits, "x" for a wildcard digit
-    basic: str  # the Basic Profile action: X, Z, D, U, K, C or a choice such as X/Z
-    modified_dates: bool  # the Modified Dates option changes it (a date or time)
-    clean_descriptor: bool  # the Clean Descriptors option keeps it cleaned
-    name: str
-
-
-@dataclass(frozen=True)
-class _Profile:
-    exact: dict[int, ProfileRule]
-    patterns: list[tuple[int, int, ProfileRule]]  # (mask, value, rule) for tags with wildcards
-    rules: list[ProfileRule]
-
-    def rule(self, tag: int) -> ProfileRule | None:
-        found = self.exact.get(tag)
-        if found is not None:
-            return found
-        for mask, value, rule in self.patterns:
-            if tag & mask == value:
-                return rule
-        return None
-
-
-@cache
-def load_profile() -> _Profile:
-    """The standard's Table E.1-1, parsed once."""
-    text = resources.files(__package__).joinpath("data/confidentiality_profile.tsv").read_text("utf-8")
-    exact: dict[int, ProfileRule] = {}
-    patterns: list[tuple[int, int, ProfileRule]] = []
-    rules = []
-    for line in text.splitlines()[1:]:
-        if not line or line.startswith(("#", "tag\t")):
-            continue
-        tag, basic, dates, descriptor, name = line.split("\t")
-        rule = ProfileRule(tag, basic, dates == "C", descriptor == "C", name)
-        rules.append(rule)
-        if tag == "odd":
-            continue  # private attributes: removed by group, below
-        if "x" in tag:
-            mask = int("".join("0" if c == "x" else "f" for c in tag), 16)
-            patterns.append((mask, int(tag.replace("x", "0"), 16), rule))
-        else:
-            exact[int(tag, 16)] = rule
-    return _Profile(exact, patterns, rules)
-
-
-def profile_summary() -> dict[str, int]:
-    """How many of the table's attributes each Basic Profile action covers."""
-    return dict(Counter(rule.basic for rule in load_profile().rules).most_common())
 
 
 class Pseudonyms(Protocol):
@@ -248,7 +186,7 @@ def _values(value: Any) -> list[Any] | None:
 
 @dataclass
 class _Work:
-    profile: _Profile
+    profile: ConfidentialityProfile
     pseudonyms: Pseudonyms
     options: DeidentifyOptions
     patient_key: str
@@ -285,7 +223,7 @@ class _Work:
         if rule is None:
             self.items(element, clean_text)
             return
-        action = _choose(rule.basic)
+        action = rule.action
         if self.options.clean_descriptors and rule.clean_descriptor:
             action = "C"  # a coded description: kept, every text in its items cleaned
         self.actions[action] += 1
@@ -311,7 +249,7 @@ class _Work:
             self.actions["C"] += 1
             element.value = self.cleaned(element.value)
             return
-        action = _choose(rule.basic)
+        action = rule.action
         self.actions[action] += 1
         if action == "K":
             return
@@ -364,15 +302,6 @@ def _refers_to_an_instance(element: Any) -> bool:
         if value and UID(str(value)).name == str(value):  # not in the standard's UID registry
             return True
     return False
-
-
-def _choose(action: str) -> str:
-    """One action from a choice the table leaves to the IOD's attribute type: always a conformant one."""
-    if "/" not in action:
-        return action
-    if action == "X/Z/U*":
-        return "U"
-    return "D" if "D" in action.split("/") else "Z"
 
 
 def _dummy(vr: str) -> Any:
