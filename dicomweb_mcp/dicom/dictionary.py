@@ -25,7 +25,7 @@ class Attribute:
 
 def resolve_attribute(name: str) -> Attribute:
     """Resolve a keyword or a tag to an ``Attribute``; unknown keywords are an ``InvalidInputError``."""
-    # pydicom is loaded on first use, not at start-up (a fifth of a second an MCP host waits for).
+    # pydicom is loaded on first use, not at start-up: an MCP host waits for start-up before anything.
     from pydicom import datadict
 
     text = name.strip()

@@ -52,8 +52,8 @@ class AzureTokenAuth(httpx.Auth):
     """
 
     def __init__(self, credential: TokenCredential | None, scope: str) -> None:
-        # None: DefaultAzureCredential, made on the first token request. azure-identity takes a tenth of
-        # a second to import, which a host would otherwise wait for before the server answers at all.
+        # None: DefaultAzureCredential, made on the first token request. azure-identity is slow to
+        # import, and a host would otherwise wait for it before the server answers at all.
         self._credential = credential
         self._scope = scope
         self._token: str | None = None

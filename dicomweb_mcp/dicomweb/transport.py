@@ -49,9 +49,8 @@ _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF = 10.0
 
 # httpcore reads at most 64 KiB per socket read, and for multi-gigabyte studies the per-read cost of the
-# async stack dominates: receiving a 1 GB study on loopback ran at 620 MB/s with 64 KiB reads and at
-# 1,540 MB/s with 256 KiB (benchmarks/). A larger read costs nothing for small answers (the kernel returns
-# what it has).
+# async stack dominates: fewer, larger reads make a large retrieve much faster (measured with
+# benchmarks/). A larger read costs nothing for small answers (the kernel returns what it has).
 READ_BYTES = 256 * 1024
 
 
@@ -110,7 +109,7 @@ def _pool_transport(limits: httpx.Limits, tls: bool) -> httpx.AsyncHTTPTransport
 
     Without ``tls`` (an http:// server) no certificate store is loaded: every request goes to that
     server's own scheme and host and redirects are not followed, so the TLS context is never used, and
-    loading the store costs 20-50 ms on the first call of a session."""
+    loading the store would only delay the first call of a session."""
     transport = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)

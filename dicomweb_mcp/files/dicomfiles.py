@@ -91,7 +91,7 @@ def read_dicom_file(path: Path, head: bytes | None = None) -> DicomFile | Skippe
 
 
 def _read_with_pydicom(path: Path, size: int) -> DicomFile | SkippedFile:
-    # Imported here: pydicom costs a fifth of a second at start-up and is needed only for odd files.
+    # Imported here: pydicom would slow every start-up and is needed only for odd files.
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
