@@ -16,6 +16,7 @@ from dicomweb_mcp import (
     resolve_attribute,
     validate_uid,
 )
+from dicomweb_mcp.dicom.dicomjson import element_value, sequence_items
 from dicomweb_mcp.dicomweb.query import build_query, encode_query
 from dicomweb_mcp.dicomweb.servers import guess_kind_from_url, orthanc_rest_root, profile_for
 from dicomweb_mcp.errors import error_for_status
@@ -114,6 +115,17 @@ def test_attributes_by_keyword_or_tag() -> None:
     assert resolve_attribute("00091001").keyword == ""  # private tags are legal query keys
     with pytest.raises(InvalidInputError, match="Did you mean 'PatientName'"):
         resolve_attribute("patientname")
+
+
+def test_dicom_json_elements_by_keyword_or_key() -> None:
+    item = {"00081155": {"vr": "UI", "Value": ["1.2.3"]}}
+    dataset = {"00081199": {"vr": "SQ", "Value": [item]}, "00281050": {"vr": "DS", "Value": [40, 400]}}
+    assert sequence_items(dataset, "ReferencedSOPSequence") == sequence_items(dataset, "00081199") == [item]
+    assert element_value(item, "ReferencedSOPInstanceUID") == element_value(item, "00081155") == "1.2.3"
+    assert element_value(dataset, "WindowCenter") == [40, 400]
+    assert element_value(dataset, "WindowWidth") is None
+    with pytest.raises(InvalidInputError, match="not a DICOM keyword"):
+        element_value(dataset, "WindowCentre")
 
 
 def test_query_encoding_standard_and_orthanc() -> None:

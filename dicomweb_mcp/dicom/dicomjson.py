@@ -1,27 +1,33 @@
 """Reading DICOM JSON (PS3.18 F.2): the plain values of an element, the items of a sequence.
 
 A person name becomes its Alphabetic string; empty values, sequences and bulk data give no values.
-Elements are named by keyword (``"SOPInstanceUID"``) or by the tag a DICOM JSON key is (``"00080018"``).
+Elements are named by keyword (``SOPInstanceUID``) or by the key DICOM JSON uses (``00080018``).
 """
 
 from __future__ import annotations
 
-import functools
+import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from .dictionary import tag_of
 
-__all__ = ["DicomJson", "element_value", "element_values", "sequence_items"]
+__all__ = ["DicomJson", "element_value", "element_values", "json_key", "sequence_items"]
 
 DicomJson = Mapping[str, Any]
-_HEX = frozenset("0123456789ABCDEF")
+
+_JSON_KEY = re.compile(r"[0-9A-F]{8}")
 
 
-@functools.cache
-def _key(name: str) -> str:
-    """The DICOM JSON key of a keyword or tag; a keyword is looked up once per process."""
-    return name if len(name) == 8 and set(name) <= _HEX else tag_of(name)
+@cache
+def json_key(name: str) -> str:
+    """The DICOM JSON key of an element named by keyword or by its key (eight upper-case hex digits).
+
+    Converted once per name: a key is taken as it is, without loading the dictionary (pydicom), so
+    reading by key costs no start-up time; a keyword is looked up in the dictionary on its first use.
+    """
+    return name if _JSON_KEY.fullmatch(name) else tag_of(name)
 
 
 def _plain(value: Any, vr: str) -> Any:
@@ -34,7 +40,7 @@ def _plain(value: Any, vr: str) -> Any:
 
 def element_values(dataset: DicomJson, name: str) -> list[Any]:
     """The plain values of one element: empty when it is absent, empty, a sequence or bulk data."""
-    element = dataset.get(_key(name))
+    element = dataset.get(json_key(name))
     if not isinstance(element, Mapping):
         return []
     vr = str(element.get("vr", ""))
@@ -54,6 +60,6 @@ def element_value(dataset: DicomJson, name: str) -> Any:
 
 def sequence_items(dataset: DicomJson, name: str) -> list[DicomJson]:
     """The items of a sequence element (Orthanc sends an empty one as ``{"vr": "SQ"}``)."""
-    element = dataset.get(_key(name))
+    element = dataset.get(json_key(name))
     items = element.get("Value") if isinstance(element, Mapping) else None
     return [item for item in items or [] if isinstance(item, Mapping)]

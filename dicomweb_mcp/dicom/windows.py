@@ -76,15 +76,15 @@ def parse_window(value: str | None) -> Window | Literal["auto"] | None:
 
 def instance_window(metadata: Mapping[str, Any]) -> Window | None:
     """The first window an instance's metadata (DICOM JSON) names, with its VOI LUT function."""
-    centers = element_values(metadata, "00281050")
-    widths = element_values(metadata, "00281051")
+    centers = element_values(metadata, "WindowCenter")
+    widths = element_values(metadata, "WindowWidth")
     try:
         center, width = float(centers[0]), float(widths[0])
     except (IndexError, TypeError, ValueError):
         return None
     if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
         return None
-    function = element_values(metadata, "00281056")
+    function = element_values(metadata, "VOILUTFunction")
     name = _FUNCTIONS.get(str(function[0]).upper(), "linear") if function else "linear"
     return Window(center, width, name, "instance")
 

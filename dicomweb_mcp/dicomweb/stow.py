@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..dicom.dicomjson import element_values, sequence_items
+from ..dicom.dicomjson import element_values, json_key, sequence_items
 from ..errors import (
     AuthenticationError,
     CredentialError,
@@ -60,7 +60,6 @@ _REPEATING_ERRORS = (
 # Orthanc UID lists go into the URL: keep the URL well under common 8 KiB request-line limits. A batch
 # that is looked up first holds at most this many files, so one lookup covers it.
 MAX_LOOKUP_BATCH = 50
-_SOP_INSTANCE_UID = "00080018"
 # Below this, splitting a batch by bytes costs more round trips than it saves.
 _MIN_BATCH_BYTES = 1024 * 1024
 
@@ -90,20 +89,14 @@ WARNING_REASONS: Mapping[int, str] = {
 }
 ALREADY_STORED = 45070
 
-_REFERENCED_SOP_SEQUENCE = "00081199"
-_FAILED_SOP_SEQUENCE = "00081198"
-_REFERENCED_SOP_INSTANCE_UID = "00081155"
-_FAILURE_REASON = "00081197"
-_WARNING_REASON = "00081196"
-
 
 def _uid(item: Mapping[str, Any]) -> str | None:
-    values = element_values(item, _REFERENCED_SOP_INSTANCE_UID)
+    values = element_values(item, "ReferencedSOPInstanceUID")
     return str(values[0]) if values else None
 
 
-def _codes(item: Mapping[str, Any], tag: str) -> list[int]:
-    return [int(v) for v in element_values(item, tag) if isinstance(v, int | str) and str(v).isdigit()]
+def _codes(item: Mapping[str, Any], keyword: str) -> list[int]:
+    return [int(v) for v in element_values(item, keyword) if isinstance(v, int | str) and str(v).isdigit()]
 
 
 def _describe(code: int, table: Mapping[int, str]) -> str:
@@ -124,21 +117,21 @@ def outcomes_from_response(
     sent more than once, so "already stored" may be this request's own earlier attempt; it counts as
     stored unless the UID was known before.
     """
-    referenced = {_uid(item): item for item in sequence_items(dataset, _REFERENCED_SOP_SEQUENCE)}
+    referenced = {_uid(item): item for item in sequence_items(dataset, "ReferencedSOPSequence")}
     failed: dict[str, Mapping[str, Any]] = {}
     anonymous_failures: list[int] = []
-    for item in sequence_items(dataset, _FAILED_SOP_SEQUENCE):
+    for item in sequence_items(dataset, "FailedSOPSequence"):
         uid = _uid(item)
         if uid:
             failed[uid] = item
         else:
-            anonymous_failures.extend(_codes(item, _FAILURE_REASON))
+            anonymous_failures.extend(_codes(item, "FailureReason"))
     already = set(known_before)
     outcomes = []
     for file in sent:
         uid = file.instance_uid
         if uid in failed:
-            codes = _codes(failed[uid], _FAILURE_REASON)
+            codes = _codes(failed[uid], "FailureReason")
             code = codes[0] if codes else None
             if code == ALREADY_STORED and retried and uid not in already:
                 outcomes.append(StoreOutcome(file, StoreStatus.STORED))
@@ -148,7 +141,7 @@ def outcomes_from_response(
                 reason = _describe(code, FAILURE_REASONS) if code is not None else "no reason given"
                 outcomes.append(StoreOutcome(file, StoreStatus.FAILED, code, reason))
         elif uid in referenced:
-            warnings = [_describe(c, WARNING_REASONS) for c in _codes(referenced[uid], _WARNING_REASON)]
+            warnings = [_describe(c, WARNING_REASONS) for c in _codes(referenced[uid], "WarningReason")]
             status = StoreStatus.ALREADY_PRESENT if uid in already else StoreStatus.STORED
             outcomes.append(StoreOutcome(file, status, warnings=warnings))
         else:
@@ -174,7 +167,7 @@ async def existing_instances(
         chunk = uids[start : start + MAX_LOOKUP_BATCH]
         result = await search({"SOPInstanceUID": chunk}, limit=len(chunk))
         for dataset in result.datasets:
-            found.update(str(v) for v in element_values(dataset, _SOP_INSTANCE_UID))
+            found.update(str(v) for v in element_values(dataset, "SOPInstanceUID"))
     return found
 
 
@@ -337,9 +330,8 @@ async def _store_batch(
             dataset = None
     if isinstance(dataset, list) and len(dataset) == 1:
         dataset = dataset[0]
-    is_answer = isinstance(dataset, dict) and (
-        _REFERENCED_SOP_SEQUENCE in dataset or _FAILED_SOP_SEQUENCE in dataset
-    )
+    answers = ("ReferencedSOPSequence", "FailedSOPSequence")
+    is_answer = isinstance(dataset, dict) and any(json_key(name) in dataset for name in answers)
     if response.status_code >= 400 and not is_answer:
         # An error body (Orthanc's {"HttpError", "Message"}), not a per-instance answer.
         raise error_for_status(operation, response.status_code, response.request.url.path, raw, attempts)

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ..dicom.dicomjson import element_value
-from ..dicom.dictionary import tag_of
+from ..dicom.dicomjson import element_value, json_key
 from ..dicom.reference import Reference
 from ..dicom.sopclass import sop_class_name
 from ..dicom.validation import validate_frames
@@ -74,7 +73,7 @@ class Rendered:
 
 
 def _has(metadata: Mapping[str, Any], *keywords: str) -> bool:
-    return any(tag_of(keyword) in metadata for keyword in keywords)
+    return any(json_key(keyword) in metadata for keyword in keywords)
 
 
 @dataclass(frozen=True)
