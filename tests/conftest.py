@@ -9,6 +9,18 @@ from dicomweb_mcp import Config, DicomWebClient
 from tests.support.orthanc import Orthanc
 from tests.support.samples import Samples, make_samples
 
+# Fixtures that start a real Orthanc or nginx. A test whose fixture closure holds any of them is marked
+# ``orthanc`` below, so that ``pytest -m "not orthanc"`` is the fast tier (no server process at all).
+# Fixtures built on these (empty_orthanc, orthanc_config, client, config...) need no entry: the closure
+# of a test lists every fixture it depends on, however indirectly.
+SERVER_FIXTURES = frozenset({"orthanc", "second_orthanc", "secured_orthanc", "gateway"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.orthanc)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

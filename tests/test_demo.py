@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.samples import REPO
 
-pytestmark = pytest.mark.anyio
+# scripts.demo starts its own Orthanc (the test runner's, from tests/support/orthanc.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.orthanc]
 
 
 async def test_demo_walks_the_tutorial() -> None:

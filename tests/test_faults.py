@@ -24,7 +24,8 @@ from tests.support.orthanc import Orthanc
 from tests.support.samples import Samples
 from tests.support.synthetic import make_study
 
-pytestmark = pytest.mark.anyio
+# Every test here runs Orthanc, behind nginx or on its own (one starts and kills its own).
+pytestmark = [pytest.mark.anyio, pytest.mark.orthanc]
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ async def run_tools(
     return texts
 
 
+@pytest.mark.orthanc  # starts its own password-protected Orthanc, not the shared fixture
 async def test_secrets_never_appear(
     tmp_path: Path, samples: Samples, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -270,6 +270,7 @@ async def test_delete_disabled_is_not_callable(config: Config, samples: Samples)
     assert after.structured_content["returned"] == 1
 
 
+@pytest.mark.orthanc  # starts its own password-protected Orthanc, not the shared fixture
 async def test_401_is_explained(tmp_path: Path) -> None:
     from tests.support.orthanc import Orthanc
 

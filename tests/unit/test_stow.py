@@ -1,0 +1,186 @@
+"""dicomweb/stow.py: how files are batched, and what each STOW answer means for each file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dicomweb_mcp.dicomweb.models import StoreStatus
+from dicomweb_mcp.dicomweb.stow import (
+    ALREADY_STORED,
+    FAILURE_REASONS,
+    WARNING_REASONS,
+    batch_limits,
+    batches,
+    outcomes_from_response,
+)
+from dicomweb_mcp.files.dicomfiles import DicomFile
+from tests.support.azure import sop_item, stow_response
+
+MIB = 1024 * 1024
+REFERENCED, FAILED = "00081199", "00081198"
+FAILURE_REASON, WARNING_REASON = "00081197", "00081196"
+
+
+def files(*sizes: int) -> list[DicomFile]:
+    """DicomFiles of the given sizes with distinct instance UIDs (nothing is read from disk here)."""
+    return [
+        DicomFile(
+            Path(f"/nowhere/{i}.dcm"), size, "1.2.3", "1.2.3.4", f"1.2.3.4.{i}", "1.2.840.10008.5.1.4.1.1.7"
+        )
+        for i, size in enumerate(sizes)
+    ]
+
+
+# --- batches ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "max_count"), [(0, 3), (1, 3), (3, 3), (7, 3), (10, 1)])
+def test_batches_by_count_keep_order_and_every_file(count: int, max_count: int) -> None:
+    given = files(*[1] * count)
+    groups = batches(given, max_count, max_bytes=10**9)
+    assert [f for g in groups for f in g] == given
+    assert all(len(g) <= max_count for g in groups)
+    assert len(groups) == -(-count // max_count)
+
+
+def test_batches_by_bytes_and_a_large_file_goes_alone() -> None:
+    given = files(4, 4, 4, 20, 1, 1)
+    groups = batches(given, max_count=100, max_bytes=10)
+    assert [[f.size for f in g] for g in groups] == [[4, 4], [4], [20], [1, 1]]
+
+
+@pytest.mark.parametrize(
+    ("n", "concurrency", "max_count", "looked_up", "count"),
+    [
+        (200, 4, 100, False, 50),  # spread over the connections
+        (200, 1, 100, False, 100),  # capped by max_count
+        (3, 8, 100, False, 1),  # never zero
+        (0, 4, 100, False, 1),
+        (400, 2, 1000, True, 50),  # one UID lookup's worth at most
+        (30, 2, 1000, True, 15),
+    ],
+)
+def test_batch_count(n: int, concurrency: int, max_count: int, looked_up: bool, count: int) -> None:
+    assert batch_limits(files(*[1] * n), concurrency, max_count, 10**9, looked_up)[0] == count
+
+
+@pytest.mark.parametrize(
+    ("sizes", "concurrency", "max_bytes", "expected"),
+    [
+        ([100 * MIB] * 4, 4, 256 * MIB, 100 * MIB),
+        ([100 * MIB] * 4, 1, 256 * MIB, 256 * MIB),
+        ([10] * 4, 4, 256 * MIB, MIB),  # small studies are not split into tiny requests
+        ([5 * MIB] * 3, 2, 256 * MIB, 8 * MIB - MIB // 2),  # ceil(15 MiB / 2)
+    ],
+)
+def test_batch_bytes(sizes: list[int], concurrency: int, max_bytes: int, expected: int) -> None:
+    assert batch_limits(files(*sizes), concurrency, 100, max_bytes, False)[1] == expected
+
+
+# --- outcomes_from_response --------------------------------------------------------------------------------
+
+
+def test_referenced_instances_are_stored_and_the_rest_failed_as_dropped() -> None:
+    sent = files(1, 1, 1)
+    answer = stow_response(referenced=[sop_item(sent[0].instance_uid), sop_item(sent[2].instance_uid)])
+    outcomes = outcomes_from_response(answer, sent)
+    assert [o.file for o in outcomes] == sent
+    assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.FAILED, StoreStatus.STORED]
+    assert outcomes[1].reason is not None and "did not acknowledge" in outcomes[1].reason
+
+
+def test_an_empty_answer_fails_every_file() -> None:
+    outcomes = outcomes_from_response({}, files(1, 1))
+    assert {o.status for o in outcomes} == {StoreStatus.FAILED}
+
+
+@pytest.mark.parametrize("code", sorted(set(FAILURE_REASONS) - {ALREADY_STORED}))
+def test_failure_codes_are_named(code: int) -> None:
+    [sent] = files(1)
+    answer = stow_response(failed=[sop_item(sent.instance_uid, **{FAILURE_REASON: code})])
+    [outcome] = outcomes_from_response(answer, [sent])
+    assert outcome.status is StoreStatus.FAILED and outcome.reason_code == code
+    assert outcome.reason == f"{FAILURE_REASONS[code]} (code {code}, 0x{code:04X})"
+
+
+def test_an_unknown_failure_code_is_shown_in_decimal_and_hex() -> None:
+    [sent] = files(1)
+    answer = stow_response(failed=[sop_item(sent.instance_uid, **{FAILURE_REASON: 0xABCD})])
+    assert outcomes_from_response(answer, [sent])[0].reason == f"code {0xABCD} (0xABCD)"
+
+
+def test_a_failure_without_a_code_says_so() -> None:
+    [sent] = files(1)
+    [outcome] = outcomes_from_response(stow_response(failed=[sop_item(sent.instance_uid)]), [sent])
+    assert outcome.status is StoreStatus.FAILED and outcome.reason_code is None
+    assert outcome.reason == "no reason given"
+
+
+@pytest.mark.parametrize(
+    ("retried", "known", "status"),
+    [
+        (False, False, StoreStatus.ALREADY_PRESENT),
+        (False, True, StoreStatus.ALREADY_PRESENT),
+        # A retried request's "already stored" can be its own first attempt: that counts as stored...
+        (True, False, StoreStatus.STORED),
+        # ...unless the instance was there before this request.
+        (True, True, StoreStatus.ALREADY_PRESENT),
+    ],
+)
+def test_already_stored_45070(retried: bool, known: bool, status: StoreStatus) -> None:
+    [sent] = files(1)
+    answer = stow_response(failed=[sop_item(sent.instance_uid, **{FAILURE_REASON: ALREADY_STORED})])
+    before = [sent.instance_uid] if known else []
+    [outcome] = outcomes_from_response(answer, [sent], known_before=before, retried=retried)
+    assert outcome.status is status
+
+
+def test_a_referenced_instance_known_before_is_already_present() -> None:
+    # Orthanc answers 200 to a duplicate: only the lookup made before storing tells.
+    sent = files(1, 1)
+    answer = stow_response(referenced=[sop_item(f.instance_uid) for f in sent])
+    outcomes = outcomes_from_response(answer, sent, known_before={sent[1].instance_uid})
+    assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.ALREADY_PRESENT]
+
+
+@pytest.mark.parametrize("codes", [[1], [0xB000, 0xB006], [0xB007], [0x1234]])
+def test_warnings_on_stored_instances(codes: list[int]) -> None:
+    [sent] = files(1)
+    item = sop_item(sent.instance_uid)
+    item[WARNING_REASON] = {"vr": "US", "Value": codes}
+    [outcome] = outcomes_from_response(stow_response(referenced=[item]), [sent])
+    assert outcome.status is StoreStatus.STORED
+    assert len(outcome.warnings) == len(codes)
+    for code, warning in zip(codes, outcome.warnings, strict=True):
+        assert f"0x{code:04X}" in warning
+        assert (WARNING_REASONS[code] in warning) if code in WARNING_REASONS else warning.startswith("code")
+
+
+def test_a_failure_without_a_uid_explains_the_unacknowledged_files() -> None:
+    sent = files(1, 1)
+    anonymous: dict[str, Any] = {FAILURE_REASON: {"vr": "US", "Value": [0xC000]}}
+    answer = stow_response(referenced=[sop_item(sent[0].instance_uid)], failed=[anonymous])
+    outcomes = outcomes_from_response(answer, sent)
+    assert outcomes[0].status is StoreStatus.STORED
+    assert outcomes[1].status is StoreStatus.FAILED and outcomes[1].reason_code == 0xC000
+    assert outcomes[1].reason is not None and outcomes[1].reason.startswith(FAILURE_REASONS[0xC000])
+
+
+def test_codes_sent_as_strings_are_read() -> None:
+    [sent] = files(1)
+    item = sop_item(sent.instance_uid)
+    item[FAILURE_REASON] = {"vr": "US", "Value": ["272"]}  # 0x0110 as text, as some servers send it
+    [outcome] = outcomes_from_response(stow_response(failed=[item]), [sent])
+    assert outcome.reason_code == 0x0110
+
+
+def test_failed_wins_over_referenced_for_the_same_uid() -> None:
+    [sent] = files(1)
+    answer = stow_response(
+        referenced=[sop_item(sent.instance_uid)],
+        failed=[sop_item(sent.instance_uid, **{FAILURE_REASON: 0xA700})],
+    )
+    assert outcomes_from_response(answer, [sent])[0].status is StoreStatus.FAILED
