@@ -18,7 +18,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, deidentify_dataset, load_profile, profile_summary
+from dicomweb_mcp.dicom.confidentiality_profile import load_profile, profile_summary
+from dicomweb_mcp.dicom.deidentify import DeidentifyOptions, deidentify_dataset
 from dicomweb_mcp.dicom.validation import is_valid_uid
 
 BASIC_ONLY = DeidentifyOptions(modified_dates=False, clean_descriptors=False)

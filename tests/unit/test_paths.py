@@ -1,42 +1,11 @@
-"""dicomweb/paths.py: resource paths and rendered queries, built only from checked values."""
+"""dicomweb/paths.py: transfer syntaxes and rendered queries, built only from checked values."""
 
 from __future__ import annotations
 
 import pytest
 
-from dicomweb_mcp.dicomweb.paths import level_path, rendered_query, transfer_syntax_value
+from dicomweb_mcp.dicomweb.paths import rendered_query, transfer_syntax_value
 from dicomweb_mcp.errors import InvalidInputError
-
-STUDY, SERIES, INSTANCE = "1.2.3", "1.2.3.4", "1.2.3.4.5"
-
-
-def test_each_level_has_its_path() -> None:
-    assert level_path(STUDY, None, None) == ("study", f"/studies/{STUDY}")
-    assert level_path(STUDY, SERIES, None) == ("series", f"/studies/{STUDY}/series/{SERIES}")
-    assert level_path(STUDY, SERIES, INSTANCE) == (
-        "instance",
-        f"/studies/{STUDY}/series/{SERIES}/instances/{INSTANCE}",
-    )
-
-
-def test_an_instance_without_its_series_is_refused() -> None:
-    with pytest.raises(InvalidInputError, match="instance_uid needs series_uid"):
-        level_path(STUDY, None, INSTANCE)
-
-
-@pytest.mark.parametrize(
-    ("study", "series", "instance", "named"),
-    [
-        ("../etc", None, None, "study_uid"),
-        (STUDY, "1.2/3", None, "series_uid"),
-        (STUDY, SERIES, "%2e%2e", "instance_uid"),
-    ],
-)
-def test_a_uid_that_could_escape_the_path_is_refused(
-    study: str, series: str | None, instance: str | None, named: str
-) -> None:
-    with pytest.raises(InvalidInputError, match=named):
-        level_path(study, series, instance)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dicomweb_mcp.dicom.reference import Reference
 from dicomweb_mcp.errors import InvalidInputError, NotDicomError
-from dicomweb_mcp.files.store import FileStore, uid_path
+from dicomweb_mcp.files.store import FileStore
 from tests.support.imaging import ct_dataset, uid
 
 
@@ -24,20 +25,6 @@ def dicom_bytes(study_uid: str) -> tuple[bytes, str, str]:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue(), ds.SeriesInstanceUID, ds.SOPInstanceUID
-
-
-def test_uid_path_levels(tmp_path: Path) -> None:
-    assert uid_path(tmp_path, "1.2") == tmp_path / "1.2"
-    assert uid_path(tmp_path, "1.2", "1.2.3", "1.2.3.4", ".dcm") == tmp_path / "1.2" / "1.2.3" / "1.2.3.4.dcm"
-    assert uid_path(tmp_path, "1.2", None, "1.2.3.4") == tmp_path / "1.2"  # an instance needs its series
-
-
-@pytest.mark.parametrize(
-    ("study", "series"), [("..", None), ("1.2", "../.."), ("/etc", None), ("1.2", "1.2\x00")]
-)
-def test_uid_path_refuses_anything_but_uids(tmp_path: Path, study: str, series: str | None) -> None:
-    with pytest.raises(InvalidInputError, match="not a valid DICOM UID"):
-        uid_path(tmp_path, study, series)
 
 
 @pytest.mark.parametrize("inside", [None, "", "sub", "sub/deeper", "./a/../b"])
@@ -85,9 +72,9 @@ async def test_an_instance_is_named_by_its_own_uids(tmp_path: Path) -> None:
     data, series, instance = dicom_bytes(study)
     store = FileStore(tmp_path)
     saved = await store.save_instance(chunks(data), store.directory(), study_uid=study)
-    expected = uid_path(tmp_path.resolve(), study, series, instance, ".dcm")
+    expected = Reference(study, series, instance).file(tmp_path.resolve(), ".dcm")
     assert Path(saved.path) == expected and expected.read_bytes() == data
-    assert saved.size_bytes == len(data)
+    assert saved.size == len(data)
 
 
 @pytest.mark.anyio
@@ -115,7 +102,7 @@ async def test_frames_are_saved_beside_their_instance(
     tmp_path: Path, content_type: str, extension: str
 ) -> None:
     store = FileStore(tmp_path)
-    base = uid_path(store.directory(), "1.2", "1.2.3", "1.2.3.4")
+    base = Reference("1.2", "1.2.3", "1.2.3.4").file(store.directory())
     frame = await store.save_frame(chunks(b"frame-bytes"), base, 3, content_type)
     assert Path(frame.path) == base.parent / f"1.2.3.4.frame-3{extension}"
     assert Path(frame.path).read_bytes() == b"frame-bytes" and frame.size_bytes == len(b"frame-bytes")

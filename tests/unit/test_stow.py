@@ -1,21 +1,28 @@
-"""dicomweb/stow.py: how files are batched, and what each STOW answer means for each file."""
+"""dicomweb/stow.py: how files are batched and sent, and what each STOW answer means for each file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import httpx
 import pytest
 
-from dicomweb_mcp.dicomweb.models import StoreStatus
+from dicomweb_mcp import AuthenticationError, Config
+from dicomweb_mcp.dicomweb.models import StoreOutcome, StoreStatus
 from dicomweb_mcp.dicomweb.stow import (
     ALREADY_STORED,
     FAILURE_REASONS,
     WARNING_REASONS,
+    Stow,
     batch_limits,
     batches,
     outcomes_from_response,
 )
+from dicomweb_mcp.dicomweb.transport import HttpTransport
 from dicomweb_mcp.files.dicomfiles import DicomFile
 from tests.support.azure import sop_item, stow_response
 
@@ -53,18 +60,16 @@ def test_batches_by_bytes_and_a_large_file_goes_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "concurrency", "max_count", "looked_up", "count"),
+    ("n", "concurrency", "max_count", "count"),
     [
-        (200, 4, 100, False, 50),  # spread over the connections
-        (200, 1, 100, False, 100),  # capped by max_count
-        (3, 8, 100, False, 1),  # never zero
-        (0, 4, 100, False, 1),
-        (400, 2, 1000, True, 50),  # one UID lookup's worth at most
-        (30, 2, 1000, True, 15),
+        (200, 4, 100, 50),  # spread over the connections
+        (200, 1, 100, 100),  # capped by max_count
+        (3, 8, 100, 1),  # never zero
+        (0, 4, 100, 1),
     ],
 )
-def test_batch_count(n: int, concurrency: int, max_count: int, looked_up: bool, count: int) -> None:
-    assert batch_limits(files(*[1] * n), concurrency, max_count, 10**9, looked_up)[0] == count
+def test_batch_count(n: int, concurrency: int, max_count: int, count: int) -> None:
+    assert batch_limits(files(*[1] * n), concurrency, max_count, 10**9)[0] == count
 
 
 @pytest.mark.parametrize(
@@ -77,7 +82,7 @@ def test_batch_count(n: int, concurrency: int, max_count: int, looked_up: bool, 
     ],
 )
 def test_batch_bytes(sizes: list[int], concurrency: int, max_bytes: int, expected: int) -> None:
-    assert batch_limits(files(*sizes), concurrency, 100, max_bytes, False)[1] == expected
+    assert batch_limits(files(*sizes), concurrency, 100, max_bytes)[1] == expected
 
 
 # --- outcomes_from_response --------------------------------------------------------------------------------
@@ -184,3 +189,78 @@ def test_failed_wins_over_referenced_for_the_same_uid() -> None:
         failed=[sop_item(sent.instance_uid, **{FAILURE_REASON: 0xA700})],
     )
     assert outcomes_from_response(answer, [sent])[0].status is StoreStatus.FAILED
+
+
+# --- Stow: the one owner of batching and concurrency ------------------------------------------------------
+
+
+def on_disk(tmp_path: Path, *sizes: int) -> list[DicomFile]:
+    """``files`` with real bytes behind them, for a Stow that sends them."""
+    made = [replace(f, path=tmp_path / f.path.name) for f in files(*sizes)]
+    for f in made:
+        f.path.write_bytes(b"x" * f.size)
+    return made
+
+
+class Archive:
+    """A STOW endpoint in memory: answers every request with all its files stored, counting how many
+    requests are in flight at once (each request yields to the others before it answers)."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.bodies: list[int] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        body = await request.aread()
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        self.in_flight -= 1
+        self.bodies.append(body.count(b"Content-Type: application/dicom"))
+        if self.status != 200:
+            return httpx.Response(self.status, text="no")
+        uids = [f"1.2.3.4.{i}" for i in range(100)]
+        return httpx.Response(200, json=stow_response(referenced=[sop_item(uid) for uid in uids]))
+
+
+async def stow(archive: Archive, given: list[DicomFile], **options: Any) -> tuple[Stow, list[StoreOutcome]]:
+    config = Config(url="http://127.0.0.1:9/dicom-web", max_retries=0)
+    http = HttpTransport(config, auth=None, transport=httpx.MockTransport(archive.handle))
+    answered: list[StoreOutcome] = []
+
+    async def on_batch(batch: Any) -> None:
+        answered.extend(batch)
+
+    settings: dict[str, Any] = {
+        "single_part": False, "batch_count": 2, "batch_bytes": 10**9, "senders": 2, "lookup": None,
+        "on_batch": on_batch, "on_sent": None, **options,
+    }  # fmt: skip
+    async with Stow.open(http, config.url + "/studies", **settings) as sender:
+        for file in given:
+            sender.add(file)
+    await http.aclose()
+    return sender, answered
+
+
+@pytest.mark.anyio
+async def test_stow_sends_what_batches_says_within_its_senders(tmp_path: Path) -> None:
+    given = on_disk(tmp_path, *[10] * 7)
+    archive = Archive()
+    sender, answered = await stow(archive, given, senders=2)
+    assert sorted(archive.bodies) == sorted(len(b) for b in batches(given, 2, 10**9)) == [1, 2, 2, 2]
+    assert archive.most_in_flight == 2  # never more requests than senders, and all of them used
+    assert [o.file for o in sender.outcomes] == given  # in the order added
+    assert {o.status for o in sender.outcomes} == {StoreStatus.STORED} and len(answered) == 7
+
+
+@pytest.mark.anyio
+async def test_stow_stops_after_an_error_every_request_would_meet(tmp_path: Path) -> None:
+    given = on_disk(tmp_path, *[10] * 6)
+    sender, _ = await stow(Archive(status=401), given, senders=1)
+    assert isinstance(sender.stopped, AuthenticationError)
+    outcomes = sender.outcomes
+    assert all(o.status is StoreStatus.FAILED and o.error is sender.stopped for o in outcomes)
+    assert outcomes[0].reason and outcomes[0].reason.startswith("not stored:")
+    assert all((o.reason or "").startswith("not sent, an earlier request failed") for o in outcomes[2:])

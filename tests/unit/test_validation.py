@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from dicomweb_mcp.dicom.validation import (
-    check_scope,
     is_valid_uid,
     normalize_date_range,
     normalize_time_range,
@@ -86,14 +85,6 @@ def test_time_forms_become_dicom_form(given: str, expected: str) -> None:
 def test_impossible_or_malformed_times_are_refused(given: str) -> None:
     with pytest.raises(InvalidInputError, match="StudyTime"):
         normalize_time_range(given, "StudyTime")
-
-
-def test_a_series_needs_its_study() -> None:
-    check_scope("1.2", "1.2.3")
-    check_scope("1.2", None)
-    check_scope(None, None)
-    with pytest.raises(InvalidInputError, match="give both"):
-        check_scope(None, "1.2.3")
 
 
 @pytest.mark.parametrize("frames", [[1], [3, 1, 3], range(1, 5)])
