@@ -33,9 +33,10 @@ async def listed(config: Config) -> list[Tool]:
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as downloads:
-        config = Config(url="http://127.0.0.1:9/dicom-web", download_dir=downloads, allow_delete=True)
+        config = Config.single(url="http://127.0.0.1:9/dicom-web", download_dir=downloads, allow_delete=True)
         tools = await listed(config)
-        named = await listed(replace(config, name="pacs", servers=(replace(config, name="research"),)))
+        pacs, research = (replace(config.server, name=name) for name in ("pacs", "research"))
+        named = await listed(replace(config, servers=(pacs, research)))
     print("model-facing bytes per tool (name, description, inputSchema):")
     for tool in tools:
         print(f"  {tool.name:<20} {size(tool):>6,}")

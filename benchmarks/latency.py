@@ -40,18 +40,18 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 async def main(a: dict[str, Any]) -> dict[str, Any]:
-    config = Config(url=a["url"], download_dir=Path(a["out"]), server_kind="orthanc")  # type: ignore[arg-type]
+    config = Config.single(url=a["url"], download_dir=Path(a["out"]), server_kind="orthanc")  # type: ignore[arg-type]
     count = a.get("calls", 100)
     report: dict[str, Any] = {}
     env = {
         "PATH": os.environ["PATH"],
-        "DICOMWEB_URL": config.url,
+        "DICOMWEB_URL": config.server.url,
         "DICOMWEB_DOWNLOAD_DIR": str(config.download_dir),
         "DICOMWEB_SERVER_KIND": "orthanc",
     }
     command = str(Path(sys.executable).parent / "dicomweb-mcp")
     async with (
-        DicomWebClient(config) as client,
+        DicomWebClient(config.server) as client,
         Client(build_server(config)) as memory,
         Client(StdioServerParameters(command=command, args=[], env=env)) as stdio,
     ):
@@ -97,7 +97,7 @@ async def main(a: dict[str, Any]) -> dict[str, Any]:
         ).encode(profile_for(ServerKind.ORTHANC))
         async with httpx.AsyncClient() as http:
             raw = await http.get(
-                f"{config.url}/studies?{query}", headers={"Accept": "application/dicom+json"}
+                f"{config.server.url}/studies?{query}", headers={"Accept": "application/dicom+json"}
             )
         datasets = raw.json()
         summarized = len(result.model_dump_json().encode())

@@ -15,7 +15,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ def ms(values: list[float]) -> str:
 async def measure(config: Config, study: str, slice_: Instance, runs: int) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for kind, label in (("orthanc", "server (Orthanc)"), ("generic", "local")):
-        configured = replace(config, server_kind=kind)  # type: ignore[arg-type]
+        configured = config.changed(server_kind=kind)  # type: ignore[arg-type]
         async with Client(build_server(configured)) as client:
 
             async def overview(show: bool) -> Any:
@@ -117,7 +116,7 @@ async def main(arguments: argparse.Namespace) -> None:
         study, slice_ = make_study(root / "study", arguments.series, arguments.instances)
         orthanc = Orthanc(root / "orthanc").start()
         try:
-            config = Config(url=orthanc.dicomweb_url, download_dir=root / "downloads", timeout=120)
+            config = Config.single(url=orthanc.dicomweb_url, download_dir=root / "downloads", timeout=120)
             async with Client(build_server(config)) as client:
                 stored = await client.call_tool("store_instances", {"paths": [str(root / "study")]})
                 assert stored.structured_content["counts"]["stored"] == arguments.series * arguments.instances

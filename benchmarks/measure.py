@@ -51,8 +51,8 @@ def dir_size(path: Path) -> tuple[int, int]:
 
 
 async def ours(case: str, a: dict[str, Any]) -> Result:
-    config = Config(url=a["url"], download_dir=Path(a["out"]), timeout=600, server_kind="orthanc")  # type: ignore[arg-type]
-    async with DicomWebClient(config) as client:
+    config = Config.single(url=a["url"], download_dir=Path(a["out"]), timeout=600, server_kind="orthanc")  # type: ignore[arg-type]
+    async with DicomWebClient(config.server) as client:
         app = tool_context(config, client)
         await client.search_studies(limit=1)  # warm: connection open, kind known
         resolve_attribute("PatientName")  # the DICOM dictionary loads on first use: once, not per study

@@ -29,7 +29,8 @@ from typing import Any
 
 import anyio
 
-from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
+from dicomweb_mcp import DicomWebClient, StoreStatus, collect_dicom_files
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicom.reference import Reference
 from dicomweb_mcp.dicomweb.multipart import MultipartFileBody
 from tests.support.orthanc import Orthanc  # run as python -m benchmarks.run from the repository
@@ -58,14 +59,14 @@ def log(message: str) -> None:
 async def store(url: str, directory: Path) -> str:
     files, skipped = collect_dicom_files([directory])
     assert not skipped, skipped[:3]
-    async with DicomWebClient(Config(url=url, timeout=600, server_kind="orthanc")) as client:  # type: ignore[arg-type]
+    async with DicomWebClient(ServerConfig(url=url, timeout=600, server_kind="orthanc")) as client:  # type: ignore[arg-type]
         outcomes = await client.store_instances(files)
     assert all(o.status is StoreStatus.STORED for o in outcomes)
     return files[0].study_uid
 
 
 async def delete(url: str, study: str) -> None:
-    async with DicomWebClient(Config(url=url, timeout=600, server_kind="orthanc")) as client:  # type: ignore[arg-type]
+    async with DicomWebClient(ServerConfig(url=url, timeout=600, server_kind="orthanc")) as client:  # type: ignore[arg-type]
         with contextlib.suppress(Exception):
             await client.delete(Reference(study))
 

@@ -53,8 +53,8 @@ async def measure(tool: str, arguments: dict[str, Any], downloads: str) -> list[
         # An empty answer to everything: detection ends, and the tool goes on to its own request.
         return httpx.Response(200, json=[], request=request)
 
-    config = Config(url="http://127.0.0.1:9/dicom-web", download_dir=Path(downloads), max_retries=0)
-    config = replace(config, servers=(replace(config, name="research"),))
+    config = Config.single(url="http://127.0.0.1:9/dicom-web", download_dir=Path(downloads), max_retries=0)
+    config = replace(config, servers=(config.server, replace(config.server, name="research")))
     httpx.AsyncClient.send = send  # type: ignore[method-assign]
     try:
         async with Client(build_server(config)) as client:

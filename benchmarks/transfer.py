@@ -34,7 +34,8 @@ from typing import Any
 import anyio
 
 from benchmarks.wanproxy import WanProxy
-from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
+from dicomweb_mcp import DicomWebClient, collect_dicom_files
+from dicomweb_mcp.config import ServerConfig
 from tests.support.orthanc import Orthanc
 from tests.support.synthetic import make_study
 
@@ -74,7 +75,7 @@ def prepare(workdir: Path, source: Orthanc, megabytes: int) -> tuple[str, int, i
     files, _ = collect_dicom_files(paths)
 
     async def store() -> None:
-        async with DicomWebClient(Config(url=source.dicomweb_url, timeout=300)) as client:
+        async with DicomWebClient(ServerConfig(url=source.dicomweb_url, timeout=300)) as client:
             await client.store_instances(files)
 
     anyio.run(store)

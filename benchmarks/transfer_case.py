@@ -21,8 +21,10 @@ from tests.support.memory_probe import peak_rss_kib, reset_peak_rss
 
 
 async def ours(case: str, source: str, destination: str, study_uid: str, workdir: Path) -> dict[str, Any]:
-    first = Config(url=source, name="source", download_dir=workdir / "downloads", timeout=300)
-    config = replace(first, servers=(replace(first, name="destination", url=destination),))
+    first = Config.single(url=source, name="source", download_dir=workdir / "downloads", timeout=300)
+    config = replace(
+        first, servers=(first.server, replace(first.server, name="destination", url=destination))
+    )
     async with Client(build_server(config)) as client:
         # Connections open and server kinds known on both sides, as for any call after the first.
         for server in ("source", "destination"):

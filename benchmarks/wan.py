@@ -250,8 +250,8 @@ def fresh(out: Path) -> Path:
 
 async def ours_retrieve(s: Setup, wan: WanProxy) -> Sample:
     out = fresh(s.out / "ours")
-    config = Config(url=s.url, download_dir=out, timeout=TIMEOUT)
-    async with DicomWebClient(config) as client:
+    config = Config.single(url=s.url, download_dir=out, timeout=TIMEOUT)
+    async with DicomWebClient(config.server) as client:
         app = tool_context(config, client)
         await client.search_studies(limit=1)  # warm: a connection open, the server kind known
         with anyio.fail_after(TIMEOUT), Measured(wan) as m:
@@ -261,8 +261,8 @@ async def ours_retrieve(s: Setup, wan: WanProxy) -> Sample:
 
 
 async def ours_store(s: Setup, wan: WanProxy) -> Sample:
-    config = Config(url=s.url, timeout=TIMEOUT)
-    async with DicomWebClient(config) as client:
+    config = Config.single(url=s.url, timeout=TIMEOUT)
+    async with DicomWebClient(config.server) as client:
         app = tool_context(config, client)
         await client.search_studies(limit=1)
         with anyio.fail_after(TIMEOUT), Measured(wan) as m:
@@ -338,8 +338,8 @@ def curl_store_parallel(s: Setup, wan: WanProxy) -> Sample:
 
 
 async def ours_first(s: Setup, wan: WanProxy) -> tuple[Sample, Sample]:
-    config = Config(url=s.url, timeout=60)  # server kind auto: the proxy's port tells nothing
-    async with DicomWebClient(config) as client:
+    config = Config.single(url=s.url, timeout=60)  # server kind auto: the proxy's port tells nothing
+    async with DicomWebClient(config.server) as client:
         with anyio.fail_after(TIMEOUT), Measured(wan) as first:
             await client.search_studies(limit=SEARCH_LIMIT)
         with anyio.fail_after(TIMEOUT), Measured(wan) as warm:

@@ -23,7 +23,7 @@ from .tools.server import build_server
 __all__ = ["main"]
 
 # A placeholder target for commands that only describe the tools (schemas): nothing is contacted.
-_DESCRIBE_CONFIG = Config(url="http://localhost/dicom-web", allow_delete=True)
+_DESCRIBE_CONFIG = Config.single(url="http://localhost/dicom-web", allow_delete=True)
 
 
 def _configure_logging(level: str) -> None:
@@ -187,7 +187,8 @@ def tool_schemas() -> dict[str, dict[str, Any]]:
     transfer_instances as two servers (default and research) do."""
 
     async def collect() -> dict[str, dict[str, Any]]:
-        two = replace(_DESCRIBE_CONFIG, servers=(replace(_DESCRIBE_CONFIG, name="research"),))
+        research = replace(_DESCRIBE_CONFIG.server, name="research")
+        two = replace(_DESCRIBE_CONFIG, servers=(*_DESCRIBE_CONFIG.servers, research))
         transfer = [t for t in await build_server(two).list_tools() if t.name == "transfer_instances"]
         tools = await build_server(_DESCRIBE_CONFIG).list_tools() + transfer
         files: dict[str, dict[str, Any]] = {}

@@ -1,29 +1,29 @@
-"""Configuration from environment variables.
+"""Configuration: the process's settings (``Config``) and each DICOMweb server's (``ServerConfig``).
 
-A ``Config`` is immutable and never shows a secret in its repr, so it can be logged and echoed safely.
+Both are immutable and never show a secret in their repr, so they can be logged and echoed safely. The
+server of the ``DICOMWEB_URL`` variables and those of the ``DICOMWEB_SERVERS`` file are read by one parser.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_AZURE_SCOPE", "DEFAULT_SERVER", "AuthMode", "Config", "ServerKind"]
+__all__ = ["DEFAULT_AZURE_SCOPE", "DEFAULT_SERVER", "AuthMode", "Config", "ServerConfig", "ServerKind"]
 
 DEFAULT_AZURE_SCOPE = "https://dicom.healthcareapis.azure.com/.default"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
 # Requests in flight at once for one store (batches) or one retrieve (series): over a WAN each connection
-# runs at its own rate, so a study's 8 series in parallel arrive up to 8 times sooner; few enough not to
-# look like a flood to a remote archive, and within the pool's 10 connections.
+# runs at its own rate; few enough not to look like a flood to a remote archive.
 DEFAULT_CONCURRENCY = 8
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,13 +60,26 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
+def _repr(settings: Any) -> str:
+    shown = []
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in _SECRET_FIELDS:
+            shown.append(f"{f.name}={'***' if value else None}")
+        elif f.name == "url":
+            shown.append(f"url={settings.base_url!r}")
+        else:
+            shown.append(f"{f.name}={value!r}")
+    return f"{type(settings).__name__}({', '.join(shown)})"
+
+
 @dataclass(frozen=True)
-class Config:
-    """One DICOMweb server's settings and the process-wide ones. The first server configured is this
-    object itself (named ``name``); the other named servers of ``DICOMWEB_SERVERS`` are in ``servers``,
-    each a ``Config`` with the same process-wide settings."""
+class ServerConfig:
+    """One DICOMweb server: where it is, how to sign in, what it is, what the operator allows there, and
+    how patiently to talk to it (the process-wide timeout, retries and concurrency)."""
 
     url: str
+    name: str = DEFAULT_SERVER
     auth: AuthMode = AuthMode.NONE
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -74,37 +87,23 @@ class Config:
     azure_scope: str = DEFAULT_AZURE_SCOPE
     server_kind: ServerKind = ServerKind.AUTO
     partition: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    download_dir: Path = field(default_factory=default_download_dir)
     read_only: bool = False
     allow_delete: bool = False
+    timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     concurrency: int = DEFAULT_CONCURRENCY
-    upload_roots: tuple[Path, ...] = ()
-    mcp_token: str | None = field(default=None, repr=False)
-    # HTTP transport: extra Host names (a public bind) and browser Origins (a web-based host) to accept.
-    mcp_allowed_hosts: tuple[str, ...] = ()
-    mcp_allowed_origins: tuple[str, ...] = ()
-    log_level: str = "WARNING"
-    # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
-    # keep descriptions cleaned of identifying values instead of removing them.
-    deidentify_modified_dates: bool = True
-    deidentify_clean_descriptors: bool = True
-    name: str = DEFAULT_SERVER
-    servers: tuple[Config, ...] = ()
 
     def __post_init__(self) -> None:
         if not _SERVER_NAME.match(self.name):
             raise ConfigError(
                 f"Server name {self.name!r} is not usable: 1 to 32 letters, digits, '_', '-' or '.'."
             )
-        names = [self.name, *(s.name for s in self.servers)]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"Server names must be unique: {', '.join(names)}.")
-        # Accept plain strings and str paths from code callers too; the fields are enums and a Path.
-        object.__setattr__(self, "auth", _enum(AuthMode, "auth", str(self.auth)))
-        object.__setattr__(self, "server_kind", _enum(ServerKind, "server_kind", str(self.server_kind)))
-        object.__setattr__(self, "download_dir", Path(self.download_dir))
+        # Accept plain strings from code callers too; the fields are enums.
+        object.__setattr__(
+            self, "auth", _enum(AuthMode, self._setting("DICOMWEB_AUTH", "auth"), str(self.auth))
+        )
+        kind_setting = self._setting("DICOMWEB_SERVER_KIND", "kind")
+        object.__setattr__(self, "server_kind", _enum(ServerKind, kind_setting, str(self.server_kind)))
         url_setting, auth_setting = (
             self._setting("DICOMWEB_URL", "url"),
             self._setting("DICOMWEB_AUTH", "auth"),
@@ -127,27 +126,19 @@ class Config:
             )
         if self.auth is AuthMode.BEARER and not self.token:
             raise ConfigError(f"{auth_setting}=bearer needs {self._setting('DICOMWEB_TOKEN', 'token_env')}.")
+        if self.partition is not None and (not self.partition or "/" in self.partition):
+            setting = self._setting("DICOMWEB_PARTITION", "partition")
+            raise ConfigError(f"{setting} {self.partition!r} is not a partition name.")
         if not 1 <= self.concurrency <= 64:
             raise ConfigError(f"DICOMWEB_CONCURRENCY must be between 1 and 64, not {self.concurrency}.")
         if self.max_retries < 0:
             raise ConfigError(f"DICOMWEB_MAX_RETRIES must be 0 or more, not {self.max_retries}.")
         if not self.timeout > 0:
             raise ConfigError(f"DICOMWEB_TIMEOUT must be a positive number of seconds, not {self.timeout}.")
-        if self.partition is not None and (not self.partition or "/" in self.partition):
-            setting = self._setting("DICOMWEB_PARTITION", "partition")
-            raise ConfigError(f"{setting} {self.partition!r} is not a partition name.")
-        if self.log_level.upper() not in LOG_LEVELS:
-            raise ConfigError(f"DICOMWEB_LOG_LEVEL {self.log_level!r} is not one of {'|'.join(LOG_LEVELS)}.")
-        object.__setattr__(self, "log_level", self.log_level.upper())
 
     def _setting(self, variable: str, key: str) -> str:
         """What to call a setting in a message: its variable, or its key in the DICOMWEB_SERVERS file."""
         return variable if self.name == DEFAULT_SERVER else key
-
-    @property
-    def named(self) -> dict[str, Config]:
-        """Every configured server by name, the first one first."""
-        return {self.name: self, **{server.name: server for server in self.servers}}
 
     @property
     def delete_enabled(self) -> bool:
@@ -163,16 +154,70 @@ class Config:
         return f"{parts.scheme}://{netloc}{parts.path}"
 
     def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _SECRET_FIELDS:
-                shown.append(f"{f.name}={'***' if value else None}")
-            elif f.name == "url":
-                shown.append(f"url={self.base_url!r}")
-            else:
-                shown.append(f"{f.name}={value!r}")
-        return f"Config({', '.join(shown)})"
+        return _repr(self)
+
+    __str__ = __repr__
+
+
+_SERVER_FIELDS = frozenset(f.name for f in fields(ServerConfig))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The process: the operator's servers (the first is the one a tool uses when none is named) and what
+    every tool shares."""
+
+    servers: tuple[ServerConfig, ...]
+    download_dir: Path = field(default_factory=default_download_dir)
+    upload_roots: tuple[Path, ...] = ()
+    mcp_token: str | None = field(default=None, repr=False)
+    # HTTP transport: extra Host names (a public bind) and browser Origins (a web-based host) to accept.
+    mcp_allowed_hosts: tuple[str, ...] = ()
+    mcp_allowed_origins: tuple[str, ...] = ()
+    log_level: str = "WARNING"
+    # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
+    # keep descriptions cleaned of identifying values instead of removing them.
+    deidentify_modified_dates: bool = True
+    deidentify_clean_descriptors: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ConfigError("No server is configured: set DICOMWEB_URL or DICOMWEB_SERVERS.")
+        names = [server.name for server in self.servers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Server names must be unique: {', '.join(names)}.")
+        object.__setattr__(self, "download_dir", Path(self.download_dir))
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"DICOMWEB_LOG_LEVEL {self.log_level!r} is not one of {'|'.join(LOG_LEVELS)}.")
+        object.__setattr__(self, "log_level", self.log_level.upper())
+
+    @classmethod
+    def single(cls, **settings: Any) -> Config:
+        """One server's settings and the process's in one call, for code that talks to one server: the
+        ``ServerConfig`` fields (``url``, ``auth``, ``timeout``...) make the server, the rest the process."""
+        server = {k: v for k, v in settings.items() if k in _SERVER_FIELDS}
+        return cls((ServerConfig(**server),), **{k: v for k, v in settings.items() if k not in server})
+
+    def changed(self, **settings: Any) -> Config:
+        """This configuration with settings of the process or of its first server changed."""
+        server = {k: v for k, v in settings.items() if k in _SERVER_FIELDS}
+        first = replace(self.server, **server) if server else self.server
+        return replace(
+            self, servers=(first, *self.servers[1:]), **{k: v for k, v in settings.items() if k not in server}
+        )
+
+    @property
+    def server(self) -> ServerConfig:
+        """The server a tool uses when none is named."""
+        return self.servers[0]
+
+    @property
+    def named(self) -> dict[str, ServerConfig]:
+        """Every configured server by name, the first one first."""
+        return {server.name: server for server in self.servers}
+
+    def __repr__(self) -> str:
+        return _repr(self)
 
     __str__ = __repr__
 
@@ -194,68 +239,80 @@ class Config:
                 "http://localhost:8042/dicom-web (Orthanc) or https://<workspace>-<service>.dicom."
                 "azurehealthcareapis.com/v2 (Azure); or set DICOMWEB_SERVERS to a TOML file of named servers."
             )
-        timeout_text = get("DICOMWEB_TIMEOUT")
-        try:
-            timeout = float(timeout_text) if timeout_text else DEFAULT_TIMEOUT
-        except ValueError:
-            raise ConfigError(f"DICOMWEB_TIMEOUT {timeout_text!r} is not a number of seconds.") from None
-        retries_text = get("DICOMWEB_MAX_RETRIES")
-        if retries_text is not None and not retries_text.isdigit():
-            raise ConfigError(
-                f"DICOMWEB_MAX_RETRIES {retries_text!r} is not a whole number (0 turns retries off)."
-            )
-        concurrency_text = get("DICOMWEB_CONCURRENCY")
-        if concurrency_text is not None and not concurrency_text.isdigit():
-            raise ConfigError(f"DICOMWEB_CONCURRENCY {concurrency_text!r} is not a whole number (1 to 64).")
-        download = get("DICOMWEB_DOWNLOAD_DIR")
-        # Settings of the process, the same for every server.
-        common = cls(
-            url="http://localhost",
-            timeout=timeout,
-            download_dir=(Path(download).expanduser() if download else default_download_dir()).absolute(),
-            max_retries=int(retries_text) if retries_text is not None else DEFAULT_MAX_RETRIES,
-            concurrency=int(concurrency_text) if concurrency_text is not None else DEFAULT_CONCURRENCY,
-            mcp_token=get("DICOMWEB_MCP_TOKEN"),
-            upload_roots=tuple(
-                Path(p).expanduser().absolute()
-                for p in (get("DICOMWEB_UPLOAD_ROOTS") or "").split(os.pathsep)
-                if p
+        # How every server is talked to: the same for all of them.
+        connection = {
+            "timeout": _number(get("DICOMWEB_TIMEOUT"), "DICOMWEB_TIMEOUT", float, DEFAULT_TIMEOUT),
+            "max_retries": _number(
+                get("DICOMWEB_MAX_RETRIES"), "DICOMWEB_MAX_RETRIES", int, DEFAULT_MAX_RETRIES
             ),
-            mcp_allowed_hosts=_names(get("DICOMWEB_MCP_ALLOWED_HOSTS")),
-            mcp_allowed_origins=_names(get("DICOMWEB_MCP_ALLOWED_ORIGINS")),
-            log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
-        )
-        dates, descriptors = _deidentify_options(get("DICOMWEB_DEIDENTIFY_OPTIONS"))
-        common = replace(common, deidentify_modified_dates=dates, deidentify_clean_descriptors=descriptors)
-        servers: list[Config] = []
+            "concurrency": _number(
+                get("DICOMWEB_CONCURRENCY"), "DICOMWEB_CONCURRENCY", int, DEFAULT_CONCURRENCY
+            ),
+        }
+        servers: list[ServerConfig] = []
         if url:
-            is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
-            auth = get("DICOMWEB_AUTH") or ("azure" if is_azure else "none")
-            servers.append(
-                replace(
-                    common,
-                    url=url,
-                    auth=_enum(AuthMode, "DICOMWEB_AUTH", auth),
-                    username=get("DICOMWEB_USERNAME"),
-                    password=env.get("DICOMWEB_PASSWORD") or None,
-                    token=get("DICOMWEB_TOKEN"),
-                    azure_scope=get("DICOMWEB_AZURE_SCOPE") or DEFAULT_AZURE_SCOPE,
-                    server_kind=_enum(
-                        ServerKind, "DICOMWEB_SERVER_KIND", get("DICOMWEB_SERVER_KIND") or "auto"
-                    ),
-                    partition=get("DICOMWEB_PARTITION"),
-                    read_only=_flag(env, "DICOMWEB_READ_ONLY"),
-                    allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
-                )
+            variables = {
+                "url": "DICOMWEB_URL",
+                "auth": "DICOMWEB_AUTH",
+                "username": "DICOMWEB_USERNAME",
+                "azure_scope": "DICOMWEB_AZURE_SCOPE",
+                "kind": "DICOMWEB_SERVER_KIND",
+                "partition": "DICOMWEB_PARTITION",
+            }
+            table: dict[str, Any] = {key: get(variable) for key, variable in variables.items()}
+            # A password may have spaces at either end; the token none.
+            table.update(password=env.get("DICOMWEB_PASSWORD") or None, token=get("DICOMWEB_TOKEN"))
+            table.update(
+                read_only=_flag(env, "DICOMWEB_READ_ONLY"), allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE")
             )
+            servers.append(_server(DEFAULT_SERVER, table, connection))
         if servers_file:
-            servers.extend(_servers_from_file(Path(servers_file).expanduser(), env, common))
+            servers.extend(_servers_from_file(Path(servers_file).expanduser(), env, connection))
         if _flag(env, "DICOMWEB_READ_ONLY"):
             # The operator's switch for the whole process: no server takes a store, transfer or delete.
             servers = [replace(server, read_only=True) for server in servers]
         # The server named "default" comes first (the one a tool uses when no server is named).
         servers.sort(key=lambda server: server.name != DEFAULT_SERVER)
-        return replace(servers[0], servers=tuple(servers[1:]))
+        download = get("DICOMWEB_DOWNLOAD_DIR")
+        dates, descriptors = _deidentify_options(get("DICOMWEB_DEIDENTIFY_OPTIONS"))
+        return cls(
+            tuple(servers),
+            download_dir=(Path(download).expanduser() if download else default_download_dir()).absolute(),
+            upload_roots=tuple(
+                Path(p).expanduser().absolute()
+                for p in (get("DICOMWEB_UPLOAD_ROOTS") or "").split(os.pathsep)
+                if p
+            ),
+            mcp_token=get("DICOMWEB_MCP_TOKEN"),
+            mcp_allowed_hosts=_names(get("DICOMWEB_MCP_ALLOWED_HOSTS")),
+            mcp_allowed_origins=_names(get("DICOMWEB_MCP_ALLOWED_ORIGINS")),
+            log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
+            deidentify_modified_dates=dates,
+            deidentify_clean_descriptors=descriptors,
+        )
+
+
+def _server(name: str, table: Mapping[str, Any], connection: Mapping[str, Any]) -> ServerConfig:
+    """One server from its settings by key (the keys of a ``[servers.NAME]`` table, secrets resolved),
+    wherever they were read: the one parser for the environment and the servers file."""
+    url = table.get("url")
+    if not url:
+        raise ConfigError("has no url.")
+    is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
+    return ServerConfig(
+        name=name,
+        url=url,
+        auth=table.get("auth") or ("azure" if is_azure else "none"),  # type: ignore[arg-type]
+        username=table.get("username"),
+        password=table.get("password"),
+        token=table.get("token"),
+        azure_scope=table.get("azure_scope") or DEFAULT_AZURE_SCOPE,
+        server_kind=table.get("kind") or "auto",  # type: ignore[arg-type]
+        partition=table.get("partition"),
+        read_only=bool(table.get("read_only")),
+        allow_delete=bool(table.get("allow_delete")),
+        **connection,
+    )
 
 
 # The keys a server's table in the DICOMWEB_SERVERS file may have.
@@ -276,7 +333,9 @@ _SERVER_KEYS = frozenset(
 )
 
 
-def _servers_from_file(path: Path, env: Mapping[str, str], common: Config) -> list[Config]:
+def _servers_from_file(
+    path: Path, env: Mapping[str, str], connection: Mapping[str, Any]
+) -> list[ServerConfig]:
     """The named servers of a TOML file: ``[servers.NAME]`` tables. Secrets are never in the file, only
     the names of the environment variables that hold them (``password_env``, ``token_env``)."""
     import tomllib  # only with a servers file: start-up does not pay for it
@@ -294,15 +353,15 @@ def _servers_from_file(path: Path, env: Mapping[str, str], common: Config) -> li
         )
     servers = []
     for name, table in tables.items():
-        where = f"DICOMWEB_SERVERS {str(path)!r}, server {name!r}"
         try:
-            servers.append(_server_from_table(name, table, env, common))
+            servers.append(_server(name, _file_table(table, env), connection))
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"DICOMWEB_SERVERS {str(path)!r}, server {name!r}: {exc}") from None
     return servers
 
 
-def _server_from_table(name: str, table: object, env: Mapping[str, str], common: Config) -> Config:
+def _file_table(table: object, env: Mapping[str, str]) -> dict[str, Any]:
+    """A ``[servers.NAME]`` table checked, its secrets read from the variables it names."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table of settings ([servers.NAME]).")
     if "password" in table or "token" in table:
@@ -335,24 +394,15 @@ def _server_from_table(name: str, table: object, env: Mapping[str, str], common:
             raise ConfigError(f"{key} names the environment variable {variable}, which is not set.")
         return value
 
-    url = text("url")
-    if not url:
-        raise ConfigError("has no url.")
-    is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
-    return replace(
-        common,
-        name=name,
-        url=url,
-        auth=_enum(AuthMode, "auth", text("auth") or ("azure" if is_azure else "none")),
-        username=text("username") or secret("username_env"),
-        password=secret("password_env"),
-        token=secret("token_env"),
-        azure_scope=text("azure_scope") or DEFAULT_AZURE_SCOPE,
-        server_kind=_enum(ServerKind, "kind", text("kind") or "auto"),
-        partition=text("partition"),
-        read_only=flag("read_only"),
-        allow_delete=flag("allow_delete"),
-    )
+    keys = ("url", "auth", "azure_scope", "kind", "partition")
+    return {
+        **{key: text(key) for key in keys},
+        "username": text("username") or secret("username_env"),
+        "password": secret("password_env"),
+        "token": secret("token_env"),
+        "read_only": flag("read_only"),
+        "allow_delete": flag("allow_delete"),
+    }
 
 
 _DEIDENTIFY_OPTIONS = ("modified-dates", "clean-descriptors")
@@ -371,6 +421,22 @@ def _deidentify_options(value: str | None) -> tuple[bool, bool]:
             f"the options are {', '.join(_DEIDENTIFY_OPTIONS)} (or none)."
         )
     return "modified-dates" in chosen, "clean-descriptors" in chosen
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(text: str | None, name: str, kind: Callable[[str], _N], default: _N) -> _N:
+    """A number variable; a whole number for ``int`` (digits only: ``3.0`` and ``²`` are refused)."""
+    if text is None:
+        return default
+    try:
+        if kind is int and not (text.isascii() and text.isdigit()):
+            raise ValueError(text)
+        return kind(text)
+    except ValueError:
+        what = "a number of seconds" if kind is float else "a whole number"
+        raise ConfigError(f"{name} {text!r} is not {what}.") from None
 
 
 def _enum(enum: type[_E], name: str, value: str) -> _E:

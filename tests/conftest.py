@@ -59,10 +59,10 @@ def empty_orthanc(orthanc: Orthanc) -> Orthanc:
 
 @pytest.fixture
 def orthanc_config(empty_orthanc: Orthanc, tmp_path: Path) -> Config:
-    return Config(url=empty_orthanc.dicomweb_url, download_dir=tmp_path / "downloads", timeout=30)
+    return Config.single(url=empty_orthanc.dicomweb_url, download_dir=tmp_path / "downloads", timeout=30)
 
 
 @pytest.fixture
 async def client(orthanc_config: Config) -> AsyncIterator[DicomWebClient]:
-    async with DicomWebClient(orthanc_config) as c:
+    async with DicomWebClient(orthanc_config.server) as c:
         yield c

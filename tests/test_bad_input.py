@@ -119,8 +119,10 @@ async def test_bad_input(tool: str, arguments: dict[str, Any], message: str, tmp
         sent.append(request)
         return httpx.Response(500)
 
-    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path / "dl", allow_delete=True)
-    async with Client(build_server(config, transport=httpx.MockTransport(record))) as client:
+    config = Config.single(
+        url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path / "dl", allow_delete=True
+    )
+    async with Client(build_server(config, transports={"default": httpx.MockTransport(record)})) as client:
         result = await client.call_tool(tool, arguments)
     assert result.is_error, text(result)
     assert message in text(result)
@@ -146,7 +148,9 @@ async def test_bad_input(tool: str, arguments: dict[str, Any], message: str, tmp
 async def test_unknown_tool_lists_what_exists(
     name: str, allow_delete: bool, message: str, tmp_path: Path
 ) -> None:
-    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, allow_delete=allow_delete)
+    config = Config.single(
+        url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, allow_delete=allow_delete
+    )
     async with Client(build_server(config)) as client:
         result = await client.call_tool(name, {})
     assert result.is_error

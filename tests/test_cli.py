@@ -22,7 +22,7 @@ COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
 
 def environment(config: Config) -> dict[str, str]:
     return {
-        "DICOMWEB_URL": config.url,
+        "DICOMWEB_URL": config.server.url,
         "DICOMWEB_DOWNLOAD_DIR": str(config.download_dir),
         "PATH": "/usr/bin:/bin",
     }

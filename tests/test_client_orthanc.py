@@ -285,7 +285,7 @@ async def test_delete_removes_a_study_held_under_two_patient_ids(
 
 async def test_unrecognised_orthanc_still_deletes(orthanc_config: Config, samples: Samples) -> None:
     # Kind forced to generic: the DICOMweb DELETE answers 405, and the REST API does the work.
-    async with DicomWebClient(replace(orthanc_config, server_kind=ServerKind.GENERIC)) as generic:
+    async with DicomWebClient(replace(orthanc_config.server, server_kind=ServerKind.GENERIC)) as generic:
         outcomes = await generic.store_instances([samples.red])
         result = await generic.delete(
             Reference(samples.study_uid, samples.red.series_uid, samples.red.instance_uid)

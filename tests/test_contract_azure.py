@@ -26,6 +26,7 @@ from dicomweb_mcp import (
     ThrottledError,
     read_dicom_file,
 )
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicom.reference import Reference
 from tests.support.azure import BASE, CHANGE_FEED, DICOM_JSON, FakeCredential, sop_item, stow_response
 from tests.support.samples import Samples
@@ -44,8 +45,8 @@ async def no_wait(delay: float) -> None:
 
 @pytest.fixture
 async def azure(credential: FakeCredential) -> AsyncIterator[DicomWebClient]:
-    config = Config(url=BASE, auth="azure")  # type: ignore[arg-type]
-    async with DicomWebClient(config, credential=credential, sleep=no_wait) as client:
+    config = Config.single(url=BASE, auth="azure")  # type: ignore[arg-type]
+    async with DicomWebClient(config.server, credential=credential, sleep=no_wait) as client:
         yield client
 
 
@@ -223,7 +224,7 @@ async def test_token_cached_then_refreshed_after_401(
 
 async def test_token_refreshed_before_expiry() -> None:
     credential = FakeCredential(lifetime=60)  # inside the refresh margin: every request gets a fresh one
-    async with DicomWebClient(Config(url=BASE, auth="azure"), credential=credential) as client:  # type: ignore[arg-type]
+    async with DicomWebClient(ServerConfig(url=BASE, auth="azure"), credential=credential) as client:  # type: ignore[arg-type]
         with respx.mock(base_url=BASE) as mock:
             route = mock.get("/studies").respond(200, json=[])
             await client.search_studies()
@@ -255,8 +256,8 @@ async def test_persistent_401_is_an_authentication_error(azure: DicomWebClient) 
 
 
 async def test_partition_in_path(credential: FakeCredential) -> None:
-    config = Config(url=BASE, auth="azure", partition="radiology")  # type: ignore[arg-type]
-    async with DicomWebClient(config, credential=credential) as client:
+    config = Config.single(url=BASE, auth="azure", partition="radiology")  # type: ignore[arg-type]
+    async with DicomWebClient(config.server, credential=credential) as client:
         with respx.mock(base_url=BASE) as mock:
             qido = mock.get("/partitions/radiology/studies").respond(
                 200, json=[{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]
@@ -281,7 +282,7 @@ async def test_credential_failure_is_explained() -> None:
                 "DefaultAzureCredential failed to retrieve a token.\nAttempted credentials: ..."
             )
 
-    async with DicomWebClient(Config(url=BASE, auth="azure"), credential=NoSignIn()) as client:  # type: ignore[arg-type]
+    async with DicomWebClient(ServerConfig(url=BASE, auth="azure"), credential=NoSignIn()) as client:  # type: ignore[arg-type]
         with respx.mock(base_url=BASE, assert_all_called=False) as mock:
             route = mock.get("/studies").respond(200, json=[])
             with pytest.raises(
@@ -303,8 +304,8 @@ async def test_error_body_that_is_not_a_stow_answer(azure: DicomWebClient, sampl
 
 
 async def test_later_failure_keeps_earlier_outcomes(credential: FakeCredential, samples: Samples) -> None:
-    config = Config(url=BASE, auth="azure", max_retries=0, concurrency=1)  # type: ignore[arg-type]
-    async with DicomWebClient(config, credential=credential) as client:
+    config = Config.single(url=BASE, auth="azure", max_retries=0, concurrency=1)  # type: ignore[arg-type]
+    async with DicomWebClient(config.server, credential=credential) as client:
         with respx.mock(base_url=BASE) as mock:
             mock.post("/studies").mock(
                 side_effect=[
@@ -340,8 +341,8 @@ async def test_store_batches_run_concurrently_within_the_limit(
         return httpx.Response(200, json=stow_response(referenced=[sop_item(uid)]))
 
     files = [samples.blue, samples.green, samples.red] * 4
-    config = Config(url=BASE, auth="azure", concurrency=3)  # type: ignore[arg-type]
-    async with DicomWebClient(config, credential=credential) as client:
+    config = Config.single(url=BASE, auth="azure", concurrency=3)  # type: ignore[arg-type]
+    async with DicomWebClient(config.server, credential=credential) as client:
         with respx.mock(base_url=BASE) as mock:
             mock.post("/studies").mock(side_effect=answer)
             outcomes = await client.store_instances(files, encoding="single-part")
@@ -358,8 +359,8 @@ async def test_file_gone_before_sending_fails_only_its_batch(
     red = read_dicom_file(copy)
     assert isinstance(red, DicomFile)
     copy.unlink()  # removed after it was collected, before it was sent
-    config = Config(url=BASE, auth="azure", concurrency=1)  # type: ignore[arg-type]
-    async with DicomWebClient(config, credential=credential) as client:
+    config = Config.single(url=BASE, auth="azure", concurrency=1)  # type: ignore[arg-type]
+    async with DicomWebClient(config.server, credential=credential) as client:
         with respx.mock(base_url=BASE, assert_all_called=False) as mock:
             mock.post("/studies").respond(
                 200, json=stow_response(referenced=[sop_item(samples.blue.instance_uid)])

@@ -58,7 +58,7 @@ async def call(config: Config, tool: str, arguments: dict[str, Any], **server: A
 
 async def test_azure_sized_and_windowed_pictures_are_rendered_locally(tmp_path: Path) -> None:
     slice_ = ct_slice(tmp_path / "data")
-    config = Config(url=BASE, auth="azure", download_dir=tmp_path / "downloads")  # type: ignore[arg-type]
+    config = Config.single(url=BASE, auth="azure", download_dir=tmp_path / "downloads")  # type: ignore[arg-type]
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
         rendered = mock.get(url__regex=r".*/rendered.*").respond(406)
         retrieve = mock.get(instance_path(slice_)).mock(return_value=multipart(slice_))
@@ -66,7 +66,7 @@ async def test_azure_sized_and_windowed_pictures_are_rendered_locally(tmp_path: 
             config,
             "retrieve_rendered",
             {**slice_.reference, "window": "lung", "size": 256, "media_type": "image/png"},
-            credential=FakeCredential(),
+            credentials={"default": FakeCredential()},
         )
     assert not result.is_error, text(result)
     # Azure would ignore viewport and window: it is not asked at all.
@@ -97,7 +97,7 @@ async def test_a_server_that_ignores_the_viewport_is_replaced(tmp_path: Path) ->
     slice_ = ct_slice(tmp_path / "data")
     full_size = io.BytesIO()
     Image.new("L", (512, 512)).save(full_size, "JPEG")
-    config = Config(url=ORTHANC, server_kind="orthanc", download_dir=tmp_path)  # type: ignore[arg-type]
+    config = Config.single(url=ORTHANC, server_kind="orthanc", download_dir=tmp_path)  # type: ignore[arg-type]
     with respx.mock(base_url=ORTHANC) as mock:
         orthanc_routes(mock, slice_)
         rendered = mock.get(instance_path(slice_) + "/rendered").respond(
@@ -114,7 +114,7 @@ async def test_a_server_that_ignores_the_viewport_is_replaced(tmp_path: Path) ->
 
 async def test_a_failing_rendered_endpoint_is_replaced(tmp_path: Path) -> None:
     slice_ = ct_slice(tmp_path / "data")
-    config = Config(url=ORTHANC, server_kind="orthanc", download_dir=tmp_path)  # type: ignore[arg-type]
+    config = Config.single(url=ORTHANC, server_kind="orthanc", download_dir=tmp_path)  # type: ignore[arg-type]
     with respx.mock(base_url=ORTHANC) as mock:
         orthanc_routes(mock, slice_)
         mock.get(instance_path(slice_) + "/rendered").respond(500, json={"Message": "cannot render"})
@@ -152,14 +152,16 @@ async def test_azure_overview_pages_the_instance_search(tmp_path: Path) -> None:
         offset = int(params.get("offset", 0))
         return httpx.Response(200, json=instances[offset : offset + int(params["limit"])])
 
-    config = Config(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    config = Config.single(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
     with respx.mock(base_url=BASE) as mock:
         mock.get("/studies").respond(200, json=[dataset(**{"0020000D": ("UI", study)})])
         mock.get(f"/studies/{study}/series").respond(
             200, json=[dataset(**{"0020000E": ("UI", series), "00080060": ("CS", "CT")})]
         )
         mock.get(url__regex=re.escape(f"{BASE}/studies/{study}/instances") + r".*").mock(side_effect=page)
-        result = await call(config, "get_study_overview", {"study_uid": study}, credential=FakeCredential())
+        result = await call(
+            config, "get_study_overview", {"study_uid": study}, credentials={"default": FakeCredential()}
+        )
     assert not result.is_error, text(result)
     assert [(p["limit"], p.get("offset")) for p in asked] == [("200", None), ("200", "200")]
     assert result.structured_content["series"][0]["instances"] == 203
@@ -178,14 +180,16 @@ async def test_a_server_that_refuses_the_extra_attributes_still_gives_an_overvie
         return answer
 
     instance = dataset(**{"0020000E": ("UI", series), "00080018": ("UI", "1.2.3.4.5"), "00280010": ("US", 8)})
-    config = Config(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    config = Config.single(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
     with respx.mock(base_url=BASE) as mock:
         mock.get("/studies").mock(side_effect=strict([dataset(**{"0020000D": ("UI", study)})]))
         mock.get(f"/studies/{study}/series").mock(
             side_effect=strict([dataset(**{"0020000E": ("UI", series)})])
         )
         mock.get(f"/studies/{study}/instances").mock(side_effect=strict([instance]))
-        result = await call(config, "get_study_overview", {"study_uid": study}, credential=FakeCredential())
+        result = await call(
+            config, "get_study_overview", {"study_uid": study}, credentials={"default": FakeCredential()}
+        )
     assert not result.is_error, text(result)
     overview = result.structured_content
     assert overview["series"] == [{"series_uid": series, "instances": 1, "frames": 1}]

@@ -210,7 +210,7 @@ async def test_an_instance_that_cannot_be_deidentified_is_left_out_unnamed(tmp_p
         sop_class_uid="1.2.840.10008.5.1.4.1.1.7",
     )
     deidentification = Deidentification(
-        Config(url="http://localhost/dicom-web", download_dir=tmp_path / "dl")
+        Config.single(url="http://localhost/dicom-web", download_dir=tmp_path / "dl")
     )
     assert await deidentification.apply(record, tmp_path / "out") is None
     assert not broken.exists()  # the source copy is gone all the same

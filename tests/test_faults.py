@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,9 @@ async def test_token_gate(gateway: tuple[Orthanc, Nginx], samples: Samples, tmp_
     orthanc, nginx = gateway
     orthanc.clear()
     url = nginx.url("secured")
-    missing = Config(url=url, download_dir=tmp_path)
-    wrong = Config(url=url, auth="bearer", token="not-it", download_dir=tmp_path)  # type: ignore[arg-type]
-    right = Config(url=url, auth="bearer", token=TOKEN, download_dir=tmp_path)  # type: ignore[arg-type]
+    missing = Config.single(url=url, download_dir=tmp_path)
+    wrong = Config.single(url=url, auth="bearer", token="not-it", download_dir=tmp_path)  # type: ignore[arg-type]
+    right = Config.single(url=url, auth="bearer", token=TOKEN, download_dir=tmp_path)  # type: ignore[arg-type]
     search = ("search_studies", {"patient_id": "ID1"})
     for config in (missing, wrong):
         (result,) = await calls(config, search)
@@ -76,7 +75,7 @@ async def test_rate_limited_burst_succeeds_after_retries(
     gateway: tuple[Orthanc, Nginx], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="dicomweb_mcp")
-    config = Config(url=gateway[1].url("limited"), download_dir=tmp_path, max_retries=8, timeout=30)
+    config = Config.single(url=gateway[1].url("limited"), download_dir=tmp_path, max_retries=8, timeout=30)
     results: list[Any] = []
     async with Client(build_server(config)) as client:
         await client.call_tool("server_info", {})  # detect the server kind once, outside the burst
@@ -97,7 +96,7 @@ async def test_rate_limited_burst_succeeds_after_retries(
 async def test_rate_limited_without_retries_says_throttled(
     gateway: tuple[Orthanc, Nginx], tmp_path: Path
 ) -> None:
-    config = Config(
+    config = Config.single(
         url=gateway[1].url("limited"), download_dir=tmp_path, max_retries=0, server_kind="orthanc"
     )  # type: ignore[arg-type]
     results: list[Any] = []
@@ -114,7 +113,7 @@ async def test_rate_limited_without_retries_says_throttled(
 
 
 async def test_dead_upstream_and_maintenance(gateway: tuple[Orthanc, Nginx], tmp_path: Path) -> None:
-    down = Config(
+    down = Config.single(
         url=gateway[1].url("down"), download_dir=tmp_path / "dl", max_retries=1, server_kind="orthanc"
     )  # type: ignore[arg-type]
     (retrieve,) = await calls(down, ("retrieve_instances", {"study_uid": "1.2.3.4"}))
@@ -125,7 +124,7 @@ async def test_dead_upstream_and_maintenance(gateway: tuple[Orthanc, Nginx], tmp
         and "try again later" in text(retrieve)
     )
     assert not any((tmp_path / "dl").rglob("*.*"))  # nothing written, not even a manifest
-    maintenance = replace(down, url=gateway[1].url("maintenance"))
+    maintenance = down.changed(url=gateway[1].url("maintenance"))
     (search,) = await calls(maintenance, ("search_studies", {}))
     assert search.is_error and "HTTP 503" in text(search) and "down for maintenance" in text(search)
     assert "temporarily unavailable" in text(search)
@@ -137,8 +136,10 @@ async def test_orthanc_killed_mid_download(tmp_path: Path) -> None:
         files, _ = collect_dicom_files(
             make_study(tmp_path / "source", instances=40, series=2, rows=900, columns=900, seed=7)
         )
-        config = Config(url=orthanc.dicomweb_url, download_dir=tmp_path / "dl", max_retries=0, timeout=30)
-        async with DicomWebClient(config) as client:
+        config = Config.single(
+            url=orthanc.dicomweb_url, download_dir=tmp_path / "dl", max_retries=0, timeout=30
+        )
+        async with DicomWebClient(config.server) as client:
             assert all(o.status is StoreStatus.STORED for o in await client.store_instances(files))
         study = files[0].study_uid
         originals = {f.instance_uid: f.path.read_bytes() for f in files}
@@ -147,7 +148,7 @@ async def test_orthanc_killed_mid_download(tmp_path: Path) -> None:
             if progress == 2:
                 orthanc.kill()  # as a crash would: mid-body, no goodbye
 
-        async with DicomWebClient(config) as client:
+        async with DicomWebClient(config.server) as client:
             with pytest.raises(DicomWebError) as failure:
                 await retrieve_instances(tool_context(config, client), kill_after_second, study_uid=study)
         message = str(failure.value)
@@ -164,7 +165,7 @@ async def test_orthanc_killed_mid_download(tmp_path: Path) -> None:
             assert path.read_bytes() == originals[path.stem]
 
         orthanc.start()  # same port, same storage
-        async with DicomWebClient(config) as client:
+        async with DicomWebClient(config.server) as client:
             result = await retrieve_instances(tool_context(config, client), no_progress, study_uid=study)
         assert result.file_count == 40
         assert json.loads(manifest_path.read_text())["complete"] is True

@@ -34,8 +34,8 @@ class Gate(httpx.AsyncBaseTransport):
 
 async def test_detection_and_the_first_search_go_together(tmp_path: Path) -> None:
     gate = Gate()
-    config = Config(url="http://pacs.invalid/dicom-web", download_dir=tmp_path, max_retries=0)
-    async with DicomWebClient(config, transport=gate) as client:
+    config = Config.single(url="http://pacs.invalid/dicom-web", download_dir=tmp_path, max_retries=0)
+    async with DicomWebClient(config.server, transport=gate) as client:
         result = await client.search_studies({"PatientID": "ID1"}, limit=5)
         assert (await client.profile()).kind.value == "generic"
         await client.search_studies({"PatientID": "ID2"}, limit=5)
@@ -52,8 +52,8 @@ async def test_a_query_read_differently_waits_for_the_kind(tmp_path: Path) -> No
         paths.append(request.url.path)
         return httpx.Response(404) if request.url.path == "/system" else httpx.Response(200, json=[])
 
-    config = Config(url="http://pacs.invalid/dicom-web", download_dir=tmp_path)
-    async with DicomWebClient(config, transport=httpx.MockTransport(answer)) as client:
+    config = Config.single(url="http://pacs.invalid/dicom-web", download_dir=tmp_path)
+    async with DicomWebClient(config.server, transport=httpx.MockTransport(answer)) as client:
         await client.search_studies({"PatientName": "Anony Mous"})
     assert paths == ["/system", "/dicom-web/studies"]
 
@@ -72,8 +72,8 @@ async def test_a_broken_detection_does_not_break_the_search(tmp_path: Path) -> N
             return httpx.Response(200, stream=BrokenBody())
         return httpx.Response(200, json=[])
 
-    config = Config(url="http://pacs.invalid/dicom-web", download_dir=tmp_path, max_retries=0)
-    async with DicomWebClient(config, transport=httpx.MockTransport(answer)) as client:
+    config = Config.single(url="http://pacs.invalid/dicom-web", download_dir=tmp_path, max_retries=0)
+    async with DicomWebClient(config.server, transport=httpx.MockTransport(answer)) as client:
         result = await client.search_studies({"PatientID": "ID1"})
         await client.warm_up()  # in the background at start-up: it must never raise
     assert result.datasets == []

@@ -54,7 +54,10 @@ def test_check_names_the_dicomweb_root_when_given_orthancs_own(orthanc: Orthanc,
 
 
 def test_call_fails_when_every_file_failed(orthanc_config: Config, samples: Samples) -> None:
-    env = {"DICOMWEB_URL": orthanc_config.url, "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir)}
+    env = {
+        "DICOMWEB_URL": orthanc_config.server.url,
+        "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir),
+    }
     # Into a study the file does not belong to: the server refuses it.
     arguments = json.dumps({"paths": [str(samples.blue.path)], "study_uid": "1.2.3.4"})
     result = run(["call", "store_instances", arguments], env)
@@ -91,7 +94,7 @@ def test_default_download_dir_does_not_depend_on_the_working_directory(tmp_path:
 
 
 async def test_initialize_claims_only_tools(tmp_path: Path) -> None:
-    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
     async with Client(build_server(config)) as client:
         capabilities = client.server_capabilities
         instructions = client.instructions or ""
@@ -103,7 +106,7 @@ async def test_initialize_claims_only_tools(tmp_path: Path) -> None:
 async def test_unwritable_download_dir_names_the_setting(orthanc_config: Config, samples: Samples) -> None:
     blocker = orthanc_config.download_dir.parent / "a-file"
     blocker.write_text("not a directory")
-    config = Config(url=orthanc_config.url, download_dir=blocker / "downloads")
+    config = Config.single(url=orthanc_config.server.url, download_dir=blocker / "downloads")
     async with Client(build_server(config)) as client:
         stored = await client.call_tool("store_instances", {"paths": [str(samples.blue.path)]})
         result = await client.call_tool("retrieve_instances", {"study_uid": samples.study_uid})
@@ -129,7 +132,7 @@ async def test_full_disk_mid_download_keeps_and_lists_whole_files(
     orthanc_config: Config, samples: Samples, small_disk: Path
 ) -> None:
     # One series at a time, so that which file fills the disk does not depend on timing.
-    config = Config(url=orthanc_config.url, download_dir=small_disk, concurrency=1)
+    config = Config.single(url=orthanc_config.server.url, download_dir=small_disk, concurrency=1)
     async with Client(build_server(config)) as client:
         await client.call_tool("store_instances", {"paths": [str(f.path) for f in samples.all]})
         result = await client.call_tool("retrieve_instances", {"study_uid": samples.study_uid})
@@ -149,7 +152,7 @@ async def test_full_disk_mid_download_keeps_and_lists_whole_files(
 async def test_url_without_dicomweb_root_is_explained_in_tool_errors(
     orthanc: Orthanc, tmp_path: Path
 ) -> None:
-    config = Config(url=orthanc.dicomweb_url.removesuffix("/dicom-web"), download_dir=tmp_path)
+    config = Config.single(url=orthanc.dicomweb_url.removesuffix("/dicom-web"), download_dir=tmp_path)
     async with Client(build_server(config)) as client:
         result = await client.call_tool("search_studies", {"patient_id": "ID1"})
     assert result.is_error and "/dicom-web" in text(result)

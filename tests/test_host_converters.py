@@ -37,9 +37,11 @@ def model_facing_bytes(tool: Tool) -> int:
 async def listed_tools(tmp_path: Path, *, named: bool = False) -> list[Tool]:
     """The tool list of one server; ``named``: of two named servers (a server enum on every tool, and
     transfer_instances)."""
-    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, allow_delete=True)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, allow_delete=True)
     if named:
-        config = replace(config, name="pacs", servers=(replace(config, name="research"),))
+        config = replace(
+            config, servers=(replace(config.server, name="pacs"), replace(config.server, name="research"))
+        )
     async with Client(build_server(config)) as client:
         return (await client.list_tools()).tools
 
@@ -141,11 +143,11 @@ async def test_a_strict_mode_call_means_what_the_model_meant(
         asked.append(str(request.url))
         return httpx.Response(200, json=[]) if "/dicom-web/" in request.url.path else httpx.Response(404)
 
-    config = Config(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
     listed = {t.name: t for t in await listed_tools(tmp_path)}
     strict = MCPUtil.to_function_tool(listed[tool], HOST, convert_schemas_to_strict=True)
     arguments = strict_call(copy.deepcopy(strict.params_json_schema), given)
-    async with Client(build_server(config, transport=httpx.MockTransport(answer))) as client:
+    async with Client(build_server(config, transports={"default": httpx.MockTransport(answer)})) as client:
         result = await client.call_tool(tool, arguments)
     assert not result.is_error, text(result)
     query = asked[-1].partition("?")[2]

@@ -43,7 +43,9 @@ def hostile() -> Iterator[HostileServer]:
 
 
 def config(server: HostileServer, tmp_path: Path, **extra: Any) -> Config:
-    return Config(url=server.url, download_dir=tmp_path / "dl", server_kind="generic", max_retries=0, **extra)  # type: ignore[arg-type]
+    return Config.single(
+        url=server.url, download_dir=tmp_path / "dl", server_kind="generic", max_retries=0, **extra
+    )  # type: ignore[arg-type]
 
 
 async def retrieve(cfg: Config) -> tuple[bool, str, Any]:
@@ -177,9 +179,9 @@ async def test_hung_server_times_out(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()  # accepts connections (the kernel does) and never answers
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
-        cfg = Config(url=url, timeout=1, server_kind="generic", download_dir=tmp_path)  # type: ignore[arg-type]
+        cfg = Config.single(url=url, timeout=1, server_kind="generic", download_dir=tmp_path)  # type: ignore[arg-type]
         started = anyio.current_time()
-        async with DicomWebClient(cfg) as client:
+        async with DicomWebClient(cfg.server) as client:
             with pytest.raises(ServerUnreachableError, match="did not answer within 1 s"):
                 await client.search_studies()
         elapsed = anyio.current_time() - started
@@ -201,7 +203,7 @@ async def test_cancelled_download_removes_the_partial_file(
 
     hostile.routes[f"/dicom-web/studies/{STUDY}"] = stall
     cfg = config(hostile, tmp_path, timeout=60)
-    async with DicomWebClient(cfg) as client, anyio.create_task_group() as group:
+    async with DicomWebClient(cfg.server) as client, anyio.create_task_group() as group:
         group.start_soon(lambda: retrieve_instances(tool_context(cfg, client), no_progress, study_uid=STUDY))
 
         def partial_written() -> bool:

@@ -40,7 +40,7 @@ def http_server(orthanc_config: Config) -> Iterator[str]:
     port = free_port()
     env = {
         "PATH": os.environ["PATH"],
-        "DICOMWEB_URL": orthanc_config.url,
+        "DICOMWEB_URL": orthanc_config.server.url,
         "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir),
         "DICOMWEB_MCP_TOKEN": TOKEN,
         "DICOMWEB_MCP_ALLOWED_ORIGINS": INSPECTOR,
@@ -117,7 +117,7 @@ async def test_mcp_over_http_with_the_token(http_server: str) -> None:
 
 
 def test_public_bind_without_token_is_refused(orthanc_config: Config) -> None:
-    env = {"PATH": os.environ["PATH"], "DICOMWEB_URL": orthanc_config.url}
+    env = {"PATH": os.environ["PATH"], "DICOMWEB_URL": orthanc_config.server.url}
     result = subprocess.run(
         [COMMAND, "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
         env=env,

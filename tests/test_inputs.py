@@ -35,17 +35,18 @@ def test_config_from_env_defaults_and_secrets_hidden(tmp_path: Path) -> None:
             "DICOMWEB_TIMEOUT": "12.5",
         }
     )
-    assert config.auth is AuthMode.BASIC and config.timeout == 12.5 and config.download_dir == tmp_path
-    assert config.url == "http://user:pw@localhost:8042/dicom-web"
-    text = repr(config) + str(config)
+    server = config.server
+    assert server.auth is AuthMode.BASIC and server.timeout == 12.5 and config.download_dir == tmp_path
+    assert server.url == "http://user:pw@localhost:8042/dicom-web"
+    text = repr(config) + str(config) + repr(server)
     assert "s3cret-Pa55" not in text and "pw@" not in text and "***" in text
 
 
 def test_config_azure_defaults() -> None:
-    config = Config.from_env({"DICOMWEB_URL": AZURE_URL, "DICOMWEB_PARTITION": "p1"})
-    assert config.auth is AuthMode.AZURE
-    assert config.azure_scope == "https://dicom.healthcareapis.azure.com/.default"
-    assert Config.from_env({"DICOMWEB_URL": "http://localhost/dicom-web"}).auth is AuthMode.NONE
+    server = Config.from_env({"DICOMWEB_URL": AZURE_URL, "DICOMWEB_PARTITION": "p1"}).server
+    assert server.auth is AuthMode.AZURE
+    assert server.azure_scope == "https://dicom.healthcareapis.azure.com/.default"
+    assert Config.from_env({"DICOMWEB_URL": "http://localhost/dicom-web"}).server.auth is AuthMode.NONE
 
 
 @pytest.mark.parametrize(

@@ -42,10 +42,10 @@ async def test_fifty_concurrent_calls(orthanc_config: Config, samples: Samples, 
     files, _ = collect_dicom_files(
         [*(f.path for f in samples.all), *make_study(tmp_path / "src", instances=20, series=4, seed=5)]
     )
-    async with DicomWebClient(orthanc_config) as client:
+    async with DicomWebClient(orthanc_config.server) as client:
         await client.store_instances(files)
     synthetic = files[-1]
-    port = int(orthanc_config.url.rsplit(":", 1)[1].split("/")[0])
+    port = int(orthanc_config.server.url.rsplit(":", 1)[1].split("/")[0])
     calls: list[tuple[str, dict[str, Any]]] = []
     for n in range(50):
         kind = n % 5
@@ -77,7 +77,7 @@ async def test_fifty_concurrent_calls(orthanc_config: Config, samples: Samples, 
 
     env = {
         "PATH": os.environ["PATH"],
-        "DICOMWEB_URL": orthanc_config.url,
+        "DICOMWEB_URL": orthanc_config.server.url,
         "DICOMWEB_DOWNLOAD_DIR": str(orthanc_config.download_dir),
     }
     command = str(Path(sys.executable).parent / "dicomweb-mcp")

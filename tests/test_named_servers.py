@@ -54,8 +54,9 @@ def test_servers_file_with_the_environment_server_as_default(tmp_path: Path) -> 
         "orthanc",
     )
     assert archive.read_only and archive.token == "tok-abc-2" and not archive.delete_enabled
-    # Process-wide settings are every server's.
-    assert research.download_dir == archive.download_dir == (tmp_path / "dl").absolute()
+    # The process's settings are one, and the connection settings every server's.
+    assert config.download_dir == (tmp_path / "dl").absolute()
+    assert research.timeout == archive.timeout == config.server.timeout
     shown = repr(config)
     assert "s3cret-pw-1" not in shown and "tok-abc-2" not in shown
 
@@ -99,8 +100,9 @@ async def test_every_tool_takes_a_server_and_policies_are_per_server(
     orthanc_config: Config, second_orthanc: Orthanc
 ) -> None:
     second_orthanc.clear()
-    archive = replace(orthanc_config, name="archive", url=second_orthanc.dicomweb_url, read_only=True)
-    config = replace(orthanc_config, name="pacs", allow_delete=True, servers=(archive,))
+    pacs = replace(orthanc_config.server, name="pacs", allow_delete=True)
+    archive = replace(orthanc_config.server, name="archive", url=second_orthanc.dicomweb_url, read_only=True)
+    config = replace(orthanc_config, servers=(pacs, archive))
     async with Client(build_server(config)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         info = await client.call_tool("server_info", {"server": "archive"})
@@ -134,7 +136,9 @@ async def test_one_server_publishes_no_server_argument(orthanc_config: Config) -
 
 
 def test_instructions_name_the_servers_only_when_there_are_several(orthanc_config: Config) -> None:
-    two = replace(orthanc_config, name="pacs", servers=(replace(orthanc_config, name="research"),))
+    two = replace(
+        orthanc_config, servers=tuple(replace(orthanc_config.server, name=n) for n in ("pacs", "research"))
+    )
     assert "Servers: pacs, research; a tool uses pacs" in (build_server(two).instructions or "")
     assert "Servers:" not in (build_server(orthanc_config).instructions or "")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -78,7 +77,7 @@ def make_study(directory: Path) -> tuple[str, list[Instance]]:
 async def test_one_call_says_what_is_in_the_study(orthanc_config: Config, tmp_path: Path) -> None:
     study, made = make_study(tmp_path / "study")
     recording = Recording()
-    async with Client(build_server(orthanc_config, transport=recording)) as client:
+    async with Client(build_server(orthanc_config, transports={"default": recording})) as client:
         stored = await client.call_tool("store_instances", {"paths": [str(tmp_path / "study")]})
         assert stored.structured_content["counts"]["stored"] == len(made)
         recording.requests.clear()
@@ -131,7 +130,7 @@ async def test_the_contact_sheet_has_a_labelled_tile_per_series(
 ) -> None:
     study, _ = make_study(tmp_path / "study")
     for kind in ("orthanc", "generic"):  # thumbnails from the server's renderer, then from the local one
-        config = replace(orthanc_config, server_kind=kind)  # type: ignore[arg-type]
+        config = orthanc_config.changed(server_kind=kind)  # type: ignore[arg-type]
         async with Client(build_server(config)) as client:
             await client.call_tool("store_instances", {"paths": [str(tmp_path / "study")]})
             result = await client.call_tool("get_study_overview", {"study_uid": study, "show": True})

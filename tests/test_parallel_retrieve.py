@@ -43,7 +43,7 @@ class Recording(httpx.AsyncBaseTransport):
 async def stored_study(config: Config, directory: Path) -> tuple[str, list[str]]:
     files = make_study(directory, instances=12, series=3, rows=32, columns=32)
     found, _ = collect_dicom_files(files)
-    async with DicomWebClient(config) as client:
+    async with DicomWebClient(config.server) as client:
         outcomes = await client.store_instances(found)
     assert all(o.status.value == "stored" for o in outcomes)
     return found[0].study_uid, sorted({f.series_uid for f in found})
@@ -52,7 +52,7 @@ async def stored_study(config: Config, directory: Path) -> tuple[str, list[str]]
 async def test_one_get_per_series(orthanc_config: Config, tmp_path: Path) -> None:
     study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
     recording = Recording()
-    async with DicomWebClient(orthanc_config, transport=recording) as client:
+    async with DicomWebClient(orthanc_config.server, transport=recording) as client:
         result = await retrieve_instances(
             tool_context(orthanc_config, client), no_progress, study_uid=study_uid
         )
@@ -71,7 +71,7 @@ async def test_a_failing_series_stops_the_rest_and_keeps_the_manifest_true(
 ) -> None:
     study_uid, series = await stored_study(orthanc_config, tmp_path / "study")
     recording = Recording(refuse=series[1])
-    async with DicomWebClient(orthanc_config, transport=recording) as client:
+    async with DicomWebClient(orthanc_config.server, transport=recording) as client:
         with pytest.raises(NotFoundError) as raised:
             await retrieve_instances(tool_context(orthanc_config, client), no_progress, study_uid=study_uid)
     on_disk = set(orthanc_config.download_dir.rglob("*.dcm"))
@@ -96,10 +96,10 @@ async def test_one_series_of_large_images_comes_an_instance_at_a_time(
     from a server on this machine (where one stream runs at disk speed), in one GET."""
     files = make_study(tmp_path / "study", instances=6, rows=size, columns=size)
     found, _ = collect_dicom_files(files)
-    async with DicomWebClient(orthanc_config) as client:
+    async with DicomWebClient(orthanc_config.server) as client:
         await client.store_instances(found)
     recording = Recording(distance=distance)
-    async with DicomWebClient(orthanc_config, transport=recording) as client:
+    async with DicomWebClient(orthanc_config.server, transport=recording) as client:
         result = await retrieve_instances(
             tool_context(orthanc_config, client), no_progress, study_uid=found[0].study_uid
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def configured(config: Config, kind: str) -> Config:
-    return replace(config, server_kind=kind)  # type: ignore[arg-type]
+    return config.changed(server_kind=kind)  # type: ignore[arg-type]
 
 
 async def store(config: Config, *instances: Instance) -> None:

@@ -10,7 +10,6 @@ import pytest
 import respx
 
 from dicomweb_mcp import (
-    Config,
     DicomWebClient,
     NotFoundError,
     ServerError,
@@ -18,13 +17,14 @@ from dicomweb_mcp import (
     StoreStatus,
     ThrottledError,
 )
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicom.reference import Reference
 from tests.support.azure import BASE, FakeCredential, sop_item, stow_response
 from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 
-CONFIG = Config(url=BASE, auth="azure", timeout=30, max_retries=3)  # type: ignore[arg-type]
+SERVER = ServerConfig(url=BASE, auth="azure", timeout=30, max_retries=3)  # type: ignore[arg-type]
 
 
 class Sleeps:
@@ -42,7 +42,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 async def client(sleeps: Sleeps) -> AsyncIterator[DicomWebClient]:
-    async with DicomWebClient(CONFIG, credential=FakeCredential(), sleep=sleeps) as c:
+    async with DicomWebClient(SERVER, credential=FakeCredential(), sleep=sleeps) as c:
         yield c
 
 
@@ -72,7 +72,7 @@ async def test_gives_up_after_max_retries_and_says_throttled(client: DicomWebCli
 
 async def test_retries_off(sleeps: Sleeps) -> None:
     async with DicomWebClient(
-        replace(CONFIG, max_retries=0), credential=FakeCredential(), sleep=sleeps
+        replace(SERVER, max_retries=0), credential=FakeCredential(), sleep=sleeps
     ) as client:
         with respx.mock(base_url=BASE) as mock:
             route = mock.get("/studies").respond(503)

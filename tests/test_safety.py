@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import logging
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import respx
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicomweb.auth import build_auth
 from dicomweb_mcp.tools.server import build_server
 from tests.support.azure import BASE, FakeCredential
@@ -53,7 +53,7 @@ async def test_secrets_never_appear(
     caplog.set_level(logging.DEBUG)
     secured = Orthanc(tmp_path / "orthanc", users={"alice": PASSWORD}).start()
     try:
-        good = Config(
+        good = Config.single(
             url=secured.dicomweb_url,
             auth="basic",
             username="alice",
@@ -61,7 +61,7 @@ async def test_secrets_never_appear(
             download_dir=tmp_path / "dl",
             mcp_token=MCP_TOKEN,
         )
-        bad = replace(good, password=PASSWORD + "x")
+        bad = good.changed(password=PASSWORD + "x")
         calls = [
             ("store_instances", {"paths": [str(samples.blue.path)]}),
             ("search_studies", {"patient_name": "Anony*"}),
@@ -72,26 +72,27 @@ async def test_secrets_never_appear(
         texts += await run_tools(bad, calls)
     finally:
         secured.stop()
-    bearer = Config(url=BASE, auth="bearer", token=TOKEN, download_dir=tmp_path / "dl")  # type: ignore[arg-type]
+    bearer = Config.single(url=BASE, auth="bearer", token=TOKEN, download_dir=tmp_path / "dl")  # type: ignore[arg-type]
     with respx.mock(base_url=BASE) as mock:
         mock.get("/studies").respond(401, text="expired")
         texts += await run_tools(bearer, [("search_studies", {}), ("server_info", {})])
-    azure = Config(url=BASE, auth="azure", download_dir=tmp_path / "dl")  # type: ignore[arg-type]
+    azure = Config.single(url=BASE, auth="azure", download_dir=tmp_path / "dl")  # type: ignore[arg-type]
     with respx.mock(base_url=BASE) as mock:
         mock.get("/studies").respond(403, text="forbidden")
-        texts += await run_tools(azure, [("search_studies", {})], credential=FakeCredential())
+        texts += await run_tools(azure, [("search_studies", {})], credentials={"default": FakeCredential()})
 
     assert any("HTTP 401" in t for t in texts) and any(
         "HTTP 403" in t for t in texts
     )  # the failures did happen
-    async with DicomWebClient(bearer) as client:
+    async with DicomWebClient(bearer.server) as client:
         reprs = [
             repr(good),
             str(bad),
             repr(bearer),
+            repr(bearer.server),
             repr(client),
-            repr(build_auth(bearer)),
-            repr(build_auth(good)),
+            repr(build_auth(bearer.server)),
+            repr(build_auth(good.server)),
         ]
     logs = "\n".join(r.getMessage() + repr(r.args) for r in caplog.records)
     assert caplog.records  # debug logging really was on
@@ -128,7 +129,7 @@ async def test_upload_roots(orthanc_config: Config, samples: Samples, tmp_path: 
     shutil.copy(samples.blue.path, allowed / "blue.dcm")
     shutil.copy(samples.red.path, elsewhere / "red.dcm")
     (allowed / "link.dcm").symlink_to(elsewhere / "red.dcm")
-    config = replace(orthanc_config, upload_roots=(allowed,))
+    config = orthanc_config.changed(upload_roots=(allowed,))
     async with Client(build_server(config)) as client:
         result = await client.call_tool(
             "store_instances", {"paths": [str(allowed), str(elsewhere / "red.dcm"), str(elsewhere)]}
@@ -162,7 +163,7 @@ async def test_https_servers_are_verified(tmp_path: Path) -> None:
         ("https://pacs.example/dicom-web", ssl.CERT_REQUIRED),
         ("http://pacs.example/dicom-web", None),
     ):
-        async with DicomWebClient(Config(url=url, download_dir=tmp_path)) as client:
+        async with DicomWebClient(ServerConfig(url=url)) as client:
             context = client.http.pool_transport._pool._ssl_context  # type: ignore[attr-defined]
             if mode is None:
                 assert context.verify_mode == ssl.CERT_NONE  # never used: no TLS to an http:// server

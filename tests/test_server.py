@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ async def store_samples(config: Config, samples: Samples) -> dict[str, Any]:
 
 @pytest.fixture
 def config(orthanc_config: Config) -> Config:
-    return replace(orthanc_config, allow_delete=True)
+    return orthanc_config.changed(allow_delete=True)
 
 
 async def test_tools_and_policy_switches(config: Config) -> None:
@@ -45,10 +44,10 @@ async def test_tools_and_policy_switches(config: Config) -> None:
     assert tools["store_instances"].annotations.idempotent_hint is True
     assert "confirmation" not in tools["delete_instances"].input_schema["properties"]
 
-    async with Client(build_server(replace(config, allow_delete=False))) as client:
+    async with Client(build_server(config.changed(allow_delete=False))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
     assert names == ALL_TOOLS - {"delete_instances"}
-    async with Client(build_server(replace(config, read_only=True))) as client:
+    async with Client(build_server(config.changed(read_only=True))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         refused = await client.call_tool("store_instances", {"paths": ["/tmp"]})
     assert names == ALL_TOOLS - {"delete_instances", "store_instances"}
@@ -263,7 +262,7 @@ async def test_unknown_study_says_search_first(config: Config) -> None:
 async def test_delete_disabled_is_not_callable(config: Config, samples: Samples) -> None:
     await store_samples(config, samples)
     result = await call(
-        replace(config, allow_delete=False), "delete_instances", {"study_uid": samples.study_uid}
+        config.changed(allow_delete=False), "delete_instances", {"study_uid": samples.study_uid}
     )
     assert result.is_error and "delete_instances" in text(result)
     after = await call(config, "search_studies", {"study_uid": samples.study_uid})
@@ -276,7 +275,9 @@ async def test_401_is_explained(tmp_path: Path) -> None:
 
     secured = Orthanc(tmp_path / "orthanc", users={"bob": "pw-123456"}).start()
     try:
-        result = await call(Config(url=secured.dicomweb_url, download_dir=tmp_path), "search_studies", {})
+        result = await call(
+            Config.single(url=secured.dicomweb_url, download_dir=tmp_path), "search_studies", {}
+        )
     finally:
         secured.stop()
     assert result.is_error and "HTTP 401" in text(result) and "DICOMWEB_USERNAME" in text(result)

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.anyio
 
 
 def azure_server(tmp_path: Path) -> Any:
-    config = Config(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
-    return build_server(config, credential=FakeCredential())
+    config = Config.single(url=BASE, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    return build_server(config, credentials={"default": FakeCredential()})
 
 
 def renumbered(first: int, second: int) -> list[dict[str, Any]]:
@@ -48,10 +48,10 @@ async def test_change_feed_tool_v2_pages_by_count(tmp_path: Path) -> None:
 
 async def test_change_feed_tool_v1_pages_by_sequence(tmp_path: Path) -> None:
     v1 = BASE.removesuffix("/v2") + "/v1"
-    config = Config(url=v1, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
+    config = Config.single(url=v1, auth="azure", download_dir=tmp_path)  # type: ignore[arg-type]
     with respx.mock(base_url=v1) as mock:
         feed = mock.get("/changefeed").respond(200, json=renumbered(500, 900))
-        async with Client(build_server(config, credential=FakeCredential())) as client:
+        async with Client(build_server(config, credentials={"default": FakeCredential()})) as client:
             page = await client.call_tool("get_change_feed", {"offset": 499, "limit": 2})
             too_many = await client.call_tool("get_change_feed", {"limit": 150})
             window = await client.call_tool("get_change_feed", {"start_time": "2023-05-10T00:00:00Z"})

@@ -15,6 +15,7 @@ import pytest
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, Reference, collect_dicom_files
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools.context import no_progress
 from dicomweb_mcp.tools.server import build_server
@@ -35,14 +36,15 @@ def destination(second_orthanc: Orthanc) -> Orthanc:
 
 @pytest.fixture
 def config(orthanc_config: Config, destination: Orthanc) -> Config:
-    research = Config(url=destination.dicomweb_url, name="research", download_dir=orthanc_config.download_dir)
-    return replace(orthanc_config, name="clinical", servers=(research,))
+    clinical = replace(orthanc_config.server, name="clinical")
+    research = replace(orthanc_config.server, name="research", url=destination.dicomweb_url)
+    return replace(orthanc_config, servers=(clinical, research))
 
 
 @pytest.fixture
 async def study(orthanc_config: Config, tmp_path: Path) -> IdentifiedStudy:
     made = make_identified_study(tmp_path / "study", series=2, per_series=3)
-    async with DicomWebClient(orthanc_config) as client:
+    async with DicomWebClient(orthanc_config.server) as client:
         files, _ = collect_dicom_files([tmp_path / "study"])
         outcomes = await client.store_instances(files)
     assert len(outcomes) == 6
@@ -61,7 +63,7 @@ async def transfer(config: Config, **arguments: Any) -> dict[str, Any]:
 
 async def destination_files(url: str, study_uid: str, directory: Path) -> list[Path]:
     async with (
-        DicomWebClient(Config(url=url, download_dir=directory)) as client,
+        DicomWebClient(ServerConfig(url=url)) as client,
         client.stream_instances(Reference(study_uid)) as reader,
     ):
         saved = await save_all(FileStore(directory), reader, directory)
@@ -93,8 +95,8 @@ async def test_read_only_destination_is_refused_before_anything_moves(
     config: Config, study: IdentifiedStudy, destination: Orthanc
 ) -> None:
     # The source is a closed port: any request would fail as unreachable, so the refusal came first.
-    closed = replace(config, url=f"http://127.0.0.1:{free_port()}/dicom-web", server_kind="orthanc")  # type: ignore[arg-type]
-    read_only = replace(closed, servers=(replace(config.servers[0], read_only=True),))
+    closed = config.changed(url=f"http://127.0.0.1:{free_port()}/dicom-web", server_kind="orthanc")  # type: ignore[arg-type]
+    read_only = replace(closed, servers=(closed.server, replace(config.servers[1], read_only=True)))
     async with Client(build_server(read_only)) as client:
         result = await client.call_tool(
             "transfer_instances",
@@ -125,8 +127,8 @@ async def test_a_small_spool_bounds_temporary_disk_and_still_completes(
     """With room for two instances the transfer waits for the destination instead of filling the disk."""
     size = max(p.stat().st_size for p in study.paths)
     async with (
-        DicomWebClient(config) as source_client,
-        DicomWebClient(config.servers[0]) as destination_client,
+        DicomWebClient(config.server) as source_client,
+        DicomWebClient(config.servers[1]) as destination_client,
     ):
         app = tool_context(config, source_client, destination_client)
         source, destination = app.archives.values()
@@ -218,8 +220,8 @@ async def test_deidentified_retrieve_names_files_by_new_uids_only(
 
 async def test_a_cancelled_transfer_leaves_no_spool(config: Config, study: IdentifiedStudy) -> None:
     async with (
-        DicomWebClient(config) as source_client,
-        DicomWebClient(config.servers[0]) as destination_client,
+        DicomWebClient(config.server) as source_client,
+        DicomWebClient(config.servers[1]) as destination_client,
     ):
         app = tool_context(config, source_client, destination_client)
         source, destination = app.archives.values()

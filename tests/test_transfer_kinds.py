@@ -26,17 +26,19 @@ def study(tmp_path: Path) -> IdentifiedStudy:
 
 
 def azure_config(tmp_path: Path) -> Config:
-    return Config(url=BASE, auth="azure", name="azure", download_dir=tmp_path / "downloads", max_retries=0)  # type: ignore[arg-type]
+    return Config.single(
+        url=BASE, auth="azure", name="azure", download_dir=tmp_path / "downloads", max_retries=0
+    )  # type: ignore[arg-type]
 
 
 async def test_orthanc_to_azure_and_again(
     orthanc_config: Config, study: IdentifiedStudy, tmp_path: Path
 ) -> None:
     files, _ = collect_dicom_files(study.paths)
-    async with DicomWebClient(orthanc_config) as orthanc:
+    async with DicomWebClient(orthanc_config.server) as orthanc:
         await orthanc.store_instances(files)
-        async with DicomWebClient(azure_config(tmp_path), credential=FakeCredential()) as azure:
-            source, destination = Archive(orthanc_config, orthanc), Archive(azure.config, azure)
+        async with DicomWebClient(azure_config(tmp_path).server, credential=FakeCredential()) as azure:
+            source, destination = Archive(orthanc_config.server, orthanc), Archive(azure.config, azure)
             store = FileStore(orthanc_config.download_dir)
             with respx.mock(assert_all_called=False) as mock:
                 mock.route(host="127.0.0.1").pass_through()
@@ -85,10 +87,10 @@ async def test_azure_to_orthanc(
         return httpx.Response(200, content=body, headers={"content-type": content_type})
 
     async with (
-        DicomWebClient(azure_config(tmp_path), credential=FakeCredential()) as azure,
-        DicomWebClient(orthanc_config) as orthanc,
+        DicomWebClient(azure_config(tmp_path).server, credential=FakeCredential()) as azure,
+        DicomWebClient(orthanc_config.server) as orthanc,
     ):
-        source, destination = Archive(azure.config, azure), Archive(orthanc_config, orthanc)
+        source, destination = Archive(azure.config, azure), Archive(orthanc_config.server, orthanc)
         store = FileStore(orthanc_config.download_dir)
         with respx.mock(assert_all_called=False) as mock:
             mock.route(host="127.0.0.1").pass_through()

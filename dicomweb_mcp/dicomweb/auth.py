@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from ..config import AuthMode, Config
+from ..config import AuthMode, ServerConfig
 from ..errors import ConfigError, CredentialError
 
 __all__ = ["AzureTokenAuth", "BearerAuth", "TokenCredential", "build_auth"]
@@ -99,12 +99,12 @@ class AzureTokenAuth(httpx.Auth):
             return self._token
 
 
-def build_auth(config: Config, credential: TokenCredential | None = None) -> httpx.Auth | None:
+def build_auth(config: ServerConfig, credential: TokenCredential | None = None) -> httpx.Auth | None:
     """The auth flow for ``config``; ``credential`` overrides DefaultAzureCredential for Azure."""
     if config.auth is AuthMode.NONE:
         return None
     if config.auth is AuthMode.BASIC:
-        assert config.username is not None and config.password is not None  # checked by Config
+        assert config.username is not None and config.password is not None  # checked by ServerConfig
         return httpx.BasicAuth(config.username, config.password)
     if config.auth is AuthMode.BEARER:
         assert config.token is not None

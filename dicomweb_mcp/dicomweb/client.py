@@ -14,7 +14,7 @@ from typing import Any, Literal, Self
 
 import anyio
 
-from ..config import Config, ServerKind
+from ..config import ServerConfig, ServerKind
 from ..dicom.reference import Reference
 from ..dicom.validation import validate_frames
 from ..errors import (
@@ -67,7 +67,7 @@ class DicomWebClient:
 
     def __init__(
         self,
-        config: Config,
+        config: ServerConfig,
         *,
         credential: TokenCredential | None = None,
         transport: BaseTransport | None = None,

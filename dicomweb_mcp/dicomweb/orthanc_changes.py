@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from ..config import Config
+from ..config import ServerConfig
 from ..errors import DicomWebError, InvalidInputError, NotFoundError
 from .changefeed import check_change_feed_arguments
 from .models import ChangeFeedEntry
@@ -32,7 +32,7 @@ _ACTIONS = {"NewInstance": "Create", "ModifiedInstance": "Update"}
 
 async def read_orthanc_changes(
     http: HttpTransport,
-    config: Config,
+    config: ServerConfig,
     since: int,
     limit: int | None,
     window: tuple[str | None, str | None] = (None, None),
@@ -46,7 +46,7 @@ async def read_orthanc_changes(
     return await _describe(http, rest, changes[: limit or 10], config.concurrency)
 
 
-async def read_latest_orthanc_change(http: HttpTransport, config: Config) -> ChangeFeedEntry | None:
+async def read_latest_orthanc_change(http: HttpTransport, config: ServerConfig) -> ChangeFeedEntry | None:
     """The newest instance entry: the log's last sequence number, then the page that ends there."""
     rest = orthanc_rest_root(config.url)
     page = parse_json(_OPERATION, await http.read(_OPERATION, "GET", f"{rest}/changes?last", headers=_ACCEPT))

@@ -23,7 +23,7 @@ import anyio
 import httpcore
 import httpx
 
-from ..config import Config
+from ..config import ServerConfig
 from ..errors import DicomWebError, ProtocolError, ServerUnreachableError, error_for_status
 from .servers import root_hint
 
@@ -137,7 +137,7 @@ class HttpTransport:
 
     def __init__(
         self,
-        config: Config,
+        config: ServerConfig,
         *,
         auth: httpx.Auth | None,
         transport: httpx.AsyncBaseTransport | None = None,

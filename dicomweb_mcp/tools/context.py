@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Resolve
 
-from ..config import Config
+from ..config import Config, ServerConfig
 from ..dicomweb.client import DicomWebClient
 from ..errors import InvalidInputError, PolicyError
 from ..files.store import FileStore
@@ -34,7 +34,7 @@ async def no_progress(done: float, total: float | None, message: str) -> None:
 class Archive:
     """One of the operator's named servers: its settings and the client that talks to it."""
 
-    config: Config
+    config: ServerConfig
     client: DicomWebClient
 
     @property
@@ -46,7 +46,7 @@ class Archive:
 class ToolContext:
     archives: Mapping[str, Archive]  # by name, the default first
     store: FileStore
-    config: Config  # the process-wide settings (download directory, concurrency, de-identification)
+    config: Config  # the process's settings (download directory, upload roots, de-identification)
 
     def archive(self, name: str | None, use: Use = "read") -> Archive:
         """The named server (the first one when none is named), refused when the operator's policy does

@@ -83,9 +83,9 @@ async def get_study_overview(
     server: ServerName = None,
 ) -> Annotated[CallToolResult, StudyOverviewResult]:
     """What a study holds: patient, study, every series, its reports; start here."""
-    client = app.archive(server).client
+    archive = app.archive(server)
     result = await study_overview(
-        client, app.store, Reference(study_uid), show=show, concurrency=app.config.concurrency
+        archive.client, app.store, Reference(study_uid), show=show, concurrency=archive.config.concurrency
     )
     sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
     return _with_picture(result, sheet, "image/jpeg")

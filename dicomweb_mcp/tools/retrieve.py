@@ -75,7 +75,7 @@ async def retrieve_instances(
         reference,
         spool or directory,
         progress,
-        app.config.concurrency,
+        archive.config.concurrency,
         transfer_syntax,
         finish=partial(deidentification.apply, target_dir=directory) if deidentification else None,
         manifest=saved_as.level_file(directory, "manifest"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -217,24 +217,26 @@ def argument_error_message(tool: Tool, error: ValidationError) -> str:
 
 
 def build_server(
-    config: Config, *, credential: TokenCredential | None = None, transport: BaseTransport | None = None
+    config: Config,
+    *,
+    credentials: Mapping[str, TokenCredential] | None = None,
+    transports: Mapping[str, BaseTransport] | None = None,
 ) -> DicomWebMCPServer:
     """The MCP server for ``config`` and its named servers. Store exists only when some server is
-    writable, delete only when some server allows it. ``credential`` and ``transport`` serve the first
-    server (tests)."""
+    writable, delete only when some server allows it. ``credentials`` and ``transports`` replace, by
+    server name, the Azure credential and the HTTP transport a server's client would make (tests)."""
     servers = config.named
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolContext]) -> AsyncIterator[ToolContext]:
         async with AsyncExitStack() as stack, anyio.create_task_group() as background:
             archives: dict[str, Archive] = {}
-            for index, (name, settings) in enumerate(servers.items()):
-                first = index == 0
+            for name, settings in servers.items():
                 client = await stack.enter_async_context(
                     DicomWebClient(
                         settings,
-                        credential=credential if first else None,
-                        transport=transport if first else None,
+                        credential=(credentials or {}).get(name),
+                        transport=(transports or {}).get(name),
                     )
                 )
                 # While the host is still shaking hands, learn each server's kind and open a connection: the

@@ -141,7 +141,7 @@ async def transfer_instances(
             "copy."
         )
     deidentification = Deidentification(app.config) if deidentify else None
-    transfer = Transfer(origin, target, app.store, progress, app.config.concurrency, deidentification)
+    transfer = Transfer(origin, target, app.store, progress, origin.config.concurrency, deidentification)
     return await transfer.run(reference)
 
 

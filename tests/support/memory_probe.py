@@ -18,6 +18,7 @@ import anyio
 from mcp import Client
 
 from dicomweb_mcp import Config, DicomWebClient, StoreStatus, collect_dicom_files
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicom.reference import Reference
 from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools.server import build_server
@@ -42,8 +43,10 @@ def peak_rss_kib() -> int:
 
 
 async def transfer(url: str, destination: str, study_uid: str, directory: Path) -> dict[str, int]:
-    source = Config(url=url, timeout=120, name="source", download_dir=directory)
-    config = replace(source, servers=(replace(source, name="destination", url=destination),))
+    source = Config.single(url=url, timeout=120, name="source", download_dir=directory)
+    config = replace(
+        source, servers=(source.server, replace(source.server, name="destination", url=destination))
+    )
     async with Client(build_server(config)) as client:
         await client.call_tool("search_studies", {"study_uid": study_uid, "server": "destination"})
         baseline = reset_peak_rss()
@@ -65,7 +68,7 @@ async def main(mode: str, url: str, study_uid: str, directory: Path, destination
     if mode == "transfer":
         print(json.dumps(await transfer(url, destination, study_uid, directory)))
         return
-    async with DicomWebClient(Config(url=url, timeout=120)) as client:
+    async with DicomWebClient(ServerConfig(url=url, timeout=120)) as client:
         await client.search_studies({"StudyInstanceUID": study_uid})
         if mode == "retrieve":
             baseline = reset_peak_rss()

@@ -11,7 +11,8 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from dicomweb_mcp import AuthenticationError, Config
+from dicomweb_mcp import AuthenticationError
+from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.dicomweb.models import StoreOutcome, StoreStatus
 from dicomweb_mcp.dicomweb.stow import (
     ALREADY_STORED,
@@ -226,7 +227,7 @@ class Archive:
 
 
 async def stow(archive: Archive, given: list[DicomFile], **options: Any) -> tuple[Stow, list[StoreOutcome]]:
-    config = Config(url="http://127.0.0.1:9/dicom-web", max_retries=0)
+    config = ServerConfig(url="http://127.0.0.1:9/dicom-web", max_retries=0)
     http = HttpTransport(config, auth=None, transport=httpx.MockTransport(archive.handle))
     answered: list[StoreOutcome] = []
 
