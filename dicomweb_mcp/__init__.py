@@ -21,7 +21,6 @@ if TYPE_CHECKING:
         ChangeFeedEntry,
         DeleteResult,
         QueryResult,
-        RenderedImage,
         StoreOutcome,
         StoreStatus,
     )
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     )
     from .files.dicomfiles import DicomFile, SkippedFile, collect_dicom_files, read_dicom_file
     from .files.store import FileStore, SavedFrame
+    from .imaging.pictures import Picture
 
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
@@ -87,7 +87,7 @@ _EXPORTS: dict[str, str] = {
     "ProtocolError": ".errors",
     "Reference": ".dicom.reference",
     "QueryResult": ".dicomweb.models",
-    "RenderedImage": ".dicomweb.models",
+    "Picture": ".imaging.pictures",
     "SavedFrame": ".files.store",
     "ServerError": ".errors",
     "ServerKind": ".config",

@@ -126,8 +126,10 @@ async def test_rendered_instance(client: DicomWebClient, samples: Samples) -> No
     png = await client.retrieve_rendered(
         Reference(red.study_uid, red.series_uid, red.instance_uid), frame=1, media_type="image/png"
     )
-    assert jpeg.media_type == "image/jpeg" and jpeg.content[:3] == b"\xff\xd8\xff"
-    assert png.media_type == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert jpeg.media_type == "image/jpeg" and jpeg.data and jpeg.data[:3] == b"\xff\xd8\xff"
+    assert png.media_type == "image/png" and png.data and png.data[:8] == b"\x89PNG\r\n\x1a\n"
+    original = pydicom.dcmread(red.path)
+    assert (jpeg.renderer, jpeg.width, jpeg.height) == ("server", original.Columns, original.Rows)
 
 
 async def store_other_study(client: DicomWebClient, directory: Path) -> None:

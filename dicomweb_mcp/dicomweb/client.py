@@ -22,6 +22,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from ..files.dicomfiles import DicomFile
+from ..imaging.pictures import Picture, dimensions
 from .auth import TokenCredential, build_auth
 from .changefeed import change_feed_version, check_change_feed_arguments, read_change_feed, read_latest_change
 from .delete import delete_resource
@@ -31,7 +32,6 @@ from .models import (
     ChangeFeedEntry,
     DeleteResult,
     QueryResult,
-    RenderedImage,
     StoreOutcome,
 )
 from .multipart import MultipartReader, boundary_of
@@ -250,7 +250,7 @@ class DicomWebClient:
         quality: int | None = None,
         viewport: tuple[int, int] | None = None,
         window: tuple[float, float, str] | None = None,
-    ) -> RenderedImage:
+    ) -> Picture:
         """WADO-RS rendered instance or frame, as a consumer image (JPEG or PNG).
 
         ``viewport`` (width, height) and ``window`` (center, width, function) are PS3.18 8.3.5.1.3
@@ -262,7 +262,8 @@ class DicomWebClient:
         url = f"{self._root}{path}/rendered{rendered_query(media_type, quality, viewport, window)}"
         response = await self.http.read("Retrieve rendered image", "GET", url, headers={"Accept": media_type})
         returned = response.headers.get("content-type", media_type).split(";")[0].strip()
-        return RenderedImage(response.content, returned)
+        width, height = dimensions(response.content) or (0, 0)
+        return Picture("server", width, height, data=response.content, media_type=returned)
 
     # ---- STOW-RS ----------------------------------------------------------------------------------
 

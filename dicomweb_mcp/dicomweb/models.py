@@ -19,7 +19,6 @@ __all__ = [
     "ChangeFeedEntry",
     "DeleteResult",
     "QueryResult",
-    "RenderedImage",
     "StoreOutcome",
     "StoreStatus",
 ]
@@ -93,9 +92,3 @@ class ChangeFeedEntry(Record):
     # Kept for the caller (the metadata is saved to a file), never sent back in a result.
     partition: SkipJsonSchema[str | None] = Field(None, exclude=True)
     metadata: SkipJsonSchema[DicomJson | None] = Field(None, exclude=True)
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedImage:
-    content: bytes
-    media_type: str

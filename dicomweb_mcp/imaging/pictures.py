@@ -8,14 +8,54 @@ JPEG is encoded at the highest quality that fits a budget proportional to its pi
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from ..dicom.windows import Window
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["MediaType", "decode", "dimensions", "encode", "fit_budget", "jpeg_budget"]
+__all__ = ["MediaType", "Picture", "decode", "dimensions", "encode", "fit_budget", "jpeg_budget"]
 
 MediaType = Literal["image/jpeg", "image/png"]
+Renderer = Literal["server", "local"]
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One frame as a picture, from the renderer (here or the server's) to the tool's result: the pixels
+    made here (``image``) or the bytes a server encoded (``data``, in ``media_type``)."""
+
+    renderer: Renderer
+    width: int
+    height: int
+    # The window applied, for a result ("lung -600/1500", "auto", "instance VOI LUT"); None for colour.
+    label: str | None = None
+    window: Window | None = None  # the window applied here, when one was
+    frames: int | None = None  # the instance's frame count, when it was read here
+    notes: tuple[str, ...] = ()
+    image: Image | None = None
+    data: bytes | None = None
+    media_type: str | None = None
+
+    def pixels(self) -> Image:
+        """The picture decoded (a contact sheet's tile, a picture to encode again)."""
+        if self.image is not None:
+            return self.image
+        assert self.data is not None
+        return decode(self.data)
+
+    def encoded(self, media_type: MediaType, quality: int | None) -> bytes:
+        """The picture in ``media_type``: the server's bytes when they fit, else encoded here (a JPEG
+        without an explicit quality within the budget of its size)."""
+        if self.data is not None and self.media_type == media_type:
+            if media_type == "image/png" or quality is not None:
+                return self.data
+            budget = jpeg_budget(self.width, self.height)
+            return self.data if len(self.data) <= budget else fit_budget(decode(self.data), budget)
+        return encode(self.pixels(), media_type, quality)
+
 
 # 20 KB for a 512 x 512 picture (0.6 bits a pixel), a few KB at least.
 _BYTES_PER_PIXEL = 20_000 / (512 * 512)

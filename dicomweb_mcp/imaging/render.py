@@ -12,24 +12,22 @@ numpy, Pillow and pydicom's pixel handlers are imported inside the functions: st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..dicom.sopclass import sop_class_name
 from ..dicom.windows import Window
 from ..errors import DicomWebError, InvalidInputError
+from .pictures import Picture
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-    from PIL.Image import Image
     from pydicom.dataset import Dataset
 
 __all__ = [
     "DecoderMissingError",
     "NotAnImageError",
-    "Picture",
     "RenderError",
     "fitted_size",
     "render_file",
@@ -50,14 +48,6 @@ class DecoderMissingError(RenderError):
 
 class NotAnImageError(InvalidInputError):
     """The instance has no pixel data (a report, a presentation state, a key object selection...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Picture:
-    image: Image
-    window: Window | None  # the window applied; None for colour
-    frames: int
-    notes: tuple[str, ...] = ()
 
 
 # Attributes the pixel pipeline reads, and the functional groups (PS3.3 C.7.6.16) that carry some of them
@@ -144,7 +134,9 @@ def render_file(
     width, height = fitted_size(image.width, image.height, size)
     if (width, height) != image.size:
         image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return Picture(image, applied, frames, tuple(notes))
+    # A grey picture with no window had the instance's VOI LUT applied.
+    label = applied.label() if applied else "instance VOI LUT" if image.mode == "L" else None
+    return Picture("local", width, height, label, applied, frames, tuple(notes), image=image)
 
 
 def _not_an_image(header: Dataset) -> str:

@@ -70,7 +70,7 @@ async def retrieve_rendered(
         renderer=rendered.renderer,
         width=rendered.width,
         height=rendered.height,
-        window=rendered.window,
+        window=rendered.label,
         notes=list(rendered.notes) or None,
     )
     return _with_picture(result, content if show else None, media_type)

@@ -292,7 +292,7 @@ async def _contact_sheet(
                     frame=(middle.frames + 1) // 2 if middle.frames > 1 else None,
                     size=grid.tile,
                 )
-                image = await anyio.to_thread.run_sync(rendered.picture)
+                image = await anyio.to_thread.run_sync(rendered.pixels)
             except DicomWebError as exc:
                 failed.append(f"series {entry.number}: no thumbnail ({str(exc)[:120]})")
                 tiles[index] = _tile(entry, None, "no preview")

@@ -10,7 +10,7 @@ decoder reads is asked for again, decompressed by the server.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,50 +26,21 @@ from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError
 from ..files.store import FileStore
-from ..imaging.pictures import MediaType, decode, dimensions, encode, fit_budget, jpeg_budget
-from ..imaging.render import DecoderMissingError, NotAnImageError, Picture, fitted_size, render_file
+from ..imaging.pictures import MediaType, Picture
+from ..imaging.render import DecoderMissingError, NotAnImageError, fitted_size, render_file
 from .fetch import instance_file
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
+    pass
 
-__all__ = ["DEFAULT_SIZE", "Rendered", "render"]
+__all__ = ["DEFAULT_SIZE", "render"]
 
 DEFAULT_SIZE = 512
-Renderer = Literal["server", "local"]
 WindowChoice = Window | Literal["auto"] | None
 # Photometric interpretations the server is trusted with; anything else (palette colour...) is local.
 _SERVER_PHOTOMETRIC = frozenset(
     {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}
 )
-
-
-@dataclass(frozen=True)
-class Rendered:
-    renderer: Renderer
-    width: int
-    height: int
-    window: str | None  # the window applied, as a label; None for colour
-    notes: tuple[str, ...] = ()
-    data: bytes | None = None  # the picture as the server sent it
-    media_type: str | None = None
-    image: Image | None = None  # the picture rendered here
-
-    def picture(self) -> Image:
-        if self.image is not None:
-            return self.image
-        assert self.data is not None
-        return decode(self.data)
-
-    def encoded(self, media_type: MediaType, quality: int | None) -> bytes:
-        """The picture in ``media_type``: the server's bytes when they fit, else encoded here (a JPEG
-        without an explicit quality within the budget of its size)."""
-        if self.data is not None and self.media_type == media_type:
-            if media_type == "image/png" or quality is not None:
-                return self.data
-            budget = jpeg_budget(self.width, self.height)
-            return self.data if len(self.data) <= budget else fit_budget(decode(self.data), budget)
-        return encode(self.picture(), media_type, quality)
 
 
 def _has(metadata: Mapping[str, Any], *keywords: str) -> bool:
@@ -138,7 +109,7 @@ async def render(
     window: str | None = None,
     media_type: MediaType = "image/jpeg",
     quality: int | None = None,
-) -> Rendered:
+) -> Picture:
     """One frame as a picture, its longest edge at most ``size``, on the server or here."""
     choice = parse_window(window)
     if frame is not None:
@@ -152,7 +123,7 @@ async def render(
         plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice)
         if plan is not None:
             try:
-                image = await client.retrieve_rendered(
+                picture = await client.retrieve_rendered(
                     instance,
                     frame=frame,
                     media_type=media_type,
@@ -165,19 +136,13 @@ async def render(
                     raise
                 notes.append(f"the server could not render it (HTTP {exc.status_code}): rendered here")
             else:
-                if dimensions(image.content) == plan.expected:
-                    width, height = plan.expected
-                    return Rendered("server", width, height, plan.label, (), image.content, image.media_type)
+                if (picture.width, picture.height) == plan.expected:
+                    return replace(picture, label=plan.label)
                 notes.append("the server did not size the picture as asked: rendered here")
     picture = await _render_here(
         client, store, instance, partial(render_file, frame=frame, size=size, window=choice), notes
     )
-    notes.extend(picture.notes)
-    label = picture.window.label() if picture.window else None
-    if label is None and picture.image.mode == "L":
-        label = "instance VOI LUT"
-    width, height = picture.image.size
-    return Rendered("local", width, height, label, tuple(notes), image=picture.image)
+    return replace(picture, notes=(*notes, *picture.notes))
 
 
 async def _render_here(
