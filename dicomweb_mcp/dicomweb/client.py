@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import anyio
@@ -95,9 +94,7 @@ class DicomWebClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -222,16 +219,13 @@ class DicomWebClient:
         *,
         transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
     ) -> AsyncIterator[MultipartReader]:
-        """WADO-RS frames (1-based numbers) of an instance, as uncompressed Explicit VR Little Endian unless
-        asked."""
-        path = _instance_path(instance)
+        """WADO-RS frames (1-based numbers) of an instance, uncompressed unless asked otherwise."""
         numbers = ",".join(str(n) for n in validate_frames(frames))
         syntax = transfer_syntax_value(transfer_syntax)
         media_type = FRAME_MEDIA_TYPES.get(syntax, "application/octet-stream")
         accept = f'multipart/related; type="{media_type}"; transfer-syntax={syntax}'
-        async with self._multipart(
-            "Retrieve frames", f"{self._root}{path}/frames/{numbers}", accept
-        ) as reader:
+        url = f"{self._root}{_instance_path(instance)}/frames/{numbers}"
+        async with self._multipart("Retrieve frames", url, accept) as reader:
             yield reader
 
     async def retrieve_metadata(self, reference: Reference) -> list[dict[str, Any]]:

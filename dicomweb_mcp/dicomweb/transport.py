@@ -286,14 +286,8 @@ class HttpTransport:
         errors (STOW's 409 and 400 carry a per-instance answer).
         """
         sent = await self.send(operation, method, url, headers=headers, content=content, retry=retry)
-        try:
-            if sent.response.status_code not in ok:
-                await self.raise_for_status(operation, sent.response, sent.attempts)
+        async with self._answer(operation, sent, ok):
             yield sent
-        except httpx.TransportError as exc:
-            raise self.transport_error(operation, exc, sent.attempts) from None
-        finally:
-            await sent.response.aclose()
 
     async def read(
         self,
@@ -307,15 +301,22 @@ class HttpTransport:
     ) -> httpx.Response:
         """Send and read the whole (small) answer (``stream``'s rules, without holding it open)."""
         sent = await self.send(operation, method, url, headers=headers, content=content, retry=True)
+        async with self._answer(operation, sent, ok):
+            await sent.response.aread()
+        return sent.response
+
+    @asynccontextmanager
+    async def _answer(self, operation: str, sent: Sent, ok: Sequence[int]) -> AsyncIterator[None]:
+        """An answer whose error status (one not in ``ok``) is raised, whose broken connection is a
+        ``DicomWebError``, and which is closed at the end."""
         try:
             if sent.response.status_code not in ok:
                 await self.raise_for_status(operation, sent.response, sent.attempts)
-            await sent.response.aread()
+            yield
         except httpx.TransportError as exc:
             raise self.transport_error(operation, exc, sent.attempts) from None
         finally:
             await sent.response.aclose()
-        return sent.response
 
     async def read_body(self, operation: str, response: httpx.Response) -> bytes:
         """The rest of a streamed response, then closed; a broken or undecodable body is a DicomWebError."""
