@@ -1,17 +1,16 @@
 """The tools' argument types: one definition each, shared by every tool that takes the argument.
 
 Optional arguments accept an empty value as "not given": hosts in OpenAI's strict mode must send every
-argument, and send "" or [] for the ones the model means to leave out. UIDs are validated before a tool
-body runs where they are not part of a reference, with a message that says what a UID looks like.
+argument, and send "" or [] for the ones the model means to leave out. UIDs are validated once, where
+the tool makes them a ``Reference`` or a query, with a message that says what a UID looks like.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from ..dicom.validation import validate_uid
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 
 __all__ = [
@@ -43,10 +42,6 @@ def _blank_is_absent(value: Any) -> Any:
     return None if value == "" or value == [] else value
 
 
-def _uid(name: str) -> AfterValidator:
-    return AfterValidator(lambda value: value if value is None else validate_uid(value, name))
-
-
 Text = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 # One of the operator's named servers (without it, the first); the published schema lists them as an enum
 # (tools/server.py) and leaves the argument out where only one server is configured.
@@ -55,8 +50,7 @@ ServerChoice = str
 Deidentify = Annotated[bool, Field(description="Copy de-identified (PS3.15 Basic Profile).")]
 
 
-# Plain UID arguments carry no description: their names say what they are, in every host's prompt. They
-# are validated once, where the tool makes them a ``Reference`` or a query.
+# Plain UID arguments carry no description: their names say what they are, in every host's prompt.
 StudyUid = str
 SeriesUid = str
 InstanceUid = str
@@ -70,7 +64,6 @@ OptionalInstanceUid = Annotated[
 OptionalSopClassUid = Annotated[
     str | None,
     BeforeValidator(_blank_is_absent),
-    _uid("sop_class_uid"),
     Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
 ]
 
