@@ -17,7 +17,7 @@ from mcp.types import Tool
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-from tests.support.mcp import MODEL_FACING_BUDGET as BUDGET
+from tests.support.mcp import MODEL_FACING_BYTES_PER_TOOL as PER_TOOL
 
 
 def size(tool: Tool) -> int:
@@ -41,7 +41,9 @@ async def main() -> None:
     for tool in tools:
         print(f"  {tool.name:<20} {size(tool):>6,}")
     total = sum(size(tool) for tool in tools)
-    print(f"  {'all tools':<20} {total:>6,}  (budget {BUDGET:,}: {'within' if total <= BUDGET else 'OVER'})")
+    average = total / len(tools)
+    verdict = "within" if average <= PER_TOOL else "OVER"
+    print(f"  {'all tools':<20} {total:>6,}  ({average:.0f} a tool; budget {PER_TOOL}: {verdict})")
     transfer = next(size(tool) for tool in named if tool.name == "transfer_instances")
     print(
         f"  {'two named servers':<20} {sum(size(tool) for tool in named):>6,}  "

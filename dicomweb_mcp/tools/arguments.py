@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 
@@ -17,7 +17,6 @@ __all__ = [
     "Deidentify",
     "DeleteInstanceUid",
     "DeleteSeriesUid",
-    "Filter",
     "Filters",
     "FrameTransferSyntax",
     "Fuzzy",
@@ -35,6 +34,7 @@ __all__ = [
     "StudyUid",
     "Text",
     "TransferSyntax",
+    "match_pairs",
 ]
 
 
@@ -59,46 +59,61 @@ OptionalSeriesUid = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 OptionalInstanceUid = Annotated[
     str | None,
     BeforeValidator(_blank_is_absent),
-    Field(description="SOP Instance UID (needs series_uid)."),
+    Field(description="Needs series_uid."),
 ]
 OptionalSopClassUid = Annotated[
     str | None,
     BeforeValidator(_blank_is_absent),
-    Field(description="SOP Class UID, e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
+    Field(description="e.g. 1.2.840.10008.5.1.4.1.1.2 (CT)."),
 ]
 
 
-# One more attribute to match: a closed shape, since OpenAI's strict mode refuses open maps.
-class Filter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attribute: str = Field(description="DICOM keyword or tag, e.g. BodyPartExamined.")
-    value: str
+def _match_text(attribute: Any, value: Any) -> str:
+    return f"{attribute}={','.join(map(str, value)) if isinstance(value, list) else value}"
 
 
 def _filters(value: Any) -> Any:
-    """The published shape is a list of attribute/value items; a map {keyword: value} (what a model
-    often writes) means the same, a list value being a UID list."""
+    """Published as ``Keyword=value`` strings (every LLM API takes a list of strings, and they cost a
+    third of the bytes of objects); a map {keyword: value} and attribute/value items, which models also
+    write, mean the same, a list value being a UID list."""
     if isinstance(value, dict):
-        return [
-            {"attribute": key, "value": ",".join(map(str, item)) if isinstance(item, list) else item}
-            for key, item in value.items()
-        ]
+        return [_match_text(key, item) for key, item in value.items()]
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if isinstance(item, dict) and "attribute" in item:
+                if "value" not in item:
+                    raise ValueError(f"the filter on {item['attribute']} has no value: write Keyword=value.")
+                item = _match_text(item["attribute"], item["value"])
+            items.append(item)
+        value = items
     return _blank_is_absent(value)
 
 
+def _match(item: str) -> str:
+    attribute, equals, _ = item.partition("=")
+    if not equals or not attribute.strip():
+        raise ValueError(f"{item!r} is not Keyword=value (for example BodyPartExamined=CHEST).")
+    return item
+
+
+def match_pairs(filters: list[str] | None) -> list[tuple[str, str]]:
+    """``Keyword=value`` filters as (attribute, value) pairs."""
+    return [(attribute.strip(), value) for attribute, _, value in (f.partition("=") for f in filters or ())]
+
+
 Filters = Annotated[
-    list[Filter] | None,
+    list[Annotated[str, AfterValidator(_match)]] | None,
     BeforeValidator(_filters),
-    Field(description="Other attributes to match."),
+    Field(description="More to match: Keyword=value, e.g. BodyPartExamined=CHEST."),
 ]
 IncludeFields = Annotated[
     list[str] | None,
-    Field(description='Extra attributes to return, or ["all"].'),
+    Field(description='Attributes to add, or ["all"].'),
 ]
-Fuzzy = Annotated[bool, Field(description="Fuzzy patient name matching, where the server has it.")]
-Limit = Annotated[int, Field(ge=1, le=200, description="Results per page.")]
-Offset = Annotated[int, Field(ge=0, description="Results to skip: the last result's next_offset.")]
+Fuzzy = Annotated[bool, Field(description="Fuzzy name matching, where the server has it.")]
+Limit = Annotated[int, Field(ge=1, le=200)]
+Offset = Annotated[int, Field(ge=0, description="The last result's next_offset.")]
 _SYNTAX = Field(pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$", max_length=64)
 # Empty means each tool's own default: as stored for instances, uncompressed for frames.
 TransferSyntax = Annotated[str, BeforeValidator(lambda value: value or "*"), _SYNTAX]

@@ -53,7 +53,7 @@ async def retrieve_instances(
     transfer_syntax: Annotated[
         TransferSyntax, Field(description="Transfer syntax UID; * = as stored.")
     ] = "*",
-    output_dir: Annotated[Text, Field(description="Subdirectory of the download directory.")] = None,
+    output_dir: Annotated[Text, Field(description="Under the download directory.")] = None,
     deidentify: Deidentify = False,
     server: ServerName = None,
 ) -> RetrieveInstancesResult:
@@ -104,8 +104,7 @@ async def retrieve_metadata(
     instance_uid: OptionalInstanceUid = None,
     server: ServerName = None,
 ) -> RetrieveMetadataResult:
-    """Read the metadata of a study, series or instance (WADO-RS): a summary per instance; the full DICOM
-    JSON is saved to metadata_file."""
+    """Metadata of a study, series or instance (WADO-RS): a summary per instance, all of it in a file."""
     reference = Reference(study_uid, series_uid, instance_uid)
     datasets = await app.archive(server).client.retrieve_metadata(reference)
     path = reference.level_file(app.store.directory(), "metadata")
@@ -132,7 +131,7 @@ async def retrieve_frames(
         Field(min_length=1, max_length=10000, description="Frame numbers from 1, e.g. [1, 2]."),
     ],
     transfer_syntax: Annotated[
-        FrameTransferSyntax, Field(description="Transfer syntax UID (default uncompressed); * = as stored.")
+        FrameTransferSyntax, Field(description="Default uncompressed; * = as stored.")
     ] = EXPLICIT_VR_LITTLE_ENDIAN,
     server: ServerName = None,
 ) -> RetrieveFramesResult:

@@ -13,8 +13,9 @@ from typing import Any
 
 __all__ = ["lean_input_schema"]
 
-# Keywords that cost bytes on every turn and tell a model nothing it acts on (a false default too).
-_DROPPED = frozenset({"title", "additionalProperties", "pattern", "maxLength"})
+# Keywords that cost bytes on every turn and tell a model nothing it acts on: leaving an optional
+# argument out is how a model asks for its default.
+_DROPPED = frozenset({"title", "additionalProperties", "pattern", "maxLength", "maxItems", "default"})
 
 
 def lean_input_schema(schema: dict[str, Any]) -> dict[str, Any]:

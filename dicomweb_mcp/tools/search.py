@@ -11,18 +11,17 @@ from pydantic import Field
 from ..dicom.reference import Reference
 from ..dicomweb.query import MatchValue, Resource, build_query
 from .arguments import (
-    Filter,
     Filters,
     Fuzzy,
     IncludeFields,
     Limit,
     Offset,
-    OptionalInstanceUid,
     OptionalSeriesUid,
     OptionalSopClassUid,
     OptionalStudyUid,
     ServerName,
     Text,
+    match_pairs,
 )
 from .context import App, Archive
 from .results import (
@@ -49,13 +48,13 @@ _KINDS: dict[type[Any], tuple[Resource, type[Any], tuple[str, ...]]] = {
 
 async def search_studies(
     app: App,
-    patient_name: Annotated[Text, Field(description="Patient name; * ? wildcards, e.g. Smith*.")] = None,
-    patient_id: Annotated[Text, Field(description="Patient ID (MRN).")] = None,
+    patient_name: Annotated[Text, Field(description="Wildcards * ?, e.g. Smith*.")] = None,
+    patient_id: Annotated[Text, Field(description="MRN.")] = None,
     study_date: Annotated[
         Text, Field(description="YYYYMMDD, or a range 20200101-20201231 (ends optional).")
     ] = None,
     accession_number: Text = None,
-    modality: Annotated[Text, Field(description="A modality in the study: CT, MR, ...")] = None,
+    modality: Annotated[Text, Field(description="One in the study: CT, MR, ...")] = None,
     study_description: Annotated[Text, Field(description="Wildcards allowed.")] = None,
     referring_physician_name: Text = None,
     study_uid: OptionalStudyUid = None,
@@ -84,7 +83,7 @@ async def search_studies(
 
 async def search_series(
     app: App,
-    study_uid: Annotated[OptionalStudyUid, Field(description="Within this study.")] = None,
+    study_uid: OptionalStudyUid = None,
     series_uid: OptionalSeriesUid = None,
     modality: Annotated[Text, Field(description="CT, MR, ...")] = None,
     series_description: Annotated[Text, Field(description="Wildcards allowed.")] = None,
@@ -104,11 +103,9 @@ async def search_series(
 
 async def search_instances(
     app: App,
-    study_uid: Annotated[OptionalStudyUid, Field(description="Within this study.")] = None,
-    series_uid: Annotated[
-        OptionalSeriesUid, Field(description="Search within this series (needs study_uid).")
-    ] = None,
-    instance_uid: OptionalInstanceUid = None,
+    study_uid: OptionalStudyUid = None,
+    series_uid: Annotated[OptionalSeriesUid, Field(description="Needs study_uid.")] = None,
+    instance_uid: OptionalSeriesUid = None,
     sop_class_uid: OptionalSopClassUid = None,
     filters: Filters = None,
     include_fields: IncludeFields = None,
@@ -136,7 +133,7 @@ async def _search(
     archive: Archive,
     scope: Reference | None,
     named: Mapping[str, MatchValue | None],
-    filters: Sequence[Filter] | None,
+    filters: list[str] | None,
     include_fields: Sequence[str] | None,
     fuzzy: bool,
     limit: int,
@@ -152,7 +149,7 @@ async def _search(
     ask = limit + 1 if cap is None or limit + 1 <= cap else limit
     query = build_query(
         named,
-        filters=[(f.attribute, f.value) for f in filters or ()],
+        filters=match_pairs(filters),
         include_fields=[*_KINDS[result][2], *(include_fields or ())],
         fuzzy=fuzzy,
         limit=ask,

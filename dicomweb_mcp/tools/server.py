@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
+import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, ValidationError
@@ -36,7 +39,9 @@ from .schema import lean_input_schema
 from .search import search_instances, search_series, search_studies
 from .write import delete_instances, get_change_feed, server_info, store_instances, transfer_instances
 
-__all__ = ["INSTRUCTIONS", "build_server"]
+__all__ = ["INSTRUCTIONS", "build_server", "crash_message"]
+
+log = logging.getLogger("dicomweb_mcp")
 
 INSTRUCTIONS = """\
 Tools for a DICOMweb medical imaging archive (PACS / vendor neutral archive).
@@ -123,8 +128,34 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
                 and cause.title == tool.fn_metadata.arg_model.__name__
             ):
                 raise ToolError(argument_error_message(tool, cause)) from cause
+            if isinstance(exc, UnexpectedToolError) and cause is not None:
+                # The last guard: the SDK's bare "Error executing tool X" tells nobody anything.
+                log.error("%s failed: unexpected %s", name, type(cause).__name__, exc_info=cause)
+                raise ToolError(crash_message(name, cause)) from cause
             raise
         return _compact_text(result)
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+
+
+def crash_message(tool: str, exc: BaseException) -> str:
+    """A failure the package did not foresee, in words: the tool, the step it was in (the innermost
+    function of the package on the traceback), the exception, and what to do."""
+    step = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            step = frame.f_code.co_name
+    # A URL in the text may carry credentials: they never reach a result.
+    detail = re.sub(r"//[^/\s@]+@", "//", str(exc)).strip()[:300]
+    return (
+        f"Error executing tool {tool}: it failed unexpectedly"
+        + (f" in {step}" if step else "")
+        + f" with {type(exc).__name__}"
+        + (f" ({detail})" if detail else "")
+        + ". This is a fault in dicomweb-mcp, logged with its traceback; the other tools still work, and "
+        "retrieve_metadata or retrieve_instances give the data as the server holds it."
+    )
 
 
 def _compact_text(result: Any) -> Any:

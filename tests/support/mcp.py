@@ -11,11 +11,11 @@ from dicomweb_mcp import Config, DicomWebClient, FileStore
 from dicomweb_mcp.tools.context import Archive, ToolContext
 from dicomweb_mcp.tools.server import build_server
 
-# What a host sends the model every turn for the whole tool list (name, description, inputSchema),
-# delete enabled: 8,000 for the first eleven tools, plus what get_study_overview and read_report need,
-# plus retrieve_instances' deidentify argument (94 bytes). Named servers add a server enum to every tool
-# and transfer_instances: the operator's choice, measured in benchmarks/contract.py.
-MODEL_FACING_BUDGET = 8_940
+# What a host sends the model every turn for each tool (name, description, inputSchema), on average over
+# the whole list with delete enabled: a new tool cannot raise it, only spend what others save. Named
+# servers add a server enum to every tool and transfer_instances: the operator's choice, measured in
+# benchmarks/contract.py.
+MODEL_FACING_BYTES_PER_TOOL = 600
 
 ALL_TOOLS = {
     "search_studies",
