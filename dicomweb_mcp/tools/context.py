@@ -70,11 +70,12 @@ class ToolContext:
         return archive
 
 
-def _tool_context(ctx: Context[ToolContext, Any]) -> ToolContext:
+# Async, so that the SDK calls them in place: a plain function would cost a worker-thread hop each.
+async def _tool_context(ctx: Context[ToolContext, Any]) -> ToolContext:
     return ctx.request_context.lifespan_context
 
 
-def _reporter(ctx: Context[ToolContext, Any]) -> Progress:
+async def _reporter(ctx: Context[ToolContext, Any]) -> Progress:
     return ctx.report_progress
 
 

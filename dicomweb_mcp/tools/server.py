@@ -6,14 +6,13 @@ answer that names what exists: the tools, the valid arguments, the setting that 
 
 from __future__ import annotations
 
-import difflib
+import gc
+import importlib
 import json
 import logging
-import re
-import traceback
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,7 +20,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, NotificationParams, TextContent, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import ConfigDict, ValidationError
 
 from .. import __version__
@@ -34,12 +34,13 @@ from ..files.store import FileStore
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
 from .look import get_study_overview, read_report, retrieve_rendered
+from .refusals import argument_error_message, crash_message, unknown_tool_message
 from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
 from .search import search_instances, search_series, search_studies
 from .write import delete_instances, get_change_feed, server_info, store_instances, transfer_instances
 
-__all__ = ["INSTRUCTIONS", "build_server", "crash_message"]
+__all__ = ["INSTRUCTIONS", "build_server"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -69,11 +70,6 @@ DELETE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
 )
 
-# Tools that exist only when the operator allows them, and the setting that does.
-_ENABLED_BY = {
-    "store_instances": "DICOMWEB_READ_ONLY=false",
-    "delete_instances": "DICOMWEB_ALLOW_DELETE=true (and DICOMWEB_READ_ONLY=false)",
-}
 # Methods the SDK serves by default although this server has no prompts or resources: unserved, they are
 # not advertised in the capabilities either.
 _UNUSED_METHODS = (
@@ -106,6 +102,10 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
             options = lowlevel.create_initialization_options()
             await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=options)
 
+    async def list_tools(self) -> list[MCPTool]:
+        warm_first_call()
+        return await super().list_tools()
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None = None
     ) -> Any:
@@ -136,26 +136,47 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
         return _compact_text(result)
 
 
-_PACKAGE = str(Path(__file__).resolve().parent.parent)
+# What a session's first call would otherwise load while the user waits (start-up defers them so that a
+# host gets its initialize answer sooner): the DICOM dictionary, the pixel pipeline, the picture codecs,
+# de-identification and PDF text.
+_FIRST_CALL_MODULES = (
+    "pydicom.datadict",
+    "pydicom.pixels",
+    "pydicom.pixels.decoders.base",
+    "numpy",
+    "PIL.Image",
+    "PIL.ImageDraw",
+    "pypdf",
+    "dicomweb_mcp.dicom.deidentify",
+    "dicomweb_mcp.files.pseudonyms",
+    "dicomweb_mcp.imaging.render",
+    "dicomweb_mcp.imaging.sheet",
+)
+_warming = threading.Lock()
+_warm = False
 
 
-def crash_message(tool: str, exc: BaseException) -> str:
-    """A failure the package did not foresee, in words: the tool, the step it was in (the innermost
-    function of the package on the traceback), the exception, and what to do."""
-    step = None
-    for frame, _ in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code.co_filename.startswith(_PACKAGE):
-            step = frame.f_code.co_name
-    # A URL in the text may carry credentials: they never reach a result.
-    detail = re.sub(r"//[^/\s@]+@", "//", str(exc)).strip()[:300]
-    return (
-        f"Error executing tool {tool}: it failed unexpectedly"
-        + (f" in {step}" if step else "")
-        + f" with {type(exc).__name__}"
-        + (f" ({detail})" if detail else "")
-        + ". This is a fault in dicomweb-mcp, logged with its traceback; the other tools still work, and "
-        "retrieve_metadata or retrieve_instances give the data as the server holds it."
-    )
+def warm_first_call() -> None:
+    """Load, once per process and in a background thread, what a first tool call would load. Started
+    after the handshake (the initialized notification, or the first tool list of a client that sends
+    none), so the initialize answer is never delayed; a call that arrives sooner simply waits for the
+    module it needs, as it would have loaded it anyway."""
+    global _warm
+    with _warming:
+        if _warm:
+            return
+        _warm = True
+
+    def load() -> None:
+        for name in _FIRST_CALL_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a missing optional part is met, and reported, by the call needing it
+                log.debug("preloading %s failed: %s", name, type(exc).__name__)
+        # What was loaded lives as long as the process: the collector need not scan it at every call.
+        gc.freeze()
+
+    threading.Thread(target=load, name="dicomweb-mcp-warm", daemon=True).start()
 
 
 def _compact_text(result: Any) -> Any:
@@ -170,81 +191,6 @@ def _compact_text(result: Any) -> Any:
             ]
             return result.model_copy(update={"content": content})
     return result
-
-
-def unknown_tool_message(name: str, available: list[str]) -> str:
-    text = f"There is no tool named {name!r}."
-    if name in _ENABLED_BY:
-        text += f" {name} is switched off on this server: the operator enables it with {_ENABLED_BY[name]}."
-    else:
-        close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
-        if close:
-            text += f" Did you mean {close[0]!r}?"
-    return text + f" Tools here: {', '.join(sorted(available))}."
-
-
-def _snake(name: str) -> str:
-    """PatientName -> patient_name, StudyInstanceUID -> study_instance_uid."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-# DICOM keywords a radiology user types, and the argument that means the same.
-_KEYWORD_ARGUMENTS = {
-    "StudyInstanceUID": "study_uid",
-    "SeriesInstanceUID": "series_uid",
-    "SOPInstanceUID": "instance_uid",
-    "ModalitiesInStudy": "modality",
-}
-
-
-def _suggest(given: str, valid: list[str]) -> str | None:
-    for candidate in (_KEYWORD_ARGUMENTS.get(given), _snake(given), given.lower()):
-        if candidate in valid:
-            return candidate
-    close = difflib.get_close_matches(_snake(given), valid, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-_BOUNDS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
-
-
-def _range(tool: Tool, loc: tuple[int | str, ...]) -> str | None:
-    """The accepted range of a number argument (or of a list's items), from the published schema."""
-    schema = tool.parameters.get("properties", {}).get(str(loc[0]), {})
-    if len(loc) > 1:
-        schema = schema.get("items", {})
-    # An optional argument's bounds sit on the non-null branch.
-    schema = next((v for v in schema.get("anyOf", []) if "minimum" in v or "maximum" in v), schema)
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and high is not None:
-        return f"between {low} and {high}"
-    if low is not None:
-        return f"at least {low}"
-    return f"at most {high}" if high is not None else None
-
-
-def argument_error_message(tool: Tool, error: ValidationError) -> str:
-    """Each rejected argument with what is accepted, in words; never pydantic's class names or links."""
-    valid = sorted(str(name) for name in tool.parameters.get("properties", {}))
-    lines = []
-    unknown = False
-    for item in error.errors(include_url=False):
-        name = ".".join(str(part) for part in item["loc"]) or "arguments"
-        if item["type"] == "extra_forbidden":
-            unknown = True
-            suggestion = _suggest(name, valid)
-            hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-            lines.append(f"{name!r} is not an argument of {tool.name}{hint}.")
-        elif item["type"] == "missing":
-            lines.append(f"{name!r} is required.")
-        elif item["type"] in _BOUNDS and (bounds := _range(tool, item["loc"])):
-            lines.append(f"{name} must be {bounds}, not {item['input']!r}.")
-        else:
-            message = str(item["msg"]).removeprefix("Value error, ")
-            lines.append(f"{name}: {message}" + ("" if message.endswith(".") else "."))
-    if unknown:
-        lines.append(f"Valid arguments: {', '.join(valid)}.")
-    return f"Invalid arguments for {tool.name}: " + " ".join(lines)
 
 
 def build_server(
@@ -310,11 +256,18 @@ def build_server(
             for fn, title, notes in specs
         ],
     )
+    server._lowlevel_server.add_notification_handler(
+        "notifications/initialized", NotificationParams, _initialized
+    )
     handlers = getattr(getattr(server, "_lowlevel_server", None), "_request_handlers", None)
     if isinstance(handlers, dict):
         for method in _UNUSED_METHODS:
             handlers.pop(method, None)
     return server
+
+
+async def _initialized(context: Any, params: NotificationParams) -> None:
+    warm_first_call()
 
 
 def _servers_instructions(names: list[str]) -> str:

@@ -13,7 +13,8 @@ from mcp import Client
 
 from dicomweb_mcp.config import Config
 from dicomweb_mcp.tools import look
-from dicomweb_mcp.tools.server import build_server, crash_message
+from dicomweb_mcp.tools.refusals import crash_message
+from dicomweb_mcp.tools.server import build_server
 from tests.support.mcp import text
 
 pytestmark = pytest.mark.anyio
