@@ -37,3 +37,25 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
 .venv/bin/python -c "import dicomweb_mcp, mcp, pydicom, respx" # fail here, clearly, if the install did not work
+
+# The MCP clients other than Python's that the tests connect with (tests/clients): Node and the exact
+# versions in the committed lock. Debian's packages when Node or npm is missing.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing nodejs npm" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+CLIENTS=tests/clients
+# npm ci deletes and rebuilds node_modules: only when it is missing or the lock changed since the last one.
+lock_sum="$(sha256sum "$CLIENTS/package-lock.json" | cut -d' ' -f1)"
+stamp="$CLIENTS/node_modules/.installed-from-lock"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+    echo "setup: npm ci in $CLIENTS" >&2
+    (cd "$CLIENTS" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$lock_sum" >"$stamp"
+fi
+# Fail here, clearly, if the clients cannot be loaded.
+(cd "$CLIENTS" && node --input-type=module \
+    -e 'await import("@modelcontextprotocol/sdk/client/index.js"); await import("@ai-sdk/mcp")')

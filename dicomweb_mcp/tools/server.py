@@ -83,24 +83,13 @@ _UNUSED_METHODS = (
 
 class DicomWebMCPServer(MCPServer[ToolContext]):
     """MCPServer whose refusals say what would have worked, and whose tools' errors reach the agent in
-    words; served on stdio in the initialize handshake."""
+    words; served on stdio in both protocol eras."""
 
     async def serve_stdio(self) -> None:
-        """Serve stdin/stdout with the initialize handshake only.
+        """Serve stdin/stdout in both protocol eras: see tools/stdio.py for why not the SDK's own loop."""
+        from .stdio import serve_stdio
 
-        The SDK's own stdio loop lets the first request choose the protocol era: a ``server/discover``
-        locks the connection to the 2026-07-28 era and a later ``initialize`` is refused (-32022). The
-        Vercel AI SDK sends discover, waits one second, then sends initialize: on a busy machine, where
-        start-up takes longer than that, it could not connect. Here discover gets 'method not found' at
-        once, and every client falls back to initialize, which all of them speak.
-        """
-        from mcp.server.runner import serve_loop
-        from mcp.server.stdio import stdio_server
-
-        lowlevel = self._lowlevel_server
-        async with stdio_server() as (read, write), lowlevel.lifespan(lowlevel) as state:
-            options = lowlevel.create_initialization_options()
-            await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=options)
+        await serve_stdio(self._lowlevel_server)
 
     async def list_tools(self) -> list[MCPTool]:
         warm_first_call()

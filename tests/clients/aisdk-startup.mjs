@@ -1,11 +1,13 @@
-// Connects to dicomweb-mcp over stdio with the Vercel AI SDK's MCP client (@ai-sdk/mcp), lists the tools,
-// prints how many there are and how long it took, and exits non-zero on failure.
+// A benchmark: connects to dicomweb-mcp over stdio with the Vercel AI SDK's MCP client (@ai-sdk/mcp), lists
+// the tools, prints how many there are and how long it took, and exits non-zero on failure.
 //
-//   cd benchmarks/aisdk && npm install && node connect.mjs [--runs 5] [--python PATH] [--cwd DIR] [--no-discovery]
+//   bash scripts/setup.sh   # or: cd tests/clients && npm ci
+//   node tests/clients/aisdk-startup.mjs [--runs 5] [--python PATH] [--cwd DIR] [--no-discovery]
 //
 // The AI SDK sends `server/discover` first and waits 1 s for it over stdio before falling back to
-// `initialize`, so a slow start-up shows here as a failed connection. --no-discovery sets the client's
-// `protocolVersionDiscovery: false` (initialize only), the client-side workaround. The server is launched as
+// `initialize`, so a slow start-up shows here as the 2025-11-25 era instead of 2026-07-28 (and as a failed
+// connection with a server that refuses initialize after discover). --no-discovery sets the client's
+// `protocolVersionDiscovery: false` (initialize only). The server is launched as
 // `PYTHON -m dicomweb_mcp` (PYTHON: --python, else $PYTHON, else ../../.venv/bin/python) in --cwd (default:
 // the repository root), with DICOMWEB_URL pointing at a closed local port: nothing is contacted.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -29,7 +31,7 @@ const { values } = parseArgs({
 });
 const runs = Number.parseInt(values.runs, 10);
 if (!Number.isInteger(runs) || runs < 1) {
-  console.error("connect.mjs: --runs must be a positive integer");
+  console.error("aisdk-startup.mjs: --runs must be a positive integer");
   process.exit(2);
 }
 
@@ -53,6 +55,7 @@ async function connectOnce() {
     const listed = performance.now();
     return {
       ok: true,
+      era: client.initializeResult?.protocolVersion,
       tools: Object.keys(tools).length,
       connectMs: connected - started,
       totalMs: listed - started,
@@ -70,7 +73,7 @@ for (let run = 1; run <= runs; run++) {
   const result = await connectOnce();
   if (result.ok) {
     console.log(
-      `run ${run}: ok, ${result.tools} tools, connected in ${(result.connectMs / 1000).toFixed(3)} s, ` +
+      `run ${run}: ok (${result.era}), ${result.tools} tools, connected in ${(result.connectMs / 1000).toFixed(3)} s, ` +
         `tools listed at ${(result.totalMs / 1000).toFixed(3)} s`,
     );
   } else {
