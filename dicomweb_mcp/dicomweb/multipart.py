@@ -87,7 +87,10 @@ def boundary_of(content_type: str) -> bytes:
         raise ProtocolError(
             f"expected a multipart response with a boundary, got Content-Type {content_type!r}"
         )
-    return boundary.encode("latin-1")
+    try:
+        return boundary.encode("latin-1")
+    except UnicodeEncodeError:  # httpx decodes headers as UTF-8 when they are: RFC 2046 allows only ASCII
+        raise ProtocolError(f"the multipart boundary {boundary[:80]!r} is not ASCII (RFC 2046)") from None
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:
@@ -200,7 +203,8 @@ class MultipartDecoder:
     def _start_part(self, headers: Mapping[str, str]) -> None:
         self._part_length = 0
         length = headers.get("content-length")
-        self._expected_length = int(length) if length and length.isdigit() else None
+        # isdigit() alone accepts superscripts and other scripts' digits, which int() refuses.
+        self._expected_length = int(length) if length and length.isascii() and length.isdigit() else None
 
     def _end_part(self) -> None:
         if self._expected_length is not None and self._expected_length != self._part_length:

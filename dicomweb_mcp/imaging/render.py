@@ -12,12 +12,14 @@ numpy, Pillow and pydicom's pixel handlers are imported inside the functions: st
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..dicom.sopclass import sop_class_name
 from ..dicom.windows import Window
-from ..errors import DicomWebError, InvalidInputError
+from ..errors import InvalidInputError
+from .checks import STILL_WORKS, MalformedImageError, RenderError, check_image, pixel_bytes
 from .pictures import Picture
 
 if TYPE_CHECKING:
@@ -25,17 +27,16 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from pydicom.dataset import Dataset
 
+_PIXEL_DATA = 0x7FE00010
+
 __all__ = [
     "DecoderMissingError",
+    "MalformedImageError",
     "NotAnImageError",
     "RenderError",
     "fitted_size",
     "render_file",
 ]
-
-
-class RenderError(DicomWebError):
-    """The instance's pixel data could not be turned into a picture."""
 
 
 class DecoderMissingError(RenderError):
@@ -103,21 +104,42 @@ def render_file(
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many kinds for a damaged file
         raise RenderError(f"The instance could not be read as DICOM ({exc}).") from None
-    if "Rows" not in header or "Columns" not in header:
+    uid = str(_header_value(header, "SOPInstanceUID") or "(no SOP Instance UID)")
+    length = _pixel_data_length(path)
+    if length is None:
         raise NotAnImageError(_not_an_image(header))
-    frames = int(header.get("NumberOfFrames") or 1)
+    for keyword in ("Rows", "Columns"):
+        if keyword not in header:
+            raise MalformedImageError(uid, keyword, None, "it is missing, yet the instance has pixel data")
+    shape = check_image(partial(_header_value, header), uid)
+    frames = shape.frames
     number = frame or 1
     if number > frames:
         raise InvalidInputError(f"frame {number} does not exist: this instance has {frames} frame(s).")
     syntax = header.file_meta.get("TransferSyntaxUID")
     if syntax is not None and syntax.is_compressed and not get_decoder(syntax).is_available:
         raise DecoderMissingError(syntax.name)
+    needed = pixel_bytes(shape)
+    if needed is not None and length != _UNDEFINED_LENGTH and length < needed:
+        raise MalformedImageError(
+            uid,
+            "PixelData length",
+            length,
+            f"Rows {shape.rows} x Columns {shape.columns} x {shape.samples} sample(s) x "
+            f"{shape.bits} bits x {frames} frame(s) need {needed} bytes",
+        )
+    if "PALETTE" in str(header.get("PhotometricInterpretation", "")).upper() and (
+        "RedPaletteColorLookupTableDescriptor" not in header
+    ):
+        raise MalformedImageError(
+            uid, "PhotometricInterpretation", "PALETTE COLOR", "the palette's lookup tables are missing"
+        )
     try:
         pixels = pixel_array(path, index=number - 1)
-    except AttributeError:
-        raise NotAnImageError(_not_an_image(header)) from None
     except Exception as exc:
-        raise RenderError(f"The pixel data of frame {number} could not be decoded ({exc}).") from None
+        raise RenderError(
+            f"The pixel data of frame {number} of instance {uid} could not be decoded ({exc}). " + STILL_WORKS
+        ) from None
     attributes = _frame_attributes(header, number - 1)
     photometric = str(attributes.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes: list[str] = []
@@ -137,6 +159,37 @@ def render_file(
     # A grey picture with no window had the instance's VOI LUT applied.
     label = applied.label() if applied else "instance VOI LUT" if image.mode == "L" else None
     return Picture("local", width, height, label, applied, frames, tuple(notes), image=image)
+
+
+# The length an encapsulated (compressed) Pixel Data element has.
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _header_value(header: Dataset, keyword: str) -> Any:
+    """An attribute's value, or its bytes as stored when pydicom cannot read them as its VR says."""
+    try:
+        return header.get(keyword)
+    except Exception:  # pydicom raises several kinds for a value it cannot convert
+        from pydicom.datadict import tag_for_keyword
+        from pydicom.tag import Tag
+
+        tag = tag_for_keyword(keyword)
+        raw = header._dict.get(Tag(tag)) if tag is not None else None
+        return getattr(raw, "value", None)
+
+
+def _pixel_data_length(path: Path) -> int | None:
+    """The length of the file's Pixel Data element, read without its value; None when it has none."""
+    import pydicom
+    from pydicom.tag import Tag
+
+    dataset = pydicom.dcmread(path, defer_size=256, specific_tags=["PixelData"])
+    # The raw element keeps the length in the file; reading ``.value`` would load the pixel data.
+    element = dataset._dict.get(Tag(_PIXEL_DATA))
+    if element is None:
+        return None
+    length = getattr(element, "length", None)
+    return int(length) if length is not None else len(element.value or b"")
 
 
 def _not_an_image(header: Dataset) -> str:

@@ -294,7 +294,7 @@ async def _contact_sheet(
                 )
                 image = await anyio.to_thread.run_sync(rendered.pixels)
             except DicomWebError as exc:
-                failed.append(f"series {entry.number}: no thumbnail ({str(exc)[:120]})")
+                failed.append(f"series {entry.number}: no thumbnail ({str(exc)[:300]})")
                 tiles[index] = _tile(entry, None, "no preview")
                 return
         tiles[index] = _tile(entry, image, "")

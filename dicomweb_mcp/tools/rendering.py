@@ -26,6 +26,7 @@ from ..dicomweb.client import DicomWebClient
 from ..dicomweb.models import EXPLICIT_VR_LITTLE_ENDIAN
 from ..errors import HTTPStatusError, InvalidInputError, UnsupportedOperationError
 from ..files.store import FileStore
+from ..imaging.checks import MalformedImageError, check_image
 from ..imaging.pictures import MediaType, Picture
 from ..imaging.render import DecoderMissingError, NotAnImageError, fitted_size, render_file
 from .fetch import instance_file
@@ -63,14 +64,19 @@ def _not_an_image(metadata: Mapping[str, Any]) -> NotAnImageError:
 
 
 def _server_plan(
-    metadata: Mapping[str, Any], frame: int | None, size: int, choice: WindowChoice
+    metadata: Mapping[str, Any], frame: int | None, size: int, choice: WindowChoice, instance_uid: str = ""
 ) -> _ServerPlan | None:
     """What to ask the server for, from the instance's metadata; None when only a local rendering is
-    right (a modality or VOI LUT, per-frame functional groups, palette colour, LINEAR_EXACT)."""
-    rows, columns = element_value(metadata, "Rows"), element_value(metadata, "Columns")
-    if not isinstance(rows, int) or not isinstance(columns, int):
-        raise _not_an_image(metadata)
-    frames = int(element_value(metadata, "NumberOfFrames") or 1)
+    right (a modality or VOI LUT, per-frame functional groups, palette colour, LINEAR_EXACT). Values no
+    picture can be made with are refused here: a server can fail on them, or drop the connection."""
+    uid = instance_uid or str(element_value(metadata, "SOPInstanceUID"))
+    for keyword in ("Rows", "Columns"):
+        if element_value(metadata, keyword) is None:
+            if not _has(metadata, "PixelData"):
+                raise _not_an_image(metadata)
+            raise MalformedImageError(uid, keyword, None, "it is missing, yet the instance has pixel data")
+    shape = check_image(partial(element_value, metadata), uid)
+    rows, columns, frames = shape.rows, shape.columns, shape.frames
     if frame is not None and frame > frames:
         raise InvalidInputError(f"frame {frame} does not exist: this instance has {frames} frame(s).")
     photometric = str(element_value(metadata, "PhotometricInterpretation") or "MONOCHROME2").upper()
@@ -120,7 +126,7 @@ async def render(
     notes: list[str] = []
     if profile.rendered and profile.rendered_viewport and profile.rendered_window:
         datasets = await client.retrieve_metadata(instance)
-        plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice)
+        plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice, instance.instance_uid or "")
         if plan is not None:
             try:
                 picture = await client.retrieve_rendered(

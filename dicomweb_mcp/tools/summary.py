@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..dicom.dicomjson import DicomJson, element_value
 from ..dicom.dictionary import resolve_attribute, tag_of
@@ -44,17 +44,41 @@ def summary_fields(model: type[BaseModel]) -> dict[str, str]:
     }
 
 
+@functools.cache
+def _adapters(model: type[BaseModel]) -> dict[str, TypeAdapter[Any]]:
+    adapters: dict[str, TypeAdapter[Any]] = {}
+    for name in summary_fields(model):
+        annotation: Any = model.model_fields[name].annotation
+        adapters[name] = TypeAdapter(annotation)
+    return adapters
+
+
+def _fitted(value: Any, adapter: TypeAdapter[Any]) -> Any:
+    """``value`` as the field's type, or None when it cannot be one: servers send malformed values (an
+    InstanceNumber of ``1A``, two Rows), and one of them must not make a whole result fail."""
+    for candidate in (value, "\\".join(map(str, value)) if isinstance(value, list) else str(value)):
+        try:
+            return adapter.validate_python(candidate)
+        except ValidationError:
+            continue
+    return None
+
+
 def summarize(dataset: DicomJson, model: type[BaseModel]) -> dict[str, Any]:
     """The values of ``model``'s attribute fields that ``dataset`` has (absent and empty ones are left
-    out), by field name."""
+    out, and so are those that are not of the field's type, such as a number that is not one), by field
+    name."""
     summary: dict[str, Any] = {}
+    adapters = _adapters(model)
     for name, keyword in summary_fields(model).items():
         value = element_value(dataset, _tag(keyword))
         if value is None:
             continue
         if name in _ALWAYS_LISTS and not isinstance(value, list):
             value = [value]
-        summary[name] = value
+        value = _fitted(value, adapters[name])
+        if value is not None:
+            summary[name] = value
     return summary
 
 
