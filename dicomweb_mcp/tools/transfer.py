@@ -32,13 +32,12 @@ __all__ = ["SPOOL_BYTES", "Transfer"]
 
 # Temporary disk a transfer may fill before it waits for the destination to take batches.
 SPOOL_BYTES = 256 * 1024 * 1024
-# A batch (one STOW request): to a far server small enough to start sending soon and end with a short
-# tail, with a few in flight to overlap each other's round trips; to a near one large and one at a time,
-# since more requests only compete for the CPU (the README's transfer figures).
-_FAR_BATCH_COUNT = 24
-_NEAR_BATCH_COUNT = 50
+# A batch (one STOW request) holds a few instances, so that the destination's concurrency keeps its
+# connections busy while the retrieve goes on: over a WAN each connection has its own rate, and near
+# servers take several requests at once too (the README's transfer figures).
+_FAR_BATCH_COUNT = 3
+_NEAR_BATCH_COUNT = 7
 _BATCH_BYTES = 32 * 1024 * 1024
-_FAR_SENDERS = 3
 
 
 @dataclass
@@ -65,7 +64,6 @@ class Transfer:
             async with self.destination.client.storing(
                 batch_count=_NEAR_BATCH_COUNT if near else _FAR_BATCH_COUNT,
                 batch_bytes=_BATCH_BYTES,
-                senders=1 if near else _FAR_SENDERS,
                 on_batch=self._answered,
             ) as self._stow:
                 download = Download(
