@@ -177,7 +177,14 @@ def test_ai_sdk(
 ) -> None:
     outcome = node_client("ai-sdk.mjs", node_spec(transport, server_env, request, samples))
     assert outcome["serverName"] == "dicomweb-mcp"
-    assert outcome["protocolVersion"] == "2026-07-28"  # its discover was answered
+    if transport == "http":
+        assert outcome["protocolVersion"] == "2026-07-28"  # its discover was answered
+    else:
+        # Over stdio the client spawns the server and gives discover one second on its own clock: on a
+        # loaded machine start-up takes longer and it shakes hands instead (seen in 1 of 4 runs beside a
+        # CPU-bound process). Both paths are pinned without a clock: the discover answer by
+        # test_a_client_that_probes_with_discover_still_connects, the fallback by the slow-start test.
+        assert outcome["protocolVersion"] in ("2026-07-28", "2025-11-25")
     assert_found(outcome["structuredContent"], samples)
 
 
