@@ -97,6 +97,7 @@ async def _through_the_tools(config: Config, directory: Path, mutation: Mutation
         ("get_study_overview", {"study_uid": instance.study_uid, "show": True}),
         ("retrieve_rendered", reference),
         ("retrieve_metadata", reference),
+        ("read_report", reference),  # an image: refused by its SOP class, in words, whatever it holds
         ("search_instances", {"study_uid": instance.study_uid}),
         ("retrieve_instances", {**reference, "deidentify": True}),
     ]
