@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +21,12 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.orthanc import Orthanc, free_port
+from tests.support.orthanc import Orthanc
 from tests.support.samples import Samples
+from tests.support.served import COMMAND, DISCOVER, initialize, serving_http
 
 pytestmark = pytest.mark.orthanc
 
-COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
 CLIENTS = Path(__file__).parent / "clients"
 TOKEN = "clients-token-4d1e"
 DEADLINE = 60.0  # seconds for one client to start, connect and call: a hang fails, it never blocks the suite
@@ -59,31 +57,8 @@ def server_env(archive: Orthanc, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def http_url(server_env: dict[str, str]) -> Iterator[str]:
     """``dicomweb-mcp serve --transport http`` with a token, as an operator runs it; its URL once it listens."""
-    port = free_port()
-    process = subprocess.Popen(
-        [COMMAND, "serve", "--transport", "http", "--port", str(port)],
-        env={**server_env, "DICOMWEB_MCP_TOKEN": TOKEN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    listening = threading.Event()
-    lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for raw in process.stderr:
-            lines.append(raw.decode(errors="replace"))
-            if "Uvicorn running on" in lines[-1]:
-                listening.set()
-        listening.set()  # the process ended: stop waiting, the assert below says why
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert listening.wait(30) and process.poll() is None, "".join(lines)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    with serving_http({**server_env, "DICOMWEB_MCP_TOKEN": TOKEN}) as url:
+        yield url
 
 
 SEARCH = "search_studies"
@@ -208,22 +183,6 @@ def test_ai_sdk_with_a_server_slower_to_start_than_it_waits(
 def test_a_client_that_probes_with_discover_still_connects(server_env: dict[str, str]) -> None:
     """The same at the wire, without Node: discover and initialize arrive together before the server
     reads either; the server answers discover and still accepts the initialize that follows."""
-    envelope = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-    }
-    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     process = subprocess.Popen(
         [COMMAND],
         env=server_env,
@@ -246,7 +205,7 @@ def test_a_client_that_probes_with_discover_still_connects(server_env: dict[str,
 
     try:
         assert process.stdin is not None
-        process.stdin.write(json.dumps(discover) + "\n" + json.dumps(initialize) + "\n")
+        process.stdin.write(json.dumps(DISCOVER) + "\n" + json.dumps(initialize(2)) + "\n")
         process.stdin.flush()
         threading.Thread(target=read, daemon=True).start()
         assert both.wait(DEADLINE), answers

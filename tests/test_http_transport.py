@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import httpx2
@@ -18,26 +14,16 @@ from mcp.client.streamable_http import streamable_http_client
 
 from dicomweb_mcp import Config
 from tests.support.orthanc import free_port
+from tests.support.served import COMMAND, initialize, serving_http
 
-COMMAND = str(Path(sys.executable).parent / "dicomweb-mcp")
 TOKEN = "mcp-token-7f3a9c"
 INSPECTOR = "http://localhost:6274"  # MCP Inspector's page, a browser-based host
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize(version="2025-06-18")
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.fixture
 def http_server(orthanc_config: Config) -> Iterator[str]:
-    port = free_port()
     env = {
         "PATH": os.environ["PATH"],
         "DICOMWEB_URL": orthanc_config.server.url,
@@ -45,31 +31,10 @@ def http_server(orthanc_config: Config) -> Iterator[str]:
         "DICOMWEB_MCP_TOKEN": TOKEN,
         "DICOMWEB_MCP_ALLOWED_ORIGINS": INSPECTOR,
     }
-    process = subprocess.Popen(
-        [COMMAND, "serve", "--transport", "http", "--port", str(port)],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    ready = threading.Event()
     lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for raw in process.stderr:
-            lines.append(raw.decode(errors="replace"))
-            if "Uvicorn running on" in lines[-1]:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert ready.wait(30) and process.poll() is None, "".join(lines)
-        assert f"http://127.0.0.1:{port}" in "".join(lines)  # loopback unless told otherwise
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    with serving_http(env, lines) as url:
+        assert url.removesuffix("/mcp") in "".join(lines)  # loopback unless told otherwise
+        yield url
     assert TOKEN not in "".join(lines)
 
 

@@ -17,6 +17,7 @@ from mcp_types import jsonrpc_message_adapter
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.stdio import serve_both_eras
+from tests.support.served import DISCOVER, ENVELOPE, MODERN, initialize
 
 pytestmark = pytest.mark.anyio
 
@@ -28,23 +29,7 @@ Serve = Callable[
     ],
     Awaitable[None],
 ]
-MODERN = "2026-07-28"
-ENVELOPE = {
-    "io.modelcontextprotocol/protocolVersion": MODERN,
-    "io.modelcontextprotocol/clientCapabilities": {},
-    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-}
-DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": ENVELOPE}}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 2,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize(2)
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 SERVER_INFO = {"name": "server_info", "arguments": {"probe": False}}
 
