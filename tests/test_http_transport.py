@@ -156,6 +156,8 @@ async def test_the_viewer_over_http_in_both_eras(http_server: str, mode: str) ->
             page = await client.read_resource("ui://dicomweb-mcp/viewer.html")
             series = await client.call_tool("viewer_series", {"study_uid": "1.2.3", "series_uid": "1.2.3.4"})
         assert page.contents[0].mime_type == APP_MIME_TYPE
-        # A client that renders apps reaches the tool (an empty series); one that does not is refused.
-        assert series.is_error is not apps, series.content
+        # A client that renders apps reaches the tool (there is no such series); one that does not is refused.
+        assert series.is_error
+        message = " ".join(getattr(block, "text", "") for block in series.content)
+        assert ("There is no series 1.2.3.4" in message) is apps, message
     assert listed[True] - listed[False] == {"viewer_series", "viewer_frame"}

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from ..dicom.dicomjson import element_value, element_values
 from ..dicom.reference import Reference
+from ..errors import InvalidInputError
 from ..records import Record
 from .arguments import InstanceUid, SeriesUid, ServerName, StudyUid, Text
 from .context import App
@@ -85,6 +86,10 @@ async def viewer_series(
         found.extend(result.datasets)
         if len(result.datasets) < page:
             break
+    if not found:
+        raise InvalidInputError(
+            f"There is no series {series_uid} in study {study_uid} on this server, or it has no instances."
+        )
     order, instances = display_order(found)
     return ViewerSeriesResult(
         study_uid=study_uid,
