@@ -177,6 +177,8 @@ class Config:
     # keep descriptions cleaned of identifying values instead of removing them.
     deidentify_modified_dates: bool = True
     deidentify_clean_descriptors: bool = True
+    # The study viewer (MCP Apps) for hosts that render apps; off: no viewer resource, _meta or app tools.
+    apps: bool = True
 
     def __post_init__(self) -> None:
         if not self.servers:

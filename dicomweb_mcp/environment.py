@@ -92,6 +92,7 @@ def read_config(env: Mapping[str, str]) -> Config:
         log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
         deidentify_modified_dates=dates,
         deidentify_clean_descriptors=descriptors,
+        apps=_flag(env, "DICOMWEB_MCP_APPS", default=True),
     )
 
 
@@ -246,8 +247,10 @@ def _names(value: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

@@ -94,13 +94,23 @@ def test_default_download_dir_does_not_depend_on_the_working_directory(tmp_path:
 
 
 async def test_initialize_claims_only_tools(tmp_path: Path) -> None:
-    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, apps=False)
     async with Client(build_server(config)) as client:
         capabilities = client.server_capabilities
         instructions = client.instructions or ""
     assert capabilities.tools is not None
     assert capabilities.prompts is None and capabilities.resources is None
+    assert not capabilities.extensions
     assert "show=true" in instructions
+
+
+async def test_initialize_claims_the_viewer_resource(tmp_path: Path) -> None:
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    async with Client(build_server(config)) as client:
+        capabilities = client.server_capabilities
+    assert capabilities.prompts is None
+    assert capabilities.resources is not None
+    assert capabilities.extensions == {"io.modelcontextprotocol/ui": {}}
 
 
 async def test_unwritable_download_dir_names_the_setting(orthanc_config: Config, samples: Samples) -> None:

@@ -10,7 +10,9 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from dicomweb_mcp import Config
 from tests.support.orthanc import free_port
@@ -104,3 +106,23 @@ def test_host_checks_cover_every_bind_address() -> None:
     )
     assert not any(h.startswith("evil") for h in settings.allowed_hosts)
     assert "[::1]:8000" in transport_security("::1", 8000).allowed_hosts
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_viewer_over_http_in_both_eras(http_server: str, mode: str) -> None:
+    renders_apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    listed: dict[bool, set[str]] = {}
+    for apps in (False, True):
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        transport = streamable_http_client(http_server, http_client=http)
+        async with http, Client(transport, mode=mode, extensions=[renders_apps] if apps else []) as client:
+            listed[apps] = {t.name for t in (await client.list_tools()).tools}
+            page = await client.read_resource("ui://dicomweb-mcp/viewer.html")
+            series = await client.call_tool("viewer_series", {"study_uid": "1.2.3", "series_uid": "1.2.3.4"})
+        assert page.contents[0].mime_type == APP_MIME_TYPE
+        # A client that renders apps reaches the tool (there is no such series); one that does not is refused.
+        assert series.is_error
+        message = " ".join(getattr(block, "text", "") for block in series.content)
+        assert ("There is no series 1.2.3.4" in message) is apps, message
+    assert listed[True] - listed[False] == {"viewer_series", "viewer_frame"}

@@ -17,10 +17,19 @@ from typing import Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.apps import Apps, client_supports_apps
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, NotificationParams, TextContent, ToolAnnotations
+from mcp.types import (
+    CallToolResult,
+    ListToolsResult,
+    NotificationParams,
+    PaginatedRequestParams,
+    TextContent,
+    ToolAnnotations,
+)
 from mcp.types import Tool as MCPTool
 from pydantic import ConfigDict, ValidationError
 
@@ -38,6 +47,7 @@ from .refusals import argument_error_message, crash_message, unknown_tool_messag
 from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
 from .search import search_instances, search_series, search_studies
+from .viewer import VIEWER_URI, viewer_frame, viewer_html, viewer_series
 from .write import delete_instances, get_change_feed, server_info, store_instances, transfer_instances
 
 __all__ = ["INSTRUCTIONS", "build_server"]
@@ -78,6 +88,9 @@ _UNUSED_METHODS = (
     "resources/list",
     "resources/read",
     "resources/templates/list",
+    # The one resource (the viewer's page) never changes: nothing to subscribe to.
+    "resources/subscribe",
+    "resources/unsubscribe",
 )
 
 
@@ -95,12 +108,30 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
         warm_first_call()
         return await super().list_tools()
 
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[ToolContext], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """Every tool, but the viewer's own only to a client that renders apps: the others' hosts would
+        hand them to the model, which has no use for them."""
+        tools = await self.list_tools()
+        if not client_supports_apps(ctx):
+            tools = [tool for tool in tools if not _app_only(tool.meta)]
+        return ListToolsResult(tools=tools)
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None = None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
+        apps = context is not None and context._request_context is not None and client_supports_apps(context)
+        if tool is not None and _app_only(tool.meta) and not apps:
+            raise ToolError(
+                f"{name} is called by the study viewer that get_study_overview opens in hosts that render "
+                "MCP Apps, not by the model: this client did not negotiate the extension "
+                "(io.modelcontextprotocol/ui). Look at an image with retrieve_rendered."
+            )
         if tool is None:
-            raise ToolError(unknown_tool_message(name, [t.name for t in self._tool_manager.list_tools()]))
+            listed = [t.name for t in self._tool_manager.list_tools() if apps or not _app_only(t.meta)]
+            raise ToolError(unknown_tool_message(name, listed))
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -143,6 +174,11 @@ _FIRST_CALL_MODULES = (
 )
 _warming = threading.Lock()
 _warm = False
+
+
+def _app_only(meta: Mapping[str, Any] | None) -> bool:
+    ui = (meta or {}).get("ui")
+    return isinstance(ui, Mapping) and list(ui.get("visibility") or ()) == ["app"]
 
 
 def warm_first_call() -> None:
@@ -214,25 +250,36 @@ def build_server(
             yield ToolContext(archives, FileStore(config.download_dir), config)
             background.cancel_scope.cancel()
 
-    specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
-        (search_studies, "Search studies", READ_ONLY),
-        (get_study_overview, "Study overview", SAVES_FILES),
-        (search_series, "Search series", READ_ONLY),
-        (search_instances, "Search instances", READ_ONLY),
-        (retrieve_instances, "Retrieve instances", SAVES_FILES),
-        (retrieve_metadata, "Retrieve metadata", SAVES_FILES),
-        (retrieve_frames, "Retrieve frames", SAVES_FILES),
-        (retrieve_rendered, "Retrieve rendered image", SAVES_FILES),
-        (read_report, "Read a report", SAVES_FILES),
-        (get_change_feed, "Read the change feed", READ_ONLY),
-        (server_info, "Server info", READ_ONLY),
+    # The study viewer, for hosts that render MCP Apps: get_study_overview opens it, and it calls its own
+    # two tools (hidden from the model).
+    opens_viewer = {"ui": {"resourceUri": VIEWER_URI}} if config.apps else None
+    app_only = {"ui": {"resourceUri": VIEWER_URI, "visibility": ["app"]}}
+    specs: list[tuple[Callable[..., Any], str, ToolAnnotations, dict[str, Any] | None]] = [
+        (search_studies, "Search studies", READ_ONLY, None),
+        (get_study_overview, "Study overview", SAVES_FILES, opens_viewer),
+        (search_series, "Search series", READ_ONLY, None),
+        (search_instances, "Search instances", READ_ONLY, None),
+        (retrieve_instances, "Retrieve instances", SAVES_FILES, None),
+        (retrieve_metadata, "Retrieve metadata", SAVES_FILES, None),
+        (retrieve_frames, "Retrieve frames", SAVES_FILES, None),
+        (retrieve_rendered, "Retrieve rendered image", SAVES_FILES, None),
+        (read_report, "Read a report", SAVES_FILES, None),
+        (get_change_feed, "Read the change feed", READ_ONLY, None),
+        (server_info, "Server info", READ_ONLY, None),
     ]
     if any(not settings.read_only for settings in servers.values()):
-        specs.append((store_instances, "Store instances", STORE))
+        specs.append((store_instances, "Store instances", STORE, None))
     if len(servers) > 1 and any(not settings.read_only for settings in servers.values()):
-        specs.append((transfer_instances, "Transfer instances", STORE))
+        specs.append((transfer_instances, "Transfer instances", STORE, None))
     if any(settings.delete_enabled for settings in servers.values()):
-        specs.append((delete_instances, "Delete instances", DELETE))
+        specs.append((delete_instances, "Delete instances", DELETE, None))
+    extensions: list[Apps] = []
+    if config.apps:
+        specs.append((viewer_series, "Viewer: series", READ_ONLY, app_only))
+        specs.append((viewer_frame, "Viewer: frame", READ_ONLY, app_only))
+        apps = Apps()
+        apps.add_html_resource(VIEWER_URI, viewer_html(), name="viewer", title="Study viewer")
+        extensions.append(apps)
     server = DicomWebMCPServer(
         "dicomweb-mcp",
         title="DICOMweb",
@@ -241,9 +288,12 @@ def build_server(
         lifespan=lifespan,
         log_level=config.log_level,  # type: ignore[arg-type]
         tools=[
-            _server_choices(_strict(Tool.from_function(fn, title=title, annotations=notes)), list(servers))
-            for fn, title, notes in specs
+            _server_choices(
+                _strict(Tool.from_function(fn, title=title, annotations=notes, meta=meta)), list(servers)
+            )
+            for fn, title, notes, meta in specs
         ],
+        extensions=extensions,
     )
     server._lowlevel_server.add_notification_handler(
         "notifications/initialized", NotificationParams, _initialized
@@ -251,7 +301,9 @@ def build_server(
     handlers = getattr(getattr(server, "_lowlevel_server", None), "_request_handlers", None)
     if isinstance(handlers, dict):
         for method in _UNUSED_METHODS:
-            handlers.pop(method, None)
+            # The viewer is a resource: with it, the resource methods are served.
+            if not (extensions and method in ("resources/list", "resources/read")):
+                handlers.pop(method, None)
     return server
 
 
