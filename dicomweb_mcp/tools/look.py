@@ -25,7 +25,7 @@ from .overview import study_overview
 from .rendering import DEFAULT_SIZE, render
 from .results import MAX_REPORT_TEXT, ReadReportResult, RetrieveRenderedResult, StudyOverviewResult
 
-__all__ = ["cut_text", "get_study_overview", "read_report", "retrieve_rendered"]
+__all__ = ["cut_text", "get_study_overview", "read_report", "retrieve_rendered", "with_picture"]
 
 
 async def retrieve_rendered(
@@ -73,7 +73,7 @@ async def retrieve_rendered(
         window=rendered.label,
         notes=list(rendered.notes) or None,
     )
-    return _with_picture(result, content if show else None, media_type)
+    return with_picture(result, content if show else None, media_type)
 
 
 async def get_study_overview(
@@ -88,10 +88,10 @@ async def get_study_overview(
         archive.client, app.store, Reference(study_uid), show=show, concurrency=archive.config.concurrency
     )
     sheet = await anyio.Path(result.contact_sheet).read_bytes() if result.contact_sheet else None
-    return _with_picture(result, sheet, "image/jpeg")
+    return with_picture(result, sheet, "image/jpeg")
 
 
-def _with_picture(result: Record, picture: bytes | None, mime_type: str) -> CallToolResult:
+def with_picture(result: Record, picture: bytes | None, mime_type: str) -> CallToolResult:
     """The result as text and structured content, and the picture as image content when there is one."""
     content: list[ContentBlock] = [TextContent(type="text", text=result.model_dump_json())]
     if picture is not None:

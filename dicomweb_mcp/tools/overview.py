@@ -32,7 +32,7 @@ from .results import (
     StudyOverviewResult,
 )
 
-__all__ = ["MAX_OVERVIEW_SERIES", "study_overview"]
+__all__ = ["MAX_OVERVIEW_SERIES", "page_size", "search_asking", "study_overview"]
 
 # Series listed (and tiled) in a result; a study with more has them all in series_file.
 MAX_OVERVIEW_SERIES = 30
@@ -94,7 +94,7 @@ def _middle(instances: Sequence[_Instance]) -> _Instance | None:
     return images[len(images) // 2] if images else None
 
 
-async def _search_asking(
+async def search_asking(
     client: DicomWebClient,
     resource: Resource,
     scope: Reference | None,
@@ -111,7 +111,7 @@ async def _search_asking(
         return await client.search(resource, build_query(**query), scope)
 
 
-async def _page_size(client: DicomWebClient) -> int:
+async def page_size(client: DicomWebClient) -> int:
     """Results asked for at once: a large page, within the server's cap (Azure: 200). Always given:
     some servers (Google) cap an unlimited search at 100 results without saying so."""
     cap = (await client.profile()).qido_limit_cap
@@ -122,13 +122,13 @@ async def _all_instances(
     client: DicomWebClient, study: Reference, warnings: list[str]
 ) -> list[Mapping[str, Any]]:
     """Every instance of the study: one search, paged only as far as the server's cap requires."""
-    page = await _page_size(client)
+    page = await page_size(client)
     fields: Sequence[str] = _INSTANCE_FIELDS
     found: list[Mapping[str, Any]] = []
     while True:
         before = len(warnings)
         offset = len(found) or None
-        result = await _search_asking(
+        result = await search_asking(
             client, "instances", study, fields, warnings, match=None, limit=page, offset=offset
         )
         if len(warnings) > before:
@@ -172,7 +172,7 @@ async def study_overview(
     """What ``study`` holds: patient, study, every series (with counts), its reports, and with ``show`` a
     contact sheet of the series saved beside them."""
     warnings: list[str] = []
-    studies = await _search_asking(
+    studies = await search_asking(
         client,
         "studies",
         None,
@@ -186,8 +186,8 @@ async def study_overview(
             f"There is no study {study.study_uid} on this server: find the study with search_studies first."
         )
     found_study = studies.datasets[0]
-    page = await _page_size(client)
-    series_found = await _search_asking(
+    page = await page_size(client)
+    series_found = await search_asking(
         client, "series", study, ("SeriesDescription", "BodyPartExamined"), warnings, match=None, limit=page
     )
     by_series: dict[str, list[_Instance]] = defaultdict(list)

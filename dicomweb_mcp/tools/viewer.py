@@ -23,8 +23,8 @@ from ..errors import InvalidInputError
 from ..records import Record
 from .arguments import InstanceUid, SeriesUid, ServerName, StudyUid, Text
 from .context import App
-from .look import _with_picture
-from .overview import _page_size, _search_asking
+from .look import with_picture
+from .overview import page_size, search_asking
 from .rendering import render
 
 __all__ = [
@@ -76,11 +76,11 @@ async def viewer_series(
     """The instances of a series in display order, with their frame counts (for the study viewer)."""
     series = Reference(study_uid, series_uid)
     client = app.archive(server).client
-    page = await _page_size(client)
+    page = await page_size(client)
     warnings: list[str] = []
     found: list[Mapping[str, Any]] = []
     while True:
-        result = await _search_asking(
+        result = await search_asking(
             client, "instances", series, _FIELDS, warnings, match=None, limit=page, offset=len(found) or None
         )
         found.extend(result.datasets)
@@ -178,4 +178,4 @@ async def viewer_frame(
     result = ViewerFrameResult(
         width=rendered.width, height=rendered.height, window=rendered.label, renderer=rendered.renderer
     )
-    return _with_picture(result, content, "image/jpeg")
+    return with_picture(result, content, "image/jpeg")
