@@ -22,6 +22,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.orthanc)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test against a real Orthanc shows that Orthanc's last log lines: what it refused and why
+    is often only there."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        servers = value if isinstance(value, tuple) else (value,)
+        for server in servers:
+            if isinstance(server, Orthanc):
+                report.sections.append((f"{name}: Orthanc's log, last lines", server.log_tail()))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -90,7 +90,7 @@ class Orthanc:
         threading.Thread(target=self._read_log, args=(started,), daemon=True).start()
         if not started.wait(_START_TIMEOUT) or self.process.poll() is not None:
             self.stop()
-            raise RuntimeError("Orthanc did not start:\n" + "\n".join(self._log_lines[-30:]))
+            raise RuntimeError("Orthanc did not start:\n" + self.log_tail())
         auth = None
         if self.users:
             user, password = next(iter(self.users.items()))
@@ -111,6 +111,10 @@ class Orthanc:
             if "Orthanc has started" in line:
                 started.set()
         started.set()  # the process ended: let start() see it
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Orthanc's last log lines (it logs refusals and errors that its HTTP answers leave out)."""
+        return "\n".join(self._log_lines[-lines:])
 
     def stop(self) -> None:
         process, self.process = self.process, None
