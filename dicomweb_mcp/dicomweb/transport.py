@@ -52,6 +52,9 @@ _MAX_BACKOFF = 10.0
 # async stack dominates: fewer, larger reads make a large retrieve much faster (measured with
 # benchmarks/). A larger read costs nothing for small answers (the kernel returns what it has).
 READ_BYTES = 256 * 1024
+# Idle connections outlive a model's turn between calls (a new one costs a round trip), within the idle
+# timeouts of NAT and load balancers; httpx's 5 s expired them as bursts came, briefly overfilling the pool.
+KEEPALIVE_SECONDS = 30.0
 
 
 class _WideReadStream(httpcore.AsyncNetworkStream):
@@ -152,9 +155,7 @@ class HttpTransport:
         self._auth = auth
         self._given_transport = transport
         self.max_connections = max_connections
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
+        self._limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS)
         self._client: httpx.AsyncClient | None = None
         self.fastest_reply: float | None = None  # seconds: the quickest GET answer's headers so far
 
