@@ -37,12 +37,11 @@ from .summary import extra_fields, summarize
 __all__ = ["search_instances", "search_series", "search_studies"]
 
 _Result = TypeVar("_Result", SearchStudiesResult, SearchSeriesResult, SearchInstancesResult)
-# Each search: the resource it asks for, the summary of a result, and the attributes always asked for
-# (StudyDescription is not in the standard's default return set: Orthanc leaves it out).
-_KINDS: dict[type[Any], tuple[Resource, type[Any], tuple[str, ...]]] = {
-    SearchStudiesResult: ("studies", StudySummary, ("StudyDescription",)),
-    SearchSeriesResult: ("series", SeriesSummary, ()),
-    SearchInstancesResult: ("instances", InstanceSummary, ()),
+# Each search: the resource it asks for, and the summary of a result.
+_KINDS: dict[type[Any], tuple[Resource, type[Any]]] = {
+    SearchStudiesResult: ("studies", StudySummary),
+    SearchSeriesResult: ("series", SeriesSummary),
+    SearchInstancesResult: ("instances", InstanceSummary),
 }
 
 
@@ -76,8 +75,11 @@ async def search_studies(
         "ReferringPhysicianName": referring_physician_name,
         "StudyInstanceUID": study_uid,
     }
+    # StudyDescription is not in the standard's default return set (Orthanc leaves it out); a summary field
+    # asked for is not repeated among the extra fields.
+    fields = ["StudyDescription", *(include_fields or ())]
     return await _search(
-        app.archive(server), None, named, filters, include_fields, fuzzy, limit, offset, SearchStudiesResult
+        app.archive(server), None, named, filters, fields, fuzzy, limit, offset, SearchStudiesResult
     )
 
 
@@ -143,14 +145,14 @@ async def _search(
     """One page of a search, asking for one result more than the page (within the server's cap) to
     know whether there are more. A dataset without the summary's own UID is not a result; the UIDs of
     the scope fill in what a scoped search leaves out."""
-    resource, summary, _ = _KINDS[result]
+    resource, summary = _KINDS[result]
     # Only servers the URL gives away (Azure) cap the limit: no need to wait for detection here.
     cap = archive.client.assumed_profile().qido_limit_cap
     ask = limit + 1 if cap is None or limit + 1 <= cap else limit
     query = build_query(
         named,
         filters=match_pairs(filters),
-        include_fields=[*_KINDS[result][2], *(include_fields or ())],
+        include_fields=include_fields or (),
         fuzzy=fuzzy,
         limit=ask,
         offset=offset,

@@ -6,6 +6,7 @@ answer that names what exists: the tools, the valid arguments, the setting that 
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
@@ -172,8 +173,6 @@ _FIRST_CALL_MODULES = (
     "dicomweb_mcp.imaging.render",
     "dicomweb_mcp.imaging.sheet",
 )
-_warming = threading.Lock()
-_warm = False
 
 
 def _app_only(meta: Mapping[str, Any] | None) -> bool:
@@ -181,16 +180,12 @@ def _app_only(meta: Mapping[str, Any] | None) -> bool:
     return isinstance(ui, Mapping) and list(ui.get("visibility") or ()) == ["app"]
 
 
+@functools.cache  # once per process
 def warm_first_call() -> None:
     """Load, once per process and in a background thread, what a first tool call would load. Started
     after the handshake (the initialized notification, or the first tool list of a client that sends
     none), so the initialize answer is never delayed; a call that arrives sooner simply waits for the
     module it needs, as it would have loaded it anyway."""
-    global _warm
-    with _warming:
-        if _warm:
-            return
-        _warm = True
 
     def load() -> None:
         for name in _FIRST_CALL_MODULES:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..dicom.dicomjson import DicomJson, element_value
-from ..dicom.dictionary import resolve_attribute, tag_of
+from ..dicom.dictionary import resolve_attribute
 
 __all__ = ["Keyword", "extra_fields", "summarize", "summary_fields"]
 
@@ -29,8 +29,6 @@ class Keyword:
 
 # Fields that are lists whatever their multiplicity, so an agent never has to check.
 _ALWAYS_LISTS = frozenset({"modalities"})
-# Tags are looked up on first use: the dictionary (pydicom's) is not loaded at start-up.
-_tag = functools.cache(tag_of)
 
 
 @functools.cache
@@ -71,7 +69,7 @@ def summarize(dataset: DicomJson, model: type[BaseModel]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     adapters = _adapters(model)
     for name, keyword in summary_fields(model).items():
-        value = element_value(dataset, _tag(keyword))
+        value = element_value(dataset, keyword)
         if value is None:
             continue
         if name in _ALWAYS_LISTS and not isinstance(value, list):
