@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what the project needs on a Debian machine: Orthanc with its DICOMweb plugin (for the tests and
-# the demo) and a virtual environment with the package and its test tools. Safe to run again.
+# the demo), nginx, chromium (the viewer's browser tests) and a virtual environment with the package and its
+# test tools. Safe to run again.
 # Arguments name more Debian packages to install the same way (the benchmark's curl and time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(orthanc orthanc-dicomweb nginx "$@")
+APT_PACKAGES=(orthanc orthanc-dicomweb nginx chromium "$@")
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -59,3 +60,5 @@ fi
 # Fail here, clearly, if the clients cannot be loaded.
 (cd "$CLIENTS" && node --input-type=module \
     -e 'await import("@modelcontextprotocol/sdk/client/index.js"); await import("@ai-sdk/mcp")')
+"$CLIENTS/node_modules/.bin/esbuild" --version >/dev/null
+chromium --version >/dev/null

@@ -1,0 +1,240 @@
+"""The study viewer in a real browser: Debian's chromium, a host page built on the official ext-apps app
+bridge, the real server and a real Orthanc. What the person sees is checked on the canvas's pixels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mcp import Client
+from mcp.client.extension import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from mcp.types import TextResourceContents
+from pydicom import dcmread
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.dicom.windows import PRESETS, Window, grey_level
+from dicomweb_mcp.tools.server import build_server
+from dicomweb_mcp.tools.viewer import VIEWER_URI
+from tests.support.imaging import ct_dataset, save, uid
+from tests.support.mcp import call, text
+from tests.support.reports import FINDINGS, basic_text_sr
+from tests.support.viewer_host import ViewerPage, viewer_host
+
+pytestmark = pytest.mark.anyio
+
+RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+SLICES = 10
+SIZE = 256
+# Regions of the picture (fractions of its width and height: a square's centre) and their Hounsfield units.
+LUNG_REGION, SOFT_REGION, BONE_REGION, MARKER = (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)
+LUNG_HU, SOFT_HU, BONE_HU = -700, 40, 700
+# Grey levels a JPEG of a flat region keeps to within this, and the marker's steps are 20 apart.
+TOLERANCE = 6
+
+
+def marker_hu(slice_index: int) -> int:
+    """The value that tells the slices apart: slice k (from 0, foot to head) holds -1000 + 120 k."""
+    return -1000 + 120 * slice_index
+
+
+def phantom(slice_index: int) -> np.ndarray:
+    hu = np.full((SIZE, SIZE), -1000, dtype=np.int16)
+    for (fx, fy), value in (
+        (LUNG_REGION, LUNG_HU),
+        (SOFT_REGION, SOFT_HU),
+        (BONE_REGION, BONE_HU),
+        (MARKER, marker_hu(slice_index)),
+    ):
+        x, y = int(fx * SIZE), int(fy * SIZE)
+        hu[y - 40 : y + 40, x - 40 : x + 40] = value
+    return hu
+
+
+def expected_grey(hu: float, preset: str) -> float:
+    center, width = PRESETS[preset]
+    return 255 * grey_level(hu, Window(center, width))
+
+
+@dataclass
+class Study:
+    study_uid: str
+    series_uid: str
+    instance_uids: list[str]  # foot to head: slice k is instance_uids[k]
+
+
+async def stored_study(config: Config, directory: Path) -> Study:
+    """A CT series of SLICES slices, numbered and placed foot to head, stored in a shuffled order, and a
+    Basic Text SR report on it."""
+    study_uid, series_uid = uid(), uid()
+    rng = np.random.default_rng(7)
+    uids = []
+    for k in range(SLICES):
+        ds = ct_dataset(
+            phantom(k),
+            study_uid=study_uid,
+            series_uid=series_uid,
+            window=None,
+            InstanceNumber=k + 1,
+            ImagePositionPatient=[-128, -128, 5.0 * k],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            PixelSpacing=[1, 1],
+            SliceThickness=5,
+            SeriesDescription="Chest",
+            SeriesNumber=2,
+        )
+        uids.append(save(ds, directory).instance_uid)
+    basic_text_sr(directory, dcmread(sorted(directory.glob("*.dcm"))[0]))
+    paths = [str(p) for p in directory.glob("*.dcm")]
+    rng.shuffle(paths)
+    stored = await call(config, "store_instances", {"paths": paths})
+    assert not stored.is_error, text(stored)
+    return Study(study_uid, series_uid, uids)
+
+
+@pytest.fixture
+async def study(orthanc_config: Config, tmp_path: Path) -> Study:
+    return await stored_study(orthanc_config, tmp_path / "study")
+
+
+@pytest.fixture
+async def session(orthanc_config: Config) -> AsyncIterator[Client]:
+    async with Client(build_server(orthanc_config), extensions=[RENDERS_APPS]) as client:
+        yield client
+
+
+async def opened(session: Client, study: Study, **options: Any) -> AbstractAsyncContextManager[ViewerPage]:
+    """The viewer as a host opens it: the page read from the server, the overview's input and result."""
+    [page] = (await session.read_resource(VIEWER_URI)).contents
+    assert isinstance(page, TextResourceContents)
+    arguments = {"study_uid": study.study_uid}
+    overview = await session.call_tool("get_study_overview", arguments)
+    assert not overview.is_error, text(overview)
+    return viewer_host(session, arguments, overview, page.text, **options)
+
+
+async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
+    session: Client, study: Study
+) -> None:
+    async with await opened(session, study) as viewer:
+        # The first picture: the middle slice of the only image series, in the image's own window.
+        first = await viewer.shown(index=SLICES // 2 + 1)
+        assert first["instance"] == study.instance_uids[SLICES // 2]
+        assert await viewer.text("#count") == f"{SLICES // 2 + 1} / {SLICES}"
+        assert "Chest" in await viewer.text("#strip")
+        await viewer.screenshot("first-picture")
+
+        # Two presets: the grey levels of known regions follow the window formula.
+        for preset in ("lung", "bone"):
+            await viewer.frame.get_by_role("button", name=preset, exact=True).click()
+            await viewer.shown(window=preset)
+            for region, hu in ((LUNG_REGION, LUNG_HU), (SOFT_REGION, SOFT_HU), (BONE_REGION, BONE_HU)):
+                assert abs(await viewer.grey(*region) - expected_grey(hu, preset)) <= TOLERANCE, (preset, hu)
+            await viewer.screenshot(f"window-{preset}")
+
+        # Scrolling: Home goes to the first slice (foot), then the arrow key steps up to slice N.
+        await viewer.frame.locator("#view").focus()
+        await viewer.page.keyboard.press("Home")
+        await viewer.shown(index=1)
+        target = 7
+        for _ in range(target - 1):
+            await viewer.page.keyboard.press("ArrowDown")
+        facts = await viewer.shown(index=target, window="bone")
+        assert facts["instance"] == study.instance_uids[target - 1]
+        assert await viewer.text("#count") == f"{target} / {SLICES}"
+        assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "bone")) <= TOLERANCE
+        await viewer.frame.get_by_role("button", name="lung", exact=True).click()
+        await viewer.shown(index=target, window="lung")
+        assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "lung")) <= TOLERANCE
+        await viewer.screenshot("slice-7")
+
+        # The report beside the images, read through the server.
+        await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
+
+        # The host was told what is on screen.
+        await viewer.page.wait_for_function(
+            "(uid) => window.host.modelContext.some((c) => c.structuredContent.instance_uid === uid"
+            " && c.structuredContent.window.startsWith('lung'))",
+            arg=study.instance_uids[target - 1],
+        )
+        told = (await viewer.model_context())[-1]
+        assert told["structuredContent"]["image"] == target
+        assert study.instance_uids[target - 1] in told["content"][0]["text"]
+
+    assert viewer.escaped == [] and viewer.from_viewer == []
+    assert {c.name for c in viewer.calls} <= {"viewer_series", "viewer_frame", "read_report"}
+    assert not any(c.error for c in viewer.calls)
+
+
+async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
+    session: Client, study: Study
+) -> None:
+    async with await opened(session, study, theme="dark", width=400, height=800) as viewer:
+        middle = SLICES // 2 + 1
+        await viewer.shown(index=middle)
+        background = await viewer.frame.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(23, 25, 28)"
+        # Readable at 400 px: nothing wider than the frame.
+        assert await viewer.frame.evaluate(
+            "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        await viewer.screenshot("dark-400px")
+
+        # A corner of the picture is air; zoomed twice about the centre, the same point of the canvas
+        # shows the lung-valued square (the picture's (0.275, 0.275)).
+        await viewer.frame.get_by_role("button", name="lung", exact=True).click()
+        await viewer.shown(window="lung")
+        corner = (0.05, 0.05)
+        assert abs(await viewer.grey(*corner) - expected_grey(-1000, "lung")) <= TOLERANCE
+        await viewer.frame.locator("#view").focus()
+        for _ in range(3):  # 1.25 ** 3: about 2
+            await viewer.page.keyboard.press("+")
+        assert await viewer.text("#overlay") == "lung -600/1500 · server · 195%"
+        assert abs(await viewer.grey(*corner) - expected_grey(LUNG_HU, "lung")) <= TOLERANCE
+        await viewer.screenshot("zoomed")
+
+        # Shift+drag pans: the picture moves with the pointer.
+        box = await viewer.frame.locator("#view").bounding_box()
+        assert box is not None
+        await viewer.page.keyboard.press("0")
+        assert await viewer.text("#overlay") == "lung -600/1500 · server"
+        centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        await viewer.page.keyboard.down("Shift")
+        await viewer.page.mouse.move(*centre)
+        await viewer.page.mouse.down()
+        await viewer.page.mouse.move(centre[0] - box["width"] / 2, centre[1], steps=4)
+        await viewer.page.mouse.up()
+        await viewer.page.keyboard.up("Shift")
+        # Half the view to the left: the view's (0.25, 0.25) now shows the picture's (0.75, 0.25).
+        assert abs(await viewer.grey(*LUNG_REGION) - expected_grey(SOFT_HU, "lung")) <= TOLERANCE
+        await viewer.page.keyboard.press("0")
+
+        # Dragging right widens the window, down raises its centre; the picture is windowed as its label says.
+        await viewer.page.mouse.move(*centre)
+        await viewer.page.mouse.down()
+        await viewer.page.mouse.move(centre[0] + 40, centre[1] + 20, steps=5)
+        await viewer.page.mouse.up()
+        facts = await viewer.shown(window="custom")
+        center, width = (float(v) for v in facts["window"].split()[1].split("/"))
+        assert width > PRESETS["lung"][1] and center > PRESETS["lung"][0]
+        for region, hu in ((LUNG_REGION, LUNG_HU), (SOFT_REGION, SOFT_HU)):
+            expected = 255 * grey_level(hu, Window(center, width))
+            assert abs(await viewer.grey(*region) - expected) <= TOLERANCE, (hu, center, width)
+        assert not any(
+            b == "true"
+            for b in await viewer.frame.locator("#presets button").evaluate_all(
+                "(buttons) => buttons.map((b) => b.getAttribute('aria-pressed'))"
+            )
+        )
+        await viewer.screenshot("dragged-window")
+        assert viewer.escaped == [] and viewer.from_viewer == []
+
+        # The count is real: a request the page made would be seen, and refused.
+        probe = "http://archive.invalid/studies"
+        await viewer.frame.evaluate("(url) => fetch(url).catch(() => null)", probe)
+        assert viewer.escaped == [probe] and viewer.from_viewer == [probe]
