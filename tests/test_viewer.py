@@ -204,6 +204,27 @@ async def test_viewer_series_orders_a_ct_series_by_position(orthanc_config: Conf
     assert [i["uid"] for i in found["instances"]] == by_z
     assert [i["number"] for i in found["instances"]] == [1, 2, 4, 3, 5, 6]
     assert all(i["frames"] == 1 for i in found["instances"])
+    assert "first" not in found and not [b for b in result.content if isinstance(b, ImageContent)]
+
+
+async def test_viewer_series_brings_the_middle_slice_it_opens_on(
+    orthanc_config: Config, tmp_path: Path
+) -> None:
+    placed = [(1, 100.0), (2, 95.0), (3, 90.0), (4, 85.0), (5, 80.0)]
+    study_uid, series_uid, uids = ct_series(tmp_path / "series", placed)
+    await store(orthanc_config, tmp_path / "series")
+    async with Client(build_server(orthanc_config), extensions=[RENDERS_APPS]) as client:
+        arguments = {"study_uid": study_uid, "series_uid": series_uid, "size": 48}
+        result = await client.call_tool("viewer_series", arguments)
+    assert not result.is_error, text(result)
+    found = result.structured_content
+    assert found is not None
+    middle = found["instances"][len(placed) // 2]["uid"]
+    assert middle == uids[2]
+    assert found["first"]["instance_uid"] == middle and "frame" not in found["first"]
+    assert (found["first"]["width"], found["first"]["height"]) == (48, 48) and found["first"]["renderer"]
+    [picture] = [b for b in result.content if isinstance(b, ImageContent)]
+    assert Image.open(io.BytesIO(base64.b64decode(picture.data))).size == (48, 48)
 
 
 async def test_viewer_frame_is_a_picture_of_the_asked_size(orthanc_config: Config, tmp_path: Path) -> None:

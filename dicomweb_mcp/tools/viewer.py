@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..dicom.dicomjson import element_value, element_values
 from ..dicom.reference import Reference
-from ..errors import InvalidInputError
+from ..errors import DicomWebError, InvalidInputError
 from ..records import Record
 from .arguments import InstanceUid, SeriesUid, ServerName, StudyUid, Text
 from .context import App
@@ -29,6 +29,7 @@ from .rendering import render
 
 __all__ = [
     "VIEWER_URI",
+    "ViewerFirstPicture",
     "ViewerFrameResult",
     "ViewerInstance",
     "ViewerSeriesResult",
@@ -53,16 +54,6 @@ class ViewerInstance(Record):
     frames: int = Field(description="Frames (1 for a single-frame image, 0 for a non-image).")
 
 
-class ViewerSeriesResult(Record):
-    study_uid: str
-    series_uid: str
-    order: Literal["position", "number"] = Field(
-        description="position: along the slice normal (ImagePositionPatient); number: Instance Number."
-    )
-    instances: list[ViewerInstance] = Field(description="In display order.")
-    warnings: list[str] | None = None
-
-
 class ViewerFrameResult(Record):
     width: int
     height: int
@@ -70,9 +61,33 @@ class ViewerFrameResult(Record):
     renderer: str
 
 
+class ViewerFirstPicture(ViewerFrameResult):
+    instance_uid: str
+    frame: int | None = None
+
+
+class ViewerSeriesResult(Record):
+    study_uid: str
+    series_uid: str
+    order: Literal["position", "number"] = Field(
+        description="position: along the slice normal (ImagePositionPatient); number: Instance Number."
+    )
+    instances: list[ViewerInstance] = Field(description="In display order.")
+    first: ViewerFirstPicture | None = Field(
+        default=None, description="With a size: the middle slice, whose picture is the image content."
+    )
+    warnings: list[str] | None = None
+
+
 async def viewer_series(
-    app: App, study_uid: StudyUid, series_uid: SeriesUid, server: ServerName = None
-) -> ViewerSeriesResult:
+    app: App,
+    study_uid: StudyUid,
+    series_uid: SeriesUid,
+    size: Annotated[
+        int | None, Field(ge=16, le=2048, description="Also the middle slice's picture, at this size.")
+    ] = None,
+    server: ServerName = None,
+) -> Annotated[CallToolResult, ViewerSeriesResult]:
     """The instances of a series in display order, with their frame counts (for the study viewer)."""
     series = Reference(study_uid, series_uid)
     client = app.archive(server).client
@@ -91,13 +106,28 @@ async def viewer_series(
             f"There is no series {series_uid} in study {study_uid} on this server, or it has no instances."
         )
     order, instances = display_order(found)
-    return ViewerSeriesResult(
+    # The picture the viewer opens on comes with the list: one round trip through the host instead of two.
+    slices = [(i.uid, f if i.frames > 1 else None) for i in instances for f in range(1, i.frames + 1)]
+    picture, first = None, None
+    if size is not None and slices:
+        instance_uid, frame = slices[len(slices) // 2]
+        try:
+            picture, facts = await _frame(
+                app, Reference(study_uid, series_uid, instance_uid), frame, size, None, server
+            )
+        except DicomWebError as exc:  # the list still stands; the page asks for the picture on its own
+            warnings.append(f"The middle slice could not be shown: {exc}")
+        else:
+            first = ViewerFirstPicture(instance_uid=instance_uid, frame=frame, **facts.model_dump())
+    listed = ViewerSeriesResult(
         study_uid=study_uid,
         series_uid=series_uid,
         order=order,
         instances=instances,
+        first=first,
         warnings=warnings or None,
     )
+    return with_picture(listed, picture, "image/jpeg")
 
 
 def display_order(
@@ -171,11 +201,18 @@ async def viewer_frame(
 ) -> Annotated[CallToolResult, ViewerFrameResult]:
     """One frame as a JPEG picture at the viewport's size (for the study viewer)."""
     instance = Reference(study_uid, series_uid, instance_uid)
+    content, result = await _frame(app, instance, frame, size, window, server)
+    return with_picture(result, content, "image/jpeg")
+
+
+async def _frame(
+    app: App, instance: Reference, frame: int | None, size: int, window: str | None, server: str | None
+) -> tuple[bytes, ViewerFrameResult]:
     rendered = await render(
         app.archive(server).client, app.store, instance, frame=frame, size=size, window=window
     )
     content = await anyio.to_thread.run_sync(rendered.encoded, "image/jpeg", None)
-    result = ViewerFrameResult(
+    facts = ViewerFrameResult(
         width=rendered.width, height=rendered.height, window=rendered.label, renderer=rendered.renderer
     )
-    return with_picture(result, content, "image/jpeg")
+    return content, facts

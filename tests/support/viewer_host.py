@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp.types import CallToolResult
 from playwright.async_api import Frame, Page, Route, async_playwright
@@ -85,6 +86,7 @@ class ToolCall:
     arguments: dict[str, Any]
     milliseconds: float
     error: bool
+    started: float  # ms since the epoch, as the page's clock counts
 
 
 @dataclass
@@ -98,6 +100,22 @@ class ViewerPage:
     escaped: list[str] = field(default_factory=list)
     # Requests made from inside the viewer's frame, whatever their address (data: URLs are not requests).
     from_viewer: list[str] = field(default_factory=list)
+
+    _called: anyio.Event = field(default_factory=anyio.Event)
+
+    def record(self, call: ToolCall) -> None:
+        self.calls.append(call)
+        self._called.set()
+        self._called = anyio.Event()
+
+    async def relayed(self, match: Callable[[ToolCall], bool]) -> ToolCall:
+        """The first relayed tool call that matches, once it has come back."""
+        with anyio.fail_after(30):
+            while True:
+                for call in self.calls:
+                    if match(call):
+                        return call
+                await self._called.wait()
 
     async def shown(self, index: int | None = None, window: str | None = None) -> dict[str, str]:
         """Wait until what the person last asked for is on the canvas, and it is image ``index`` (from 1)
@@ -189,11 +207,10 @@ async def viewer_host(
                     viewer.from_viewer.append(request.url)
 
             async def call_tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-                started = time.perf_counter()
+                started, clock = time.time() * 1000, time.perf_counter()
                 result = await client.call_tool(name, arguments)
-                viewer.calls.append(
-                    ToolCall(name, arguments, (time.perf_counter() - started) * 1000, result.is_error)
-                )
+                elapsed = (time.perf_counter() - clock) * 1000
+                viewer.record(ToolCall(name, arguments, elapsed, result.is_error, started))
                 return result_json(result)
 
             await page.route("**/*", route)
