@@ -16,11 +16,11 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import Implementation
+from mcp.types import ElicitRequestParams, ElicitResult, Implementation
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-from tests.support.mcp import text
+from tests.support.mcp import call, text
 from tests.support.orthanc import free_port
 from tests.support.samples import Samples
 from tests.support.served import COMMAND, MODERN, serving_http
@@ -218,3 +218,28 @@ async def test_over_http_the_line_has_the_remote_address_and_client_name(
     # The static token names nobody: the person is the one running the server.
     assert line["user"]["source"] == "os"
     assert TOKEN not in audit_log.read_text() and TOKEN not in "".join(log)
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_a_delete_the_user_declines_is_refused_on_record(
+    config: Config, samples: Samples, audit_log: Path, mode: str
+) -> None:
+    async def decline(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    stored = await call(config, "store_instances", {"paths": [str(samples.red.path)]})
+    assert not stored.is_error, text(stored)
+    async with Client(
+        build_server(config), client_info=CLIENT, mode=mode, elicitation_callback=decline
+    ) as client:
+        declined = await client.call_tool("delete_instances", {"study_uid": samples.study_uid})
+    assert declined.is_error and "nothing was deleted" in text(declined)
+    lines = [line for line in calls(audit_log) if line["tool"] == "delete_instances"]
+    # In the stateless era the call returns to ask, and comes again with the answer: a line for each.
+    asked = [("call_start", None), ("call", "input_required")] if mode == MODERN else []
+    assert [(line["event"], line.get("outcome")) for line in lines] == [
+        *asked,
+        ("call_start", None),
+        ("call", "refused"),
+    ]
+    assert "did not confirm" in lines[-1]["reason"] and lines[-1]["study_uids"] == [samples.study_uid]
