@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -126,7 +125,7 @@ class Audit:
         entry = {
             "time": now(),
             "event": "call",
-            "id": uuid.uuid4().hex[:16],
+            "id": os.urandom(8).hex(),  # pairs a change's call_start line with its call line
             "user": user(context),
             "client": client(context),
             "tool": name,
@@ -161,13 +160,12 @@ class Audit:
             self.writer.write(line(entry))
         except OSError as exc:
             log.error("audit log %s could not be written: %s", self.writer.path, _reason(exc))
-            what = (
-                "it ran, but its result is withheld"
-                if done
-                else "it was not run"
-                if entry.get("event") == "call_start"
-                else "its outcome is not returned"
-            )
+            if entry.get("event") == "call_start":
+                what = "it was not run"
+            elif done:
+                what = "it ran, but its result is withheld"
+            else:
+                what = "it ended in an error, not returned either"
             raise ToolError(
                 f"{tool} was refused: the audit log could not be written ({_reason(exc)}), and every call "
                 f"must be recorded; {what}. The operator must make DICOMWEB_AUDIT_LOG "
