@@ -25,6 +25,9 @@ DEFAULT_MAX_RETRIES = 3
 # Requests in flight at once for one store (batches) or one retrieve (series): over a WAN each connection
 # runs at its own rate; few enough not to look like a flood to a remote archive.
 DEFAULT_CONCURRENCY = 8
+# The audit file is rotated past this size, and this many old files are kept (audit.jsonl.1 the newest).
+DEFAULT_AUDIT_MAX_BYTES = 50_000_000
+DEFAULT_AUDIT_KEEP = 10
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The name of the server the DICOMWEB_URL variables describe.
@@ -179,6 +182,10 @@ class Config:
     deidentify_clean_descriptors: bool = True
     # The study viewer (MCP Apps) for hosts that render apps; off: no viewer resource, _meta or app tools.
     apps: bool = True
+    # The audit trail: a JSON line per tool call in this file (none: no audit trail).
+    audit_log: Path | None = None
+    audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
+    audit_keep: int = DEFAULT_AUDIT_KEEP
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -190,6 +197,12 @@ class Config:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"DICOMWEB_LOG_LEVEL {self.log_level!r} is not one of {'|'.join(LOG_LEVELS)}.")
         object.__setattr__(self, "log_level", self.log_level.upper())
+        if self.audit_log is not None:
+            object.__setattr__(self, "audit_log", Path(self.audit_log))
+        if self.audit_max_bytes < 1:
+            raise ConfigError(f"DICOMWEB_AUDIT_MAX_BYTES must be 1 or more, not {self.audit_max_bytes}.")
+        if not 1 <= self.audit_keep <= 1000:
+            raise ConfigError(f"DICOMWEB_AUDIT_KEEP must be between 1 and 1000, not {self.audit_keep}.")
 
     @classmethod
     def single(cls, **settings: Any) -> Config:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from .config import (
     AZURE_HOST_SUFFIX,
+    DEFAULT_AUDIT_KEEP,
+    DEFAULT_AUDIT_MAX_BYTES,
     DEFAULT_AZURE_SCOPE,
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -78,6 +80,7 @@ def read_config(env: Mapping[str, str]) -> Config:
     servers.sort(key=lambda server: server.name != DEFAULT_SERVER)
     download = get("DICOMWEB_DOWNLOAD_DIR")
     dates, descriptors = _deidentify_options(get("DICOMWEB_DEIDENTIFY_OPTIONS"))
+    audit = get("DICOMWEB_AUDIT_LOG")
     return Config(
         tuple(servers),
         download_dir=(Path(download).expanduser() if download else default_download_dir()).absolute(),
@@ -93,6 +96,11 @@ def read_config(env: Mapping[str, str]) -> Config:
         deidentify_modified_dates=dates,
         deidentify_clean_descriptors=descriptors,
         apps=_flag(env, "DICOMWEB_MCP_APPS", default=True),
+        audit_log=Path(audit).expanduser().absolute() if audit else None,
+        audit_max_bytes=_number(
+            get("DICOMWEB_AUDIT_MAX_BYTES"), "DICOMWEB_AUDIT_MAX_BYTES", int, DEFAULT_AUDIT_MAX_BYTES
+        ),
+        audit_keep=_number(get("DICOMWEB_AUDIT_KEEP"), "DICOMWEB_AUDIT_KEEP", int, DEFAULT_AUDIT_KEEP),
     )
 
 

@@ -9,10 +9,11 @@ import re
 import traceback
 from pathlib import Path
 
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from pydantic import ValidationError
 
-__all__ = ["argument_error_message", "crash_message", "unknown_tool_message"]
+__all__ = ["ToolCrash", "argument_error_message", "crash_message", "unknown_tool_message"]
 
 # Tools that exist only when the operator allows them, and the setting that does.
 _ENABLED_BY = {
@@ -21,6 +22,11 @@ _ENABLED_BY = {
 }
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
+
+
+class ToolCrash(ToolError):
+    """The last guard's error (``crash_message``): a fault here, told apart from a refusal by the audit
+    trail, and answered like any ``ToolError``."""
 
 
 def crash_message(tool: str, exc: BaseException) -> str:

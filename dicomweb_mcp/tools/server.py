@@ -41,10 +41,11 @@ from ..dicomweb.client import DicomWebClient
 from ..dicomweb.transport import BaseTransport
 from ..errors import DicomWebError, local_file_error
 from ..files.store import FileStore
+from .audit import Audit, open_audit
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
 from .look import get_study_overview, read_report, retrieve_rendered
-from .refusals import argument_error_message, crash_message, unknown_tool_message
+from .refusals import ToolCrash, argument_error_message, crash_message, unknown_tool_message
 from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
 from .search import search_instances, search_series, search_studies
@@ -99,6 +100,8 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
     """MCPServer whose refusals say what would have worked, and whose tools' errors reach the agent in
     words; served on stdio in both protocol eras."""
 
+    audit: Audit | None = None  # the operator's audit trail (DICOMWEB_AUDIT_LOG), set by build_server
+
     async def serve_stdio(self) -> None:
         """Serve stdin/stdout in both protocol eras: see tools/stdio.py for why not the SDK's own loop."""
         from .stdio import serve_stdio
@@ -121,6 +124,14 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None = None
+    ) -> Any:
+        if self.audit is not None:
+            # Every call, refusals included, is recorded before its result or error is returned.
+            return await self.audit.record(name, arguments, context, self._call_tool)
+        return await self._call_tool(name, arguments, context)
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
         apps = context is not None and context._request_context is not None and client_supports_apps(context)
@@ -152,7 +163,7 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
             if isinstance(exc, UnexpectedToolError) and cause is not None:
                 # The last guard: the SDK's bare "Error executing tool X" tells nobody anything.
                 log.error("%s failed: unexpected %s", name, type(cause).__name__, exc_info=cause)
-                raise ToolError(crash_message(name, cause)) from cause
+                raise ToolCrash(crash_message(name, cause)) from cause
             raise
         return _compact_text(result)
 
@@ -223,6 +234,8 @@ def build_server(
     writable, delete only when some server allows it. ``credentials`` and ``transports`` replace, by
     server name, the Azure credential and the HTTP transport a server's client would make (tests)."""
     servers = config.named
+    # Before anything else: a server told to keep an audit trail it cannot write does not start.
+    audit = open_audit(config)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolContext]) -> AsyncIterator[ToolContext]:
@@ -290,6 +303,7 @@ def build_server(
         ],
         extensions=extensions,
     )
+    server.audit = audit
     server._lowlevel_server.add_notification_handler(
         "notifications/initialized", NotificationParams, _initialized
     )
