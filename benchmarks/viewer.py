@@ -97,6 +97,7 @@ async def one_page(session: Client, html: str, study_uid: str, order: list[str])
         await viewer.shown(index=middle + 1)
         times = await viewer.timestamps()
         first = times["drawn"] - times["result_sent"]
+        await viewer.screenshot("benchmark-chest")
         # Of which the server's part: viewer_series, which brings the first picture, as the relay saw it.
         opening = next(c for c in viewer.calls if c.name == "viewer_series" and c.arguments["size"] > 96)
         # Warm: the next slice has come back from prefetch.
