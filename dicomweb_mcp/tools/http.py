@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -22,7 +23,7 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
 from starlette.authentication import AuthCredentials
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .oauth import JwtVerifier
 
 __all__ = ["RequireBearerToken", "RequireOAuthToken", "serve_http", "transport_security"]
+
+log = logging.getLogger("dicomweb_mcp.http")
 
 
 class RequireBearerToken:
@@ -76,9 +79,12 @@ class RequireOAuthToken:
     def __init__(self, app: ASGIApp, verifier: JwtVerifier, *, public_url: str, issuer: str) -> None:
         self._app = app
         self._verifier = verifier
+        # The issuer exactly as configured: clients compare it with the issuer's own metadata, and a
+        # trailing slash added to a path-less URL would not match.
+        exact = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
         routes = create_protected_resource_routes(
-            resource_url=AnyHttpUrl(public_url),
-            authorization_servers=[AnyHttpUrl(issuer)],
+            resource_url=exact.validate_python(public_url),
+            authorization_servers=[exact.validate_python(issuer)],
             scopes_supported=list(SCOPES),
             resource_name="dicomweb-mcp",
         )
@@ -117,6 +123,7 @@ class RequireOAuthToken:
             return
         given = [value for name, value in scope.get("headers") or [] if name == b"authorization"]
         if not given:
+            log.info("refused a request: no access token")
             body = {
                 "error": "unauthorized",
                 "error_description": f"This server needs an OAuth access token from {self._issuer}.",
@@ -148,6 +155,7 @@ class RequireOAuthToken:
             auth_context_var.reset(reset)
 
     async def _refuse(self, send: Send, status: int, error: str, description: str) -> None:
+        log.info("refused a request: %s (%s)", error, description)
         # The description is this module's words: quotes and controls would break the header.
         safe = "".join(c for c in description if c.isprintable() and c not in '"\\')
         challenge = f'{self._challenge}, error="{error}", error_description="{safe}"'
