@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.idp import IdentityProvider, SigningKey
 from tests.support.orthanc import Orthanc, free_port
-from tests.support.served import initialize, serving_http
+from tests.support.served import COMMAND, initialize, serving_http
 
 INITIALIZE = initialize(version="2025-11-25")
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -315,3 +316,31 @@ def test_key_rotation(own_identity_provider: IdentityProvider, orthanc: Orthanc,
         newest = served.post(idp.token(served.url))
         assert newest.status_code == 401 and "does not publish" in newest.json()["error_description"]
         assert idp.jwks_fetches() == fetches + 1
+
+
+def test_an_issuer_that_cannot_be_read_stops_the_start(identity_provider: IdentityProvider) -> None:
+    port = free_port()
+    base = {
+        "PATH": os.environ["PATH"],
+        "DICOMWEB_URL": "http://127.0.0.1:9/dicom-web",
+        "DICOMWEB_MCP_PUBLIC_URL": f"http://127.0.0.1:{port}/mcp",
+    }
+    answers = {}
+    for case, issuer in {
+        "nobody listens": f"http://127.0.0.1:{free_port()}",
+        "a path the provider does not serve": f"{identity_provider.issuer}/tenant",
+    }.items():
+        env = {**base, "DICOMWEB_MCP_OAUTH_ISSUER": issuer}
+        answers[case] = subprocess.run(
+            [COMMAND, "serve", "--transport", "http", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    for case, result in answers.items():
+        assert result.returncode == 2, (case, result.stderr)
+        assert "DICOMWEB_MCP_OAUTH_ISSUER" in result.stderr and "could not be read" in result.stderr, case
+    assert "ConnectError" in answers["nobody listens"].stderr
+    assert "HTTP 404" in answers["a path the provider does not serve"].stderr
