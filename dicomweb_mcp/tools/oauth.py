@@ -74,7 +74,6 @@ class IssuerKeys:
         self._refetched_at = -math.inf
         # Made in the event loop that first needs it: the start-up check runs in a loop of its own.
         self._lock: anyio.Lock | None = None
-        self.fetches = 0
 
     async def load(self) -> None:
         """Read the discovery document and the JWKS now; raise ``IssuerUnreachable`` saying what failed."""
@@ -87,7 +86,6 @@ class IssuerKeys:
             raise IssuerUnreachable(f"the JWKS at {self._jwks_uri} has no keys list")
         self._keys = _signing_keys(keys)
         self._loaded_at = self._clock()
-        self.fetches += 1
 
     async def signing_key(self, kid: str | None) -> dict[str, Any] | None:
         """The published key (a JWK) named ``kid``; None if the issuer does not publish it."""
