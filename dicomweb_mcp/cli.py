@@ -57,6 +57,9 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_AUDIT_MAX_BYTES, DICOMWEB_AUDIT_KEEP   rotation: size (50000000) and old files kept (10)
   DICOMWEB_LOG_LEVEL       DEBUG | INFO | WARNING (default) | ERROR, to stderr
   DICOMWEB_MCP_TOKEN       serve --transport http: the bearer token every request must carry
+  DICOMWEB_MCP_OAUTH_ISSUER     serve --transport http as an OAuth resource server: the issuer's URL
+  DICOMWEB_MCP_PUBLIC_URL       with it: this server's MCP endpoint as clients reach it
+  DICOMWEB_MCP_OAUTH_AUDIENCE   with it: the aud tokens carry, if not the public URL (comma-separated)
   DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated
   DICOMWEB_MCP_ALLOWED_ORIGINS  serve --transport http: browser-based hosts' origins, comma-separated
                                 (e.g. http://localhost:6274 for MCP Inspector)

@@ -175,6 +175,11 @@ class Config:
     # HTTP transport: extra Host names (a public bind) and browser Origins (a web-based host) to accept.
     mcp_allowed_hosts: tuple[str, ...] = ()
     mcp_allowed_origins: tuple[str, ...] = ()
+    # HTTP transport as an OAuth resource server: the issuer whose tokens are accepted, this server's MCP
+    # endpoint as clients reach it (the resource identifier), and the audiences a token may carry instead.
+    oauth_issuer: str | None = None
+    public_url: str | None = None
+    oauth_audiences: tuple[str, ...] = ()
     log_level: str = "WARNING"
     # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
     # keep descriptions cleaned of identifying values instead of removing them.
@@ -203,6 +208,30 @@ class Config:
             raise ConfigError(f"DICOMWEB_AUDIT_MAX_BYTES must be 1 or more, not {self.audit_max_bytes}.")
         if not 1 <= self.audit_keep <= 1000:
             raise ConfigError(f"DICOMWEB_AUDIT_KEEP must be between 1 and 1000, not {self.audit_keep}.")
+        self._check_oauth()
+
+    def _check_oauth(self) -> None:
+        if self.oauth_issuer is None:
+            if self.oauth_audiences:
+                raise ConfigError("DICOMWEB_MCP_OAUTH_AUDIENCE needs DICOMWEB_MCP_OAUTH_ISSUER.")
+            return
+        if self.mcp_token:
+            raise ConfigError(
+                "DICOMWEB_MCP_TOKEN and DICOMWEB_MCP_OAUTH_ISSUER are both set: choose one. The static token "
+                "is for one person; OAuth gives each user their own token and scopes. Unset the other."
+            )
+        if not self.public_url:
+            raise ConfigError(
+                "DICOMWEB_MCP_OAUTH_ISSUER needs DICOMWEB_MCP_PUBLIC_URL: this server's MCP endpoint as "
+                "clients reach it, for example https://mcp.example.org/mcp (tokens must be issued for it)."
+            )
+        object.__setattr__(self, "oauth_issuer", _oauth_url("DICOMWEB_MCP_OAUTH_ISSUER", self.oauth_issuer))
+        object.__setattr__(self, "public_url", _oauth_url("DICOMWEB_MCP_PUBLIC_URL", self.public_url))
+
+    @property
+    def accepted_audiences(self) -> tuple[str, ...]:
+        """The ``aud`` values a token for this server may carry: the operator's, else the public URL."""
+        return self.oauth_audiences or ((self.public_url,) if self.public_url else ())
 
     @classmethod
     def single(cls, **settings: Any) -> Config:
@@ -241,6 +270,18 @@ class Config:
         from .environment import read_config
 
         return read_config(os.environ if environ is None else environ)
+
+
+def _oauth_url(name: str, url: str) -> str:
+    """An issuer or public URL: https, or http on a loopback host only (a token on the wire in clear is
+    anyone's); no query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} {url!r} is not a URL like https://host/path (no query or fragment).")
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme == "http" and not loopback:
+        raise ConfigError(f"{name} {url!r} must use https: tokens would cross the network in clear.")
+    return url
 
 
 def _enum(enum: type[_E], name: str, value: str) -> _E:

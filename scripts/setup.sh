@@ -57,8 +57,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
     (cd "$CLIENTS" && npm ci --no-audit --no-fund --loglevel=error >&2)
     echo "$lock_sum" >"$stamp"
 fi
-# Fail here, clearly, if the clients cannot be loaded.
+# Fail here, clearly, if the clients or the tests' identity provider cannot be loaded.
 (cd "$CLIENTS" && node --input-type=module \
-    -e 'await import("@modelcontextprotocol/sdk/client/index.js"); await import("@ai-sdk/mcp")')
+    -e 'await import("@modelcontextprotocol/sdk/client/index.js"); await import("@ai-sdk/mcp"); await import("oidc-provider")')
 "$CLIENTS/node_modules/.bin/esbuild" --version >/dev/null
 chromium --version >/dev/null

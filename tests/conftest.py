@@ -6,20 +6,25 @@ from pathlib import Path
 import pytest
 
 from dicomweb_mcp import Config, DicomWebClient
+from tests.support.idp import IdentityProvider, running_identity_provider
 from tests.support.orthanc import Orthanc
 from tests.support.samples import Samples, make_samples
 
-# Fixtures that start a real Orthanc or nginx. A test whose fixture closure holds any of them is marked
-# ``orthanc`` below, so that ``pytest -m "not orthanc"`` is the fast tier (no server process at all).
+# Fixtures that start a real Orthanc, nginx or identity provider. A test whose fixture closure holds any of
+# them is marked ``orthanc`` below, so that ``pytest -m "not orthanc"`` is the fast tier (no server process
+# at all); one that starts the identity provider is marked ``idp`` too.
 # Fixtures built on these (empty_orthanc, orthanc_config, client, config...) need no entry: the closure
 # of a test lists every fixture it depends on, however indirectly.
-SERVER_FIXTURES = frozenset({"orthanc", "second_orthanc", "secured_orthanc", "gateway"})
+IDP_FIXTURES = frozenset({"identity_provider", "own_identity_provider"})
+SERVER_FIXTURES = frozenset({"orthanc", "second_orthanc", "secured_orthanc", "gateway"}) | IDP_FIXTURES
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.orthanc)
+        if IDP_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.idp)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -64,6 +69,20 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 def second_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     """Another archive beside the first (a transfer's destination)."""
     yield from running_orthanc(tmp_path_factory, "orthanc2")
+
+
+@pytest.fixture(scope="module")
+def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    """A real OpenID provider (oidc-provider under Node) shared by a module's tests."""
+    with running_identity_provider(tmp_path_factory.mktemp("idp")) as provider:
+        yield provider
+
+
+@pytest.fixture
+def own_identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    """A real OpenID provider for one test, which may change its keys."""
+    with running_identity_provider(tmp_path_factory.mktemp("idp")) as provider:
+        yield provider
 
 
 @pytest.fixture

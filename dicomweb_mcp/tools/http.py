@@ -1,4 +1,5 @@
-"""Serving MCP over streamable HTTP: loopback by default, and a bearer token on every request when set.
+"""Serving MCP over streamable HTTP: loopback by default, and a bearer token on every request when set:
+the operator's static token (one person), or each user's OAuth access token (a resource server).
 
 Host and Origin checks (DNS-rebinding protection) are on for every bind address, and the token check
 sits in front of them, so a browser page or another local user cannot drive the tools. With a public
@@ -11,18 +12,32 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
+from starlette.authentication import AuthCredentials
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import ConfigError
+from .scopes import SCOPES
 
-__all__ = ["RequireBearerToken", "serve_http", "transport_security"]
+if TYPE_CHECKING:
+    from .oauth import JwtVerifier
+
+__all__ = ["RequireBearerToken", "RequireOAuthToken", "serve_http", "transport_security"]
+
+log = logging.getLogger("dicomweb_mcp.http")
 
 
 class RequireBearerToken:
@@ -54,6 +69,104 @@ class RequireBearerToken:
                 )
                 return
         await self._app(scope, receive, send)
+
+
+class RequireOAuthToken:
+    """ASGI middleware of an OAuth resource server: the protected resource metadata (RFC 9728) for anyone,
+    and for the rest a valid access token in the Authorization header, else 401 (or 403 for a token that
+    grants no scope of this server) with a challenge pointing at the metadata."""
+
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier, *, public_url: str, issuer: str) -> None:
+        self._app = app
+        self._verifier = verifier
+        # The issuer exactly as configured: clients compare it with the issuer's own metadata, and a
+        # trailing slash added to a path-less URL would not match.
+        exact = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+        routes = create_protected_resource_routes(
+            resource_url=exact.validate_python(public_url),
+            authorization_servers=[exact.validate_python(issuer)],
+            scopes_supported=list(SCOPES),
+            resource_name="dicomweb-mcp",
+        )
+        published = routes[0]
+        # The public path may differ from the local /mcp behind a proxy; clients may also ask at the root.
+        for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
+            if path != published.path:
+                routes.append(Route(path, endpoint=published.endpoint, methods=["GET", "OPTIONS"]))
+        self._metadata_paths = frozenset(route.path for route in routes)
+        self._metadata = Router(routes=list(routes))
+        self._issuer = issuer
+        scopes = " ".join(SCOPES)
+        self._challenge = f'Bearer resource_metadata="{build_resource_metadata_url(AnyHttpUrl(public_url))}"'
+        self._scope_hint = f'scope="{scopes}"'
+
+    def __repr__(self) -> str:
+        return "RequireOAuthToken()"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        if path in self._metadata_paths:
+            await self._metadata(scope, receive, send)
+            return
+        if path.startswith("/.well-known/"):
+            message = f"This server is an OAuth resource server; its authorization server is {self._issuer}."
+            await _answer(send, 404, {"error": "not_found", "error_description": message})
+            return
+        query = parse_qsl(bytes(scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
+        if any(name == "access_token" for name, _ in query):
+            # RFC 6750 allows it, MCP forbids it: URLs end up in logs and browser history.
+            where = "send the access token in the Authorization header"
+            await self._refuse(send, 400, "invalid_request", where)
+            return
+        given = [value for name, value in scope.get("headers") or [] if name == b"authorization"]
+        if not given:
+            log.info("refused a request: no access token")
+            body = {
+                "error": "unauthorized",
+                "error_description": f"This server needs an OAuth access token from {self._issuer}.",
+            }
+            challenge = f"{self._challenge}, {self._scope_hint}"
+            await _answer(send, 401, body, [(b"www-authenticate", challenge.encode())])
+            return
+        scheme, _, token = given[0].decode("latin-1").partition(" ")
+        if len(given) > 1 or scheme.lower() != "bearer" or not token.strip():
+            await self._refuse(send, 401, "invalid_request", "send one header: Authorization: Bearer <token>")
+            return
+        from .oauth import TokenRefused
+
+        try:
+            access = await self._verifier.check(token.strip())
+        except TokenRefused as exc:
+            await self._refuse(send, 401, "invalid_token", str(exc))
+            return
+        if not set(access.scopes) & set(SCOPES):
+            needed = " or ".join(SCOPES)
+            await self._refuse(send, 403, "insufficient_scope", f"the token grants none of {needed}")
+            return
+        user = AuthenticatedUser(access)
+        inner = {**scope, "user": user, "auth": AuthCredentials(access.scopes)}
+        reset = auth_context_var.set(user)
+        try:
+            await self._app(inner, receive, send)
+        finally:
+            auth_context_var.reset(reset)
+
+    async def _refuse(self, send: Send, status: int, error: str, description: str) -> None:
+        log.info("refused a request: %s (%s)", error, description)
+        # The description is this module's words: quotes and controls would break the header.
+        safe = "".join(c for c in description if c.isprintable() and c not in '"\\')
+        challenge = f'{self._challenge}, error="{error}", error_description="{safe}"'
+        if error == "insufficient_scope":
+            challenge += f", {self._scope_hint}"
+        await _answer(
+            send,
+            status,
+            {"error": error, "error_description": description},
+            [(b"www-authenticate", challenge.encode())],
+        )
 
 
 _NO_OAUTH = (
@@ -108,10 +221,10 @@ def transport_security(
 def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) -> None:
     """Serve ``server`` at ``http://{host}:{port}/mcp`` until interrupted."""
     token = config.mcp_token
-    if not token and not _is_loopback(host):
+    if not token and not config.oauth_issuer and not _is_loopback(host):
         raise ConfigError(
-            f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN: anyone who can reach this port could "
-            "read and change patient data. Set DICOMWEB_MCP_TOKEN, or bind 127.0.0.1."
+            f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN or DICOMWEB_MCP_OAUTH_ISSUER: anyone "
+            "who can reach this port could read and change patient data. Set one, or bind 127.0.0.1."
         )
     app: ASGIApp = server.streamable_http_app(
         host=host,
@@ -119,7 +232,31 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
             host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins
         ),
     )
-    if token:
+    if config.oauth_issuer and config.public_url:
+        app = RequireOAuthToken(
+            app, _verifier(config), public_url=config.public_url, issuer=config.oauth_issuer
+        )
+    elif token:
         app = RequireBearerToken(app, token)
     # access_log off: request lines are not needed, and the startup lines say where it listens.
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def _verifier(config: Config) -> JwtVerifier:
+    """The token verifier for the configured issuer, its keys read now: a wrong issuer URL stops the start
+    with a message, not every request later."""
+    import anyio
+
+    from .oauth import IssuerKeys, IssuerUnreachable, JwtVerifier
+
+    assert config.oauth_issuer and config.public_url
+    keys = IssuerKeys(config.oauth_issuer)
+    try:
+        anyio.run(keys.load)
+    except IssuerUnreachable as exc:
+        raise ConfigError(
+            f"DICOMWEB_MCP_OAUTH_ISSUER {config.oauth_issuer!r}: the issuer's keys could not be read "
+            f"({exc}). Check the URL (for Entra ID: https://login.microsoftonline.com/<tenant id>/v2.0) "
+            "and that this host can reach it."
+        ) from None
+    return JwtVerifier(keys, config.accepted_audiences, resource=config.public_url)

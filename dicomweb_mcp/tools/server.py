@@ -41,6 +41,7 @@ from ..dicomweb.client import DicomWebClient
 from ..dicomweb.transport import BaseTransport
 from ..errors import DicomWebError, local_file_error
 from ..files.store import FileStore
+from . import scopes
 from .audit import Audit, open_audit
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
@@ -120,6 +121,8 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
         tools = await self.list_tools()
         if not client_supports_apps(ctx):
             tools = [tool for tool in tools if not _app_only(tool.meta)]
+        # An OAuth caller sees only the tools its token's scopes allow.
+        tools = [tool for tool in tools if _scope_refusal(tool.name) is None]
         return ListToolsResult(tools=tools)
 
     async def call_tool(
@@ -142,8 +145,15 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
                 "(io.modelcontextprotocol/ui). Look at an image with retrieve_rendered."
             )
         if tool is None:
-            listed = [t.name for t in self._tool_manager.list_tools() if apps or not _app_only(t.meta)]
+            listed = [
+                t.name
+                for t in self._tool_manager.list_tools()
+                if (apps or not _app_only(t.meta)) and _scope_refusal(t.name) is None
+            ]
             raise ToolError(unknown_tool_message(name, listed))
+        refusal = _scope_refusal(name)
+        if refusal:
+            raise ToolError(refusal)
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -184,6 +194,25 @@ _FIRST_CALL_MODULES = (
     "dicomweb_mcp.imaging.render",
     "dicomweb_mcp.imaging.sheet",
 )
+
+
+# The OAuth scope a caller's token must grant for each tool (HTTP with DICOMWEB_MCP_OAUTH_ISSUER); a tool
+# missing here is not registered at all (build_server checks), so no tool is open by omission.
+TOOL_SCOPES: dict[str, str] = {
+    **dict.fromkeys(
+        ["search_studies", "get_study_overview", "search_series", "search_instances"],
+        scopes.READ,
+    ),
+    **dict.fromkeys(["retrieve_instances", "retrieve_metadata", "retrieve_frames"], scopes.READ),
+    **dict.fromkeys(["retrieve_rendered", "read_report", "get_change_feed", "server_info"], scopes.READ),
+    **dict.fromkeys(["viewer_series", "viewer_frame"], scopes.READ),
+    **dict.fromkeys(["store_instances", "transfer_instances"], scopes.WRITE),
+    "delete_instances": scopes.DELETE,
+}
+
+
+def _scope_refusal(name: str) -> str | None:
+    return scopes.scope_refusal(name, TOOL_SCOPES.get(name, scopes.READ))
 
 
 def _app_only(meta: Mapping[str, Any] | None) -> bool:
@@ -288,6 +317,9 @@ def build_server(
         apps = Apps()
         apps.add_html_resource(VIEWER_URI, viewer_html(), name="viewer", title="Study viewer")
         extensions.append(apps)
+    unmapped = [fn.__name__ for fn, *_ in specs if fn.__name__ not in TOOL_SCOPES]
+    if unmapped:
+        raise RuntimeError(f"no OAuth scope for {', '.join(unmapped)}: add them to TOOL_SCOPES")
     server = DicomWebMCPServer(
         "dicomweb-mcp",
         title="DICOMweb",

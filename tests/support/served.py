@@ -38,10 +38,11 @@ def initialize(request_id: int = 1, version: str = "2025-11-25") -> dict[str, ob
 
 
 @contextmanager
-def serving_http(env: dict[str, str], log: list[str] | None = None) -> Iterator[str]:
-    """``dicomweb-mcp serve --transport http`` on a free loopback port with ``env``; yields its MCP URL once
-    it listens (its log line says so, no sleep), and stops it by its PID. ``log`` collects its stderr."""
-    port = free_port()
+def serving_http(env: dict[str, str], log: list[str] | None = None, port: int | None = None) -> Iterator[str]:
+    """``dicomweb-mcp serve --transport http`` on ``port`` (a free loopback port by default) with ``env``;
+    yields its MCP URL once it listens (its log line says so, no sleep), and stops it by its PID. ``log``
+    collects its stderr."""
+    port = port or free_port()
     process = subprocess.Popen(
         [COMMAND, "serve", "--transport", "http", "--port", str(port)],
         env=env,

@@ -1,0 +1,54 @@
+"""OAuth scopes as policy: what a caller's access token grants, and which scope a tool needs that it lacks.
+
+Only requests that carry a verified OAuth token are checked: over stdio and with the static token every
+tool the operator enabled stays open, as before. Which scope each tool needs is decided where the tools
+are registered (``server.TOOL_SCOPES``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+
+__all__ = ["DELETE", "READ", "SCOPES", "WRITE", "granted_scopes", "missing_scope", "scope_refusal"]
+
+READ = "dicom.read"
+WRITE = "dicom.write"
+DELETE = "dicom.delete"
+SCOPES = (READ, WRITE, DELETE)
+
+
+def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The scopes a token's claims grant: ``scp`` (Entra ID's delegated scopes) and ``scope`` (RFC 9068, any
+    OIDC issuer), space-separated, and ``roles`` (Entra ID's app roles, a list). A scope written in full
+    (``api://<app>/dicom.read``) counts by its last segment."""
+    names: list[str] = []
+    for claim in ("scp", "scope", "roles"):
+        value = claims.get(claim)
+        if isinstance(value, str):
+            names.extend(value.split())
+        elif isinstance(value, list):
+            names.extend(item for item in value if isinstance(item, str))
+    return frozenset(name.rsplit("/", 1)[-1] for name in names if name.rsplit("/", 1)[-1])
+
+
+def missing_scope(required: str) -> str | None:
+    """``required`` if the current request's OAuth token does not grant it; None when it does, or when the
+    request carries no OAuth token (stdio, the static token: no scopes to check)."""
+    token = get_access_token()
+    if token is None or required in token.scopes:
+        return None
+    return required
+
+
+def scope_refusal(tool: str, required: str) -> str | None:
+    """Why the current OAuth caller may not call ``tool``, which needs ``required``; None when it may."""
+    scope = missing_scope(required)
+    if scope is None:
+        return None
+    return (
+        f"{tool} needs the OAuth scope {scope}, which your access token does not grant. Ask the "
+        f"administrator of your identity provider for {scope}, then sign in again."
+    )
