@@ -22,6 +22,7 @@ from dicomweb_mcp.dicom.windows import PRESETS, Window, grey_level
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI
 from tests.support.imaging import ct_dataset, save, uid
+from tests.support.malformed import raw_value, set_raw
 from tests.support.mcp import call, text
 from tests.support.reports import FINDINGS, basic_text_sr
 from tests.support.viewer_host import ViewerPage, viewer_host
@@ -166,7 +167,7 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
         assert told["structuredContent"]["image"] == target
         assert study.instance_uids[target - 1] in told["content"][0]["text"]
 
-    assert viewer.escaped == [] and viewer.from_viewer == []
+    assert viewer.escaped == [] and viewer.from_viewer == [] and viewer.refused == []
     assert {c.name for c in viewer.calls} <= {"viewer_series", "viewer_frame", "read_report"}
     assert not any(c.error for c in viewer.calls)
 
@@ -220,8 +221,10 @@ async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
         await viewer.page.mouse.move(centre[0] + 40, centre[1] + 20, steps=5)
         await viewer.page.mouse.up()
         facts = await viewer.shown(window="custom")
-        center, width = (float(v) for v in facts["window"].split()[1].split("/"))
-        assert width > PRESETS["lung"][1] and center > PRESETS["lung"][0]
+        # From lung: each pixel of the drag moves the window by a 256th of its width.
+        step = PRESETS["lung"][1] / 256
+        center, width = round(PRESETS["lung"][0] + 20 * step), round(PRESETS["lung"][1] + 40 * step)
+        assert facts["window"] == f"custom {center}/{width}"
         for region, hu in ((LUNG_REGION, LUNG_HU), (SOFT_REGION, SOFT_HU)):
             expected = 255 * grey_level(hu, Window(center, width))
             assert abs(await viewer.grey(*region) - expected) <= TOLERANCE, (hu, center, width)
@@ -232,9 +235,96 @@ async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
             )
         )
         await viewer.screenshot("dragged-window")
-        assert viewer.escaped == [] and viewer.from_viewer == []
+        assert viewer.escaped == [] and viewer.from_viewer == [] and viewer.refused == []
 
-        # The count is real: a request the page made would be seen, and refused.
+        # The count is real: a request the page made would be refused by the frame's policy, and counted.
         probe = "http://archive.invalid/studies"
-        await viewer.frame.evaluate("(url) => fetch(url).catch(() => null)", probe)
-        assert viewer.escaped == [probe] and viewer.from_viewer == [probe]
+        async with viewer.page.expect_console_message(lambda m: "Content Security Policy" in m.text):
+            await viewer.frame.evaluate("(url) => fetch(url).catch(() => null)", probe)
+        assert viewer.refused and all(probe in message for message in viewer.refused) and viewer.escaped == []
+
+
+async def stored_mixed_study(config: Config, directory: Path) -> tuple[str, list[str]]:
+    """Three series: one slice; 3 frames in one instance (frame f holds marker_hu(f - 1)); three slices of
+    which the middle one cannot be rendered (Rows 0). The study UID and the broken slice's UID."""
+    study_uid = uid()
+    frames = np.stack([phantom(f) for f in range(3)])
+    series = [
+        ct_dataset(phantom(0), study_uid=study_uid, series_uid=uid(), window=None, SeriesNumber=1),
+        ct_dataset(frames, study_uid=study_uid, series_uid=uid(), window=None, SeriesNumber=2),
+    ]
+    broken_series = uid()
+    for k in range(3):
+        ds = ct_dataset(
+            phantom(k),
+            study_uid=study_uid,
+            series_uid=broken_series,
+            window=None,
+            SeriesNumber=3,
+            InstanceNumber=k + 1,
+            ImagePositionPatient=[-128, -128, 5.0 * k],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+        )
+        if k == 1:
+            set_raw(ds, "Rows", raw_value("Rows", 0))
+        series.append(ds)
+    saved = [save(ds, directory) for ds in series]
+    stored = await call(config, "store_instances", {"paths": [str(p) for p in directory.glob("*.dcm")]})
+    assert not stored.is_error, text(stored)
+    return study_uid, [saved[3].instance_uid]
+
+
+async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme(
+    session: Client, orthanc_config: Config, tmp_path: Path
+) -> None:
+    study_uid, [broken] = await stored_mixed_study(orthanc_config, tmp_path / "mixed")
+    overview = Study(study_uid, "", [])
+    async with await opened(session, overview) as viewer:
+        await viewer.shown(index=1)
+        await viewer.frame.get_by_role("button", name="lung", exact=True).click()
+        await viewer.shown(index=1, window="lung")
+        strip = viewer.frame.locator("#strip button")
+
+        # The multi-frame instance: each frame is a slice, the middle one first.
+        await strip.nth(1).click()
+        facts = await viewer.shown(index=2, window="lung")
+        assert facts["frame"] == "2" and await viewer.text("#count") == "2 / 3"
+        assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(1), "lung")) <= TOLERANCE
+        await viewer.frame.locator("#view").focus()
+        await viewer.page.keyboard.press("End")
+        facts = await viewer.shown(index=3, window="lung")
+        assert facts["frame"] == "3"
+        assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(2), "lung")) <= TOLERANCE
+
+        # The broken slice: an empty viewport and the reason, never the previous picture under its number.
+        await strip.nth(2).click()
+        await viewer.frame.wait_for_function(
+            "() => { const d = document.getElementById('canvas').dataset; return d.settled === 'true' && !d.index; }"
+        )
+        assert await viewer.text("#count") == "2 / 3"
+        assert "Image 2 could not be shown" in await viewer.text("#status")
+        assert await viewer.grey(*LUNG_REGION) == 0
+        await viewer.screenshot("broken-slice")
+        await viewer.frame.locator("#view").focus()
+        await viewer.page.keyboard.press("ArrowDown")
+        await viewer.shown(index=3, window="lung")
+        assert await viewer.text("#status") == ""
+        assert abs(await viewer.grey(*LUNG_REGION) - expected_grey(LUNG_HU, "lung")) <= TOLERANCE
+        # Only the broken slice failed (asked for by the thumbnail, the viewport and the prefetch).
+        assert {c.arguments["instance_uid"] for c in viewer.calls if c.error} == {broken}
+
+        # The host turns dark: the page follows.
+        await viewer.page.evaluate("() => window.setTheme('dark')")
+        await viewer.frame.wait_for_function("() => document.documentElement.dataset.theme === 'dark'")
+        assert (
+            await viewer.frame.evaluate("() => getComputedStyle(document.body).backgroundColor")
+            == "rgb(23, 25, 28)"
+        )
+
+        # The frame is as tall as the content, and the content does not grow with the frame (no loop).
+        height = "() => Math.ceil(document.body.getBoundingClientRect().height)"
+        body = await viewer.frame.evaluate(height)
+        assert (await viewer.sizes())[-1] == body
+        await viewer.page.evaluate("() => { document.getElementById('viewer').style.height = '2400px'; }")
+        await viewer.frame.wait_for_function("() => window.innerHeight === 2400")
+        assert await viewer.frame.evaluate(height) == body

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..dicom.dicomjson import element_value, element_values
 from ..dicom.reference import Reference
-from ..errors import DicomWebError, InvalidInputError
+from ..errors import InvalidInputError
 from ..records import Record
 from .arguments import InstanceUid, SeriesUid, ServerName, StudyUid, Text
 from .context import App
@@ -115,7 +115,7 @@ async def viewer_series(
             picture, facts = await _frame(
                 app, Reference(study_uid, series_uid, instance_uid), frame, size, None, server
             )
-        except DicomWebError as exc:  # the list still stands; the page asks for the picture on its own
+        except Exception as exc:  # the list still stands; the page asks viewer_frame, which says why
             warnings.append(f"The middle slice could not be shown: {exc}")
         else:
             first = ViewerFirstPicture(instance_uid=instance_uid, frame=frame, **facts.model_dump())

@@ -4,6 +4,8 @@
 // functions the test exposes (hostCallTool). What the app tells the host is kept in window.host for checks.
 import { AppBridge, PostMessageTransport } from "@modelcontextprotocol/ext-apps/app-bridge";
 
+const CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:";
+
 window.host = { modelContext: [], sizes: [], initializedAt: null, resultSentAt: null, errors: [] };
 
 window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) => {
@@ -18,7 +20,7 @@ window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) 
   const bridge = new AppBridge(
     null,
     { name: "dicomweb-mcp test host", version: "1.0.0" },
-    { serverTools: {}, updateModelContext: { text: {} }, logging: {} },
+    { serverTools: {}, updateModelContext: { text: {}, structuredContent: {} }, logging: {} },
     { hostContext: { theme, displayMode: "inline", platform: "web" } },
   );
   bridge.oncalltool = async (params) => window.hostCallTool(params.name, params.arguments || {});
@@ -34,7 +36,8 @@ window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) 
     bridge.oninitialized = () => resolve();
   });
   await bridge.connect(new PostMessageTransport(iframe.contentWindow, iframe.contentWindow));
-  iframe.srcdoc = html;
+  // As hosts do by default: no network at all, inline script and style, pictures only from data: URLs.
+  iframe.srcdoc = html.replace("<head>", `<head><meta http-equiv="Content-Security-Policy" content="${CSP}">`);
   await initialized;
   window.host.initializedAt = performance.timeOrigin + performance.now();
   await bridge.sendToolInput({ arguments: toolInput });

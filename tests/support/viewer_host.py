@@ -100,6 +100,8 @@ class ViewerPage:
     escaped: list[str] = field(default_factory=list)
     # Requests made from inside the viewer's frame, whatever their address (data: URLs are not requests).
     from_viewer: list[str] = field(default_factory=list)
+    # What the frame's Content Security Policy (no network, as hosts set it) refused, as the console says.
+    refused: list[str] = field(default_factory=list)
 
     _called: anyio.Event = field(default_factory=anyio.Event)
 
@@ -157,12 +159,18 @@ class ViewerPage:
         await self.page.screenshot(path=str(path), full_page=True)
         return path
 
+    async def sizes(self) -> list[int]:
+        """The heights the page asked its frame to be, in order."""
+        sizes: list[int] = await self.page.evaluate("() => window.host.sizes")
+        return sizes
+
     async def model_context(self) -> list[dict[str, Any]]:
         told: list[dict[str, Any]] = await self.page.evaluate("() => window.host.modelContext")
         return told
 
     async def timestamps(self) -> dict[str, float]:
-        """The host's clock (ms since the epoch) when it sent the overview, and when the viewer last drew."""
+        """The host's clock (ms since the epoch) when it sent the overview, and when the viewer last showed
+        a new picture."""
         sent: float = await self.page.evaluate("() => window.host.resultSentAt")
         drawn = await self.frame.evaluate(
             "() => Number(document.getElementById('canvas').dataset.shownAt || 0)"
@@ -213,7 +221,12 @@ async def viewer_host(
                 viewer.record(ToolCall(name, arguments, elapsed, result.is_error, started))
                 return result_json(result)
 
+            def on_console(message: Any) -> None:
+                if "Content Security Policy" in message.text:
+                    viewer.refused.append(message.text)
+
             await page.route("**/*", route)
+            page.on("console", on_console)
             page.on("request", on_request)
             await page.expose_function("hostCallTool", call_tool)
             await page.goto(f"{HOST}/")
