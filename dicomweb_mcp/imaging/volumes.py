@@ -61,7 +61,8 @@ _SIDECAR: tuple[tuple[str, tuple[str, ...], float | None], ...] = (
 
 
 class NiftiVolume(Record):
-    """A volume written: its files, its size in voxels (columns, rows, slices) and voxel size in mm."""
+    """A volume written: its files, its size in voxels (columns, rows, slices), the millimetres between
+    columns, rows and slice planes, how voxels are stored, and what the caller should know."""
 
     nifti: Path
     sidecar: Path
@@ -102,13 +103,13 @@ def series_to_nifti(
     sidecar = _sidecar(headers[stack.slices[0].path], stack, data_type)
     sidecar.update(sidecar_fields or {})
     nifti_path, sidecar_path = out_dir / f"{name}.nii.gz", out_dir / f"{name}.json"
-    spacing = _write(data, data_type, stack, sidecar, nifti_path, sidecar_path)
+    _write(data, data_type, stack, sidecar, nifti_path, sidecar_path)
     shape = (int(data.shape[0]), int(data.shape[1]), int(data.shape[2]))
     return NiftiVolume(
         nifti=nifti_path,
         sidecar=sidecar_path,
         shape=shape,
-        spacing=spacing,
+        spacing=_spacing(stack),
         data_type=data_type,
         warnings=stack.warnings,
     )
@@ -182,10 +183,9 @@ def _write(
     sidecar: dict[str, Any],
     nifti_path: Path,
     sidecar_path: Path,
-) -> tuple[float, float, float]:
+) -> None:
     """Both files to temporary names beside their final ones, then renamed: a final name is always whole."""
     import nibabel as nib
-    import numpy as np
 
     affine = stack.ras_affine()
     image = nib.Nifti1Image(data.astype(data_type), affine)
@@ -196,8 +196,8 @@ def _write(
     else:
         image.set_qform(affine, code="scanner")
     image.header.set_xyzt_units("mm")
+    # Written as 1 and 0 rather than nibabel's NaN ("unscaled"), which not every reader takes as such.
     image.header.set_slope_inter(1.0, 0.0)
-    zooms = image.header.get_zooms()
     token = uuid.uuid4().hex
     temporary_nifti = nifti_path.with_name(f".{token}.partial.nii.gz")
     temporary_sidecar = sidecar_path.with_name(f".{token}.partial.json")
@@ -212,7 +212,12 @@ def _write(
     finally:
         for leftover in (temporary_nifti, temporary_sidecar):
             leftover.unlink(missing_ok=True)
-    return (float(np.float32(zooms[0])), float(np.float32(zooms[1])), float(np.float32(zooms[2])))
+
+
+def _spacing(stack: Stack) -> tuple[float, float, float]:
+    """Millimetres between columns, between rows and between slice planes (the sidecar's VoxelSpacing)."""
+    row_spacing, column_spacing = stack.slices[0].pixel_spacing
+    return (column_spacing, row_spacing, round(stack.slice_spacing, 6))
 
 
 def _sidecar(header: Dataset, stack: Stack, data_type: str) -> dict[str, Any]:
@@ -225,12 +230,11 @@ def _sidecar(header: Dataset, stack: Stack, data_type: str) -> dict[str, Any]:
             if value is not None:
                 out[key] = round(value * factor, 9) if factor and isinstance(value, float) else value
                 break
-    row_spacing, column_spacing = first.pixel_spacing
     out.update(
         {
-            "PixelSpacing": [row_spacing, column_spacing],
+            "PixelSpacing": list(first.pixel_spacing),
             "SpacingBetweenSlices": round(stack.slice_spacing, 6),
-            "VoxelSpacing": [column_spacing, row_spacing, round(stack.slice_spacing, 6)],
+            "VoxelSpacing": list(_spacing(stack)),
             "NumberOfSlices": len(stack.slices),
             "ImageOrientationPatientDICOM": [*first.row_cosines, *first.column_cosines],
             "DataType": data_type,
