@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import RLELossless
 
 from dicomweb_mcp.imaging.volumes import NiftiVolume, series_to_nifti
 from tests.support.imaging import ct_dataset, save, uid
@@ -287,3 +288,18 @@ def test_ct_sidecar_has_kvp(tmp_path: Path) -> None:
     sidecar = json.loads(series_to_nifti(files, tmp_path / "out", name="ct").sidecar.read_text())
     assert sidecar["Modality"] == "CT" and sidecar["KVP"] == 100.0
     assert "EchoTime" not in sidecar
+
+
+def test_compressed_pixel_data_gives_the_same_volume(tmp_path: Path) -> None:
+    grid = Grid(origin=(1.0, 2.0, 3.0), step=(0, 0, 2.0), slices=4)
+    files = series(tmp_path / "in", grid)
+    multiframe = enhanced(files, tmp_path / "enhanced")
+    plain = load(series_to_nifti(files, tmp_path / "plain", name="vol"))
+    for path in [*files, multiframe]:  # RLE Lossless, which pydicom encodes itself
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == RLELossless
+    for name, sources in [("single", files), ("multi", [multiframe])]:
+        data, affine, _ = load(series_to_nifti(sources, tmp_path / name, name="vol"))
+        assert np.array_equal(data, plain[0]) and np.allclose(affine, plain[1]), name
