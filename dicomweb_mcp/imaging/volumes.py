@@ -84,7 +84,7 @@ def series_to_nifti(
     ``sidecar_fields`` are added to the sidecar as given (for example de-identified UIDs). Raises
     ``NotAVolumeError`` when the files are not one regular stack of grey images, ``InvalidInputError``
     for a bad name, ``LocalFileError`` when a file cannot be read or written, ``RenderError`` when pixel
-    data cannot be decoded. Nothing is left under the final names unless both files are whole."""
+    data cannot be decoded. The ``.nii.gz`` gets its name last: when it exists, both files are whole."""
     if not _NAME.fullmatch(name):
         raise InvalidInputError(
             f"The volume name {name!r} must be a file name: letters, digits, '.', '-' and '_', starting "
@@ -96,8 +96,8 @@ def series_to_nifti(
     _one_series(headers)
     slices = [piece for path, header in headers.items() for piece in read_slices(path, header)]
     first_header = next(iter(headers.values()))
-    thickness = _find(first_header, "SliceThickness")
-    stack = stack_slices(slices, thickness=float(thickness) if thickness not in (None, "") else None)
+    thickness = _plain(_find(first_header, "SliceThickness"))
+    stack = stack_slices(slices, thickness=thickness if isinstance(thickness, float) else None)
     data = _voxels(stack)
     data_type: Literal["int16", "float32"] = "int16" if _fits_int16(data) else "float32"
     sidecar = _sidecar(headers[stack.slices[0].path], stack, data_type)
@@ -184,7 +184,7 @@ def _write(
     nifti_path: Path,
     sidecar_path: Path,
 ) -> None:
-    """Both files to temporary names beside their final ones, then renamed: a final name is always whole."""
+    """Both files to temporary names beside their final ones, then renamed, so a final name is whole."""
     import nibabel as nib
 
     affine = stack.ras_affine()
@@ -205,8 +205,8 @@ def _write(
         nifti_path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(image, temporary_nifti)
         temporary_sidecar.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        os.replace(temporary_nifti, nifti_path)
         os.replace(temporary_sidecar, sidecar_path)
+        os.replace(temporary_nifti, nifti_path)  # last: a .nii.gz under its name means both are whole
     except OSError as exc:
         raise local_file_error(exc) from None
     finally:
