@@ -128,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_schemas(directory, check=args.check)
         config = Config.from_env()
         _configure_logging(config.log_level)
+        if args.command is None or (args.command == "serve" and args.transport == "stdio"):
+            _refuse_acting_over_stdio(config)
         server = build_server(config) if args.command in (None, "serve") else None
         _started()
         if server is not None:
@@ -161,6 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _refuse_acting_over_stdio(config: Config) -> None:
+    """A server that acts as each signed-in user has no user over stdio: refused at start, not per call."""
+    acting = [server.name for server in config.servers if server.on_behalf_of]
+    if acting:
+        raise ConfigError(
+            f"Server {acting[0]!r} acts on behalf of the signed-in user (on_behalf_of), and over stdio no "
+            "user signs in: serve it with --transport http (OAuth), or remove on_behalf_of to use this "
+            "process's own Azure identity."
+        )
 
 
 async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:
