@@ -9,6 +9,7 @@ authenticated-user context variable holding the verified AccessToken.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -54,15 +55,15 @@ STUDY = {
 
 
 def acting_server(**settings: Any) -> ServerConfig:
-    return ServerConfig(
-        url=BASE,
-        auth="azure",  # type: ignore[arg-type]
-        on_behalf_of=True,
-        tenant_id=TENANT,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        **settings,
-    )
+    given: dict[str, Any] = {
+        "url": BASE,
+        "auth": "azure",
+        "on_behalf_of": True,
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
+    return ServerConfig(**{**given, **settings})
 
 
 def acting_config(tmp_path: Path, **settings: Any) -> Config:
@@ -290,3 +291,56 @@ async def test_the_server_acting_for_users_sits_beside_one_that_does_not(tmp_pat
     assert not mine.is_error and not theirs.is_error
     assert archive.authorizations == ["Bearer dicom-token-alice-1"]
     assert seen == ["Bearer token-1"]
+
+
+def app_certificate(path: Path) -> Path:
+    """A self-signed certificate and its private key in one PEM file, as Entra ID takes for an app."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dicomweb-mcp test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    return path
+
+
+async def test_a_certificate_authenticates_the_app_instead_of_a_secret(tmp_path: Path) -> None:
+    server = acting_server(client_secret=None, client_certificate=app_certificate(tmp_path / "app.pem"))
+    config = Config(
+        (server,), download_dir=tmp_path, oauth_issuer=ISSUER, public_url="https://mcp.example.org/mcp"
+    )
+    alice = user("alice")
+    entra = Entra()
+    entra.accept(alice)
+    with mocked(entra) as (_, archive):
+        async with Client(build_server(config)) as client:
+            assert not (await search(client, alice)).is_error
+    form = entra.forms[0]
+    assert "client_secret" not in form and form["assertion"] == alice.token
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    header = json.loads(base64.urlsafe_b64decode(form["client_assertion"].split(".")[0] + "=="))
+    # Signed with the app's certificate, which the header names by its thumbprint.
+    assert header["alg"] in ("RS256", "PS256") and {"x5t", "x5t#S256"} & set(header)
+    assert archive.authorizations == ["Bearer dicom-token-alice-1"]
