@@ -43,6 +43,8 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_USERNAME, DICOMWEB_PASSWORD   for basic;  DICOMWEB_TOKEN   for bearer
   DICOMWEB_AZURE_SCOPE     token scope for azure (default the Azure DICOM service's)
   DICOMWEB_PARTITION       Azure data partition
+  DICOMWEB_AZURE_ON_BEHALF_OF   true: Azure as each OAuth caller, with DICOMWEB_AZURE_TENANT_ID,
+                           DICOMWEB_AZURE_CLIENT_ID and DICOMWEB_AZURE_CLIENT_SECRET (or _CERTIFICATE)
   DICOMWEB_SERVER_KIND     auto | azure | orthanc | dcm4chee | google | generic (default auto)
   DICOMWEB_SERVERS         a TOML file of named servers ([servers.NAME] url, auth, password_env, ...)
   DICOMWEB_DEIDENTIFY_OPTIONS   modified-dates,clean-descriptors (default) | a subset | none

@@ -197,7 +197,7 @@ async def test_consent_required_is_said_in_words(tmp_path: Path) -> None:
     text = result.content[0].text
     assert result.is_error and not archive.requests
     assert "AADSTS65001" in text and "invalid_grant" in text
-    assert "administrator" in text and "admin consent" in text and "user_impersonation" in text
+    assert "administrator" in text and "admin consent" in text and "Dicom.ReadWrite" in text
     assert CLIENT_ID in text
     assert "Trace ID" not in text  # the description's first line, not the whole of it
 

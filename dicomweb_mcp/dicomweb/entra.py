@@ -103,10 +103,9 @@ def on_behalf_of_credential(server: ServerConfig, assertion: str, certificate: b
 
 # What Entra ID's refusal codes (AADSTS...) ask for, and of whom.
 _CONSENT = (
-    "The administrator of the Microsoft Entra tenant must grant this MCP server's app registration "
-    "(client ID {client_id}) the delegated API permission user_impersonation of Azure API for DICOM "
-    "(https://dicom.healthcareapis.azure.com) and grant admin consent for it (App registrations > API "
-    "permissions > Grant admin consent)."
+    "The administrator of the Microsoft Entra tenant must give this MCP server's app registration (client "
+    "ID {client_id}) the delegated API permission Dicom.ReadWrite of Azure API for DICOM (API permissions > "
+    "Add a permission > APIs my organization uses) and grant admin consent for it."
 )
 _MFA = "Entra ID asks for multi-factor authentication: sign in again in your MCP host, completing it."
 _WHAT_TO_DO = {

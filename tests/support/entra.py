@@ -104,7 +104,7 @@ class Entra:
             200,
             json={
                 "token_type": "Bearer",
-                "scope": form["scope"].replace("/.default", "/user_impersonation"),
+                "scope": form["scope"].replace("/.default", "/Dicom.ReadWrite"),
                 "expires_in": 3599,
                 "ext_expires_in": 3599,
                 "access_token": f"dicom-token-{name}-{len(self.forms)}",
