@@ -28,7 +28,7 @@ from mcp.server.auth.provider import AccessToken
 from dicomweb_mcp import Config
 from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.tools.server import build_server
-from tests.support.azure import BASE, DICOM_JSON
+from tests.support.azure import BASE, DICOM_JSON, sop_item, stow_response
 from tests.support.entra import (
     BAD_ASSERTION,
     CLIENT_ID,
@@ -42,6 +42,7 @@ from tests.support.entra import (
     Entra,
     user,
 )
+from tests.support.samples import Samples
 
 pytestmark = pytest.mark.anyio
 
@@ -344,3 +345,24 @@ async def test_a_certificate_authenticates_the_app_instead_of_a_secret(tmp_path:
     # Signed with the app's certificate, which the header names by its thumbprint.
     assert header["alg"] in ("RS256", "PS256") and {"x5t", "x5t#S256"} & set(header)
     assert archive.authorizations == ["Bearer dicom-token-alice-1"]
+
+
+async def test_a_store_sends_every_batch_as_the_user(tmp_path: Path, samples: Samples) -> None:
+    """Work a tool spreads over tasks (the STOW sender tasks, a file a request) still acts as its caller."""
+    alice = user("alice")
+    entra = Entra()
+    entra.accept(alice)
+    stored = stow_response(
+        referenced=[sop_item(samples.blue.instance_uid), sop_item(samples.green.instance_uid)]
+    )
+    paths = [str(samples.blue.path), str(samples.green.path)]
+    with mocked(entra) as (mock, _):
+        stow = mock.post(f"{BASE}/studies").respond(200, json=stored, headers=DICOM_JSON)
+        async with Client(build_server(acting_config(tmp_path))) as client:
+            with signed_in(alice):
+                result = await client.call_tool(
+                    "store_instances", {"paths": paths, "encoding": "single-part"}
+                )
+    assert not result.is_error and result.structured_content["counts"]["stored"] == 2, result.content
+    assert stow.call_count == 2 and len(entra.forms) == 1
+    assert {call.request.headers["authorization"] for call in stow.calls} == {"Bearer dicom-token-alice-1"}
