@@ -52,6 +52,12 @@ def test_the_servers_file_names_the_app_and_the_variable_holding_its_secret(tmp_
     assert CLIENT_SECRET not in repr(server) and "client_secret=***" in repr(server)
 
 
+def test_or_a_certificate_file(tmp_path: Path) -> None:
+    text = SERVERS.replace('client_secret_env = "DICOMWEB_APP_SECRET"', 'client_certificate = "~/app.pem"')
+    server = Config.from_env(servers_env(tmp_path, text)).named["azure"]
+    assert server.client_secret is None and server.client_certificate == Path("~/app.pem").expanduser()
+
+
 def test_the_secret_itself_does_not_belong_in_the_file(tmp_path: Path) -> None:
     inline = SERVERS.replace('client_secret_env = "DICOMWEB_APP_SECRET"', 'client_secret = "abc"')
     with pytest.raises(ConfigError, match=r"secrets do not belong in this file.*client_secret_env"):
