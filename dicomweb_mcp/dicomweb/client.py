@@ -67,8 +67,8 @@ class DicomWebClient:
         config: ServerConfig,
         *,
         credential: TokenCredential | None = None,
-        auth: httpx.Auth
-        | None = None,  # replaces the config's (a server acting for each caller: tools/obo.py)
+        # Replaces the config's auth flow: a server acting for each caller (tools/obo.py).
+        auth: httpx.Auth | None = None,
         transport: BaseTransport | None = None,
         max_connections: int | None = None,
         retry_backoff: float = 0.5,
