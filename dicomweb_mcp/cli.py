@@ -43,6 +43,8 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_USERNAME, DICOMWEB_PASSWORD   for basic;  DICOMWEB_TOKEN   for bearer
   DICOMWEB_AZURE_SCOPE     token scope for azure (default the Azure DICOM service's)
   DICOMWEB_PARTITION       Azure data partition
+  DICOMWEB_AZURE_ON_BEHALF_OF   true: Azure as each OAuth caller, with DICOMWEB_AZURE_TENANT_ID,
+                           DICOMWEB_AZURE_CLIENT_ID and DICOMWEB_AZURE_CLIENT_SECRET (or _CERTIFICATE)
   DICOMWEB_SERVER_KIND     auto | azure | orthanc | dcm4chee | google | generic (default auto)
   DICOMWEB_SERVERS         a TOML file of named servers ([servers.NAME] url, auth, password_env, ...)
   DICOMWEB_DEIDENTIFY_OPTIONS   modified-dates,clean-descriptors (default) | a subset | none
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_schemas(directory, check=args.check)
         config = Config.from_env()
         _configure_logging(config.log_level)
+        if args.command is None or (args.command == "serve" and args.transport == "stdio"):
+            _refuse_acting_over_stdio(config)
         server = build_server(config) if args.command in (None, "serve") else None
         _started()
         if server is not None:
@@ -161,6 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _refuse_acting_over_stdio(config: Config) -> None:
+    """A server that acts as each signed-in user has no user over stdio: refused at start, not per call."""
+    acting = [server.name for server in config.servers if server.on_behalf_of]
+    if acting:
+        raise ConfigError(
+            f"Server {acting[0]!r} acts on behalf of the signed-in user (on_behalf_of), and over stdio no "
+            "user signs in: serve it with --transport http (OAuth), or remove on_behalf_of to use this "
+            "process's own Azure identity."
+        )
 
 
 async def _call(config: Config, tool: str, arguments: dict[str, Any]) -> int:

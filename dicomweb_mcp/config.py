@@ -30,6 +30,9 @@ DEFAULT_AUDIT_MAX_BYTES = 50_000_000
 DEFAULT_AUDIT_KEEP = 10
 AZURE_HOST_SUFFIX = ".azurehealthcareapis.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Tenants that name no directory: an on-behalf-of exchange must be made in the user's own tenant.
+_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
+_TENANT = re.compile(r"^[A-Za-z0-9.-]{1,100}$")
 # The name of the server the DICOMWEB_URL variables describe.
 DEFAULT_SERVER = "default"
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -58,7 +61,7 @@ class ServerKind(StrEnum):
 
 _E = TypeVar("_E", bound=StrEnum)
 
-_SECRET_FIELDS = frozenset({"password", "token", "mcp_token"})
+_SECRET_FIELDS = frozenset({"password", "token", "mcp_token", "client_secret"})
 
 
 def _repr(settings: Any) -> str:
@@ -86,6 +89,13 @@ class ServerConfig:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     azure_scope: str = DEFAULT_AZURE_SCOPE
+    # Azure as the signed-in user (OAuth 2.0 on-behalf-of): this server's own app registration in Entra ID
+    # exchanges each caller's access token for one for the DICOM service.
+    on_behalf_of: bool = False
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    client_certificate: Path | None = None
     server_kind: ServerKind = ServerKind.AUTO
     partition: str | None = None
     read_only: bool = False
@@ -127,6 +137,7 @@ class ServerConfig:
             )
         if self.auth is AuthMode.BEARER and not self.token:
             raise ConfigError(f"{auth_setting}=bearer needs {self._setting('DICOMWEB_TOKEN', 'token_env')}.")
+        self._check_on_behalf_of()
         if self.partition is not None and (not self.partition or "/" in self.partition):
             setting = self._setting("DICOMWEB_PARTITION", "partition")
             raise ConfigError(f"{setting} {self.partition!r} is not a partition name.")
@@ -136,6 +147,45 @@ class ServerConfig:
             raise ConfigError(f"DICOMWEB_MAX_RETRIES must be 0 or more, not {self.max_retries}.")
         if not self.timeout > 0:
             raise ConfigError(f"DICOMWEB_TIMEOUT must be a positive number of seconds, not {self.timeout}.")
+
+    def _check_on_behalf_of(self) -> None:
+        flag = self._setting("DICOMWEB_AZURE_ON_BEHALF_OF", "on_behalf_of")
+        app = {
+            self._setting("DICOMWEB_AZURE_TENANT_ID", "tenant_id"): self.tenant_id,
+            self._setting("DICOMWEB_AZURE_CLIENT_ID", "client_id"): self.client_id,
+            self._setting("DICOMWEB_AZURE_CLIENT_SECRET", "client_secret_env"): self.client_secret,
+            self._setting("DICOMWEB_AZURE_CLIENT_CERTIFICATE", "client_certificate"): self.client_certificate,
+        }
+        if not self.on_behalf_of:
+            given = [name for name, value in app.items() if value]
+            if given:
+                raise ConfigError(
+                    f"{given[0]} is used only with {flag} = true (Azure as the signed-in user)."
+                )
+            return
+        if self.auth is not AuthMode.AZURE:
+            raise ConfigError(
+                f"{flag} needs {self._setting('DICOMWEB_AUTH', 'auth')}=azure: the on-behalf-of exchange "
+                "gives Microsoft Entra ID tokens, which only an Azure DICOM service takes (this server's "
+                f"auth is {self.auth.value})."
+            )
+        names = list(app)
+        if not self.tenant_id or not self.client_id:
+            raise ConfigError(
+                f"{flag} needs {names[0]} and {names[1]}: the directory (tenant) ID and the application "
+                "(client) ID of this MCP server's app registration in Microsoft Entra ID."
+            )
+        if self.tenant_id.lower() in _SHARED_TENANTS or not _TENANT.match(self.tenant_id):
+            raise ConfigError(
+                f"{names[0]} {self.tenant_id!r} is not a tenant: give the directory (tenant) ID, a GUID; the "
+                "on-behalf-of exchange is made in the users' own tenant, not common or organizations."
+            )
+        if (self.client_secret is None) == (self.client_certificate is None):
+            raise ConfigError(
+                f"{flag} needs one of {names[2]} (the name of the variable holding the app's client secret) "
+                f"or {names[3]} (a PEM or PKCS12 file with the certificate and its private key), not "
+                f"{'both' if self.client_secret else 'neither'}."
+            )
 
     def _setting(self, variable: str, key: str) -> str:
         """What to call a setting in a message: its variable, or its key in the DICOMWEB_SERVERS file."""
@@ -211,6 +261,14 @@ class Config:
         self._check_oauth()
 
     def _check_oauth(self) -> None:
+        acting = [server.name for server in self.servers if server.on_behalf_of]
+        if acting and self.oauth_issuer is None:
+            raise ConfigError(
+                f"Server {acting[0]!r} acts on behalf of the signed-in user (on_behalf_of), which needs "
+                "OAuth: set DICOMWEB_MCP_OAUTH_ISSUER and serve --transport http. Over stdio, or with the "
+                "static DICOMWEB_MCP_TOKEN, no user's token arrives to exchange, and the server will not use "
+                "its own identity in the user's place."
+            )
         if self.oauth_issuer is None:
             if self.oauth_audiences:
                 raise ConfigError("DICOMWEB_MCP_OAUTH_AUDIENCE needs DICOMWEB_MCP_OAUTH_ISSUER.")

@@ -63,12 +63,18 @@ def read_config(env: Mapping[str, str]) -> Config:
             "azure_scope": "DICOMWEB_AZURE_SCOPE",
             "kind": "DICOMWEB_SERVER_KIND",
             "partition": "DICOMWEB_PARTITION",
+            "tenant_id": "DICOMWEB_AZURE_TENANT_ID",
+            "client_id": "DICOMWEB_AZURE_CLIENT_ID",
+            "client_secret": "DICOMWEB_AZURE_CLIENT_SECRET",
+            "client_certificate": "DICOMWEB_AZURE_CLIENT_CERTIFICATE",
         }
         table: dict[str, Any] = {key: get(variable) for key, variable in variables.items()}
         # A password may have spaces at either end; the token none.
         table.update(password=env.get("DICOMWEB_PASSWORD") or None, token=get("DICOMWEB_TOKEN"))
         table.update(
-            read_only=_flag(env, "DICOMWEB_READ_ONLY"), allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE")
+            read_only=_flag(env, "DICOMWEB_READ_ONLY"),
+            allow_delete=_flag(env, "DICOMWEB_ALLOW_DELETE"),
+            on_behalf_of=_flag(env, "DICOMWEB_AZURE_ON_BEHALF_OF"),
         )
         servers.append(_server(DEFAULT_SERVER, table, connection))
     if servers_file:
@@ -114,6 +120,7 @@ def _server(name: str, table: Mapping[str, Any], connection: Mapping[str, Any]) 
     if not url:
         raise ConfigError("has no url.")
     is_azure = (urlsplit(url).hostname or "").endswith(AZURE_HOST_SUFFIX)
+    certificate = table.get("client_certificate")
     return ServerConfig(
         name=name,
         url=url,
@@ -126,6 +133,11 @@ def _server(name: str, table: Mapping[str, Any], connection: Mapping[str, Any]) 
         partition=table.get("partition"),
         read_only=bool(table.get("read_only")),
         allow_delete=bool(table.get("allow_delete")),
+        on_behalf_of=bool(table.get("on_behalf_of")),
+        tenant_id=table.get("tenant_id"),
+        client_id=table.get("client_id"),
+        client_secret=table.get("client_secret"),
+        client_certificate=Path(certificate).expanduser() if certificate else None,
         **connection,
     )
 
@@ -144,6 +156,11 @@ _SERVER_KEYS = frozenset(
         "partition",
         "read_only",
         "allow_delete",
+        "on_behalf_of",
+        "tenant_id",
+        "client_id",
+        "client_secret_env",
+        "client_certificate",
     }
 )
 
@@ -179,10 +196,10 @@ def _file_table(table: object, env: Mapping[str, str]) -> dict[str, Any]:
     """A ``[servers.NAME]`` table checked, its secrets read from the variables it names."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table of settings ([servers.NAME]).")
-    if "password" in table or "token" in table:
+    if {"password", "token", "client_secret"} & set(table):
         raise ConfigError(
             "secrets do not belong in this file: name the environment variable that holds them instead "
-            '(password_env = "PACS_PASSWORD", token_env = "PACS_TOKEN").'
+            '(password_env = "PACS_PASSWORD", token_env = "PACS_TOKEN", client_secret_env = "APP_SECRET").'
         )
     unknown = sorted(set(table) - _SERVER_KEYS)
     if unknown:
@@ -209,7 +226,7 @@ def _file_table(table: object, env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"{key} names the environment variable {variable}, which is not set.")
         return value
 
-    keys = ("url", "auth", "azure_scope", "kind", "partition")
+    keys = ("url", "auth", "azure_scope", "kind", "partition", "tenant_id", "client_id", "client_certificate")
     return {
         **{key: text(key) for key in keys},
         "username": text("username") or secret("username_env"),
@@ -217,6 +234,8 @@ def _file_table(table: object, env: Mapping[str, str]) -> dict[str, Any]:
         "token": secret("token_env"),
         "read_only": flag("read_only"),
         "allow_delete": flag("allow_delete"),
+        "on_behalf_of": flag("on_behalf_of"),
+        "client_secret": secret("client_secret_env"),
     }
 
 

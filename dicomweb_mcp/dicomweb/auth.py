@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Protocol
 
 import anyio
 import httpx
 
 from ..config import AuthMode, ServerConfig
-from ..errors import ConfigError, CredentialError
+from ..errors import ConfigError, CredentialError, DicomWebError
 
 __all__ = ["AzureTokenAuth", "BearerAuth", "TokenCredential", "build_auth"]
 
@@ -51,11 +51,19 @@ class AzureTokenAuth(httpx.Auth):
     blocking HTTP calls never stall the event loop; async credentials are awaited directly.
     """
 
-    def __init__(self, credential: TokenCredential | None, scope: str) -> None:
+    def __init__(
+        self,
+        credential: TokenCredential | None,
+        scope: str,
+        *,
+        explain: Callable[[Exception], DicomWebError] | None = None,
+    ) -> None:
         # None: DefaultAzureCredential, made on the first token request. azure-identity is slow to
         # import, and a host would otherwise wait for it before the server answers at all.
         self._credential = credential
         self._scope = scope
+        # Words for a credential's failure; without: advice on signing this process in.
+        self._explain = explain
         self._token: str | None = None
         self._expires_on = 0.0
         self._lock = anyio.Lock()
@@ -87,6 +95,8 @@ class AzureTokenAuth(httpx.Auth):
                     else:
                         access = await anyio.to_thread.run_sync(get_token, self._scope)
                 except Exception as exc:
+                    if self._explain is not None:
+                        raise self._explain(exc) from None
                     # azure-identity explains every credential it tried; the first line is the gist.
                     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise CredentialError(
@@ -109,6 +119,11 @@ def build_auth(config: ServerConfig, credential: TokenCredential | None = None) 
     if config.auth is AuthMode.BEARER:
         assert config.token is not None
         return BearerAuth(config.token)
+    if config.on_behalf_of:
+        # Never this process's own identity in a user's place: the caller's flow must be given.
+        raise ConfigError(
+            f"Server {config.name!r} acts on behalf of each caller: its auth flow must be given."
+        )
     return AzureTokenAuth(credential, config.azure_scope)
 
 

@@ -12,14 +12,12 @@ from functools import partial
 from typing import Any, Literal, Self
 
 import anyio
+import httpx
 
 from ..config import ServerConfig, ServerKind
 from ..dicom.reference import Reference
 from ..dicom.validation import validate_frames
-from ..errors import (
-    InvalidInputError,
-    UnsupportedOperationError,
-)
+from ..errors import InvalidInputError, UnsupportedOperationError
 from ..files.dicomfiles import DicomFile
 from ..imaging.pictures import Picture, dimensions
 from .auth import TokenCredential, build_auth
@@ -69,6 +67,8 @@ class DicomWebClient:
         config: ServerConfig,
         *,
         credential: TokenCredential | None = None,
+        # Replaces the config's auth flow: a server acting for each caller (tools/obo.py).
+        auth: httpx.Auth | None = None,
         transport: BaseTransport | None = None,
         max_connections: int | None = None,
         retry_backoff: float = 0.5,
@@ -77,7 +77,7 @@ class DicomWebClient:
         self.config = config
         self.http = HttpTransport(
             config,
-            auth=build_auth(config, credential),
+            auth=auth or build_auth(config, credential),
             transport=transport,
             # Room for every request one operation may have in flight, and a little more.
             max_connections=max_connections or max(10, config.concurrency + 2),

@@ -46,6 +46,7 @@ from .audit import Audit, open_audit
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
 from .look import get_study_overview, read_report, retrieve_rendered
+from .obo import caller_auths
 from .refusals import ToolCrash, argument_error_message, crash_message, unknown_tool_message
 from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
@@ -265,6 +266,7 @@ def build_server(
     servers = config.named
     # Before anything else: a server told to keep an audit trail it cannot write does not start.
     audit = open_audit(config)
+    acting = caller_auths(config)  # servers that act as each caller: their flows, made (and checked) now
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolContext]) -> AsyncIterator[ToolContext]:
@@ -276,6 +278,7 @@ def build_server(
                         settings,
                         credential=(credentials or {}).get(name),
                         transport=(transports or {}).get(name),
+                        auth=acting.get(name),
                     )
                 )
                 # While the host is still shaking hands, learn each server's kind and open a connection: the
