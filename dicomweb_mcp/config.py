@@ -180,6 +180,9 @@ class Config:
     oauth_issuer: str | None = None
     public_url: str | None = None
     oauth_audiences: tuple[str, ...] = ()
+    # HTTP transport without sessions kept in the process, so that replicas behind a load balancer without
+    # sticky sessions serve one client (tools/stateless.py says what the 2025 protocol era gives up).
+    mcp_stateless: bool = False
     log_level: str = "WARNING"
     # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
     # keep descriptions cleaned of identifying values instead of removing them.

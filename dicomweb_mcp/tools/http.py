@@ -226,12 +226,14 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
             f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN or DICOMWEB_MCP_OAUTH_ISSUER: anyone "
             "who can reach this port could read and change patient data. Set one, or bind 127.0.0.1."
         )
-    app: ASGIApp = server.streamable_http_app(
-        host=host,
-        transport_security=transport_security(
-            host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins
-        ),
-    )
+    security = transport_security(host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins)
+    app: ASGIApp
+    if config.mcp_stateless:
+        from .stateless import stateless_app
+
+        app = stateless_app(server, security)
+    else:
+        app = server.streamable_http_app(host=host, transport_security=security)
     if config.oauth_issuer and config.public_url:
         app = RequireOAuthToken(
             app, _verifier(config), public_url=config.public_url, issuer=config.oauth_issuer
