@@ -65,6 +65,7 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
                                 (e.g. http://localhost:6274 for MCP Inspector)
   DICOMWEB_MCP_STATELESS        serve --transport http: true for replicas behind a load balancer
                                 (no sessions in the process; see the README's "Deploy for a team")
+  DICOMWEB_MCP_STATE_KEY        with it: a secret of 32+ characters, the same on every replica
 """
 
 

@@ -231,7 +231,7 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
     if config.mcp_stateless:
         from .stateless import stateless_app
 
-        app = stateless_app(server, security)
+        app = stateless_app(server, security, config.mcp_state_keys)
     else:
         app = server.streamable_http_app(host=host, transport_security=security)
     if config.oauth_issuer and config.public_url:

@@ -28,6 +28,7 @@ from anyio.abc import TaskStatus
 from mcp.server import MCPServer
 from mcp.server.apps import EXTENSION_ID
 from mcp.server.connection import Connection
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.runner import serve_connection
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -172,9 +173,13 @@ class StatelessSessions(StreamableHTTPSessionManager):
                 await http_transport.terminate()
 
 
-def stateless_app(server: MCPServer[Any], security: TransportSecuritySettings) -> Starlette:
+def stateless_app(
+    server: MCPServer[Any], security: TransportSecuritySettings, state_keys: Sequence[str]
+) -> Starlette:
     """The MCP endpoint at /mcp, served by ``StatelessSessions``; the server's lifespan (its archive
-    clients) is entered once for the process, as in the SDK's own app."""
+    clients) is entered once for the process, as in the SDK's own app. ``state_keys`` seal the state a
+    call that asks its user hands the client, so that any replica can continue it."""
+    _share_request_state(server, state_keys)
     manager = StatelessSessions(
         app=server._lowlevel_server, stateless=True, security_settings=security, session_idle_timeout=None
     )
@@ -182,6 +187,18 @@ def stateless_app(server: MCPServer[Any], security: TransportSecuritySettings) -
         routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))],
         lifespan=lambda _: manager.run(),
     )
+
+
+def _share_request_state(server: MCPServer[Any], keys: Sequence[str]) -> None:
+    """Seal 2026-era ``requestState`` with the operator's keys instead of the SDK's key made at start, which
+    no other replica has: a delete confirmed on one replica would be refused by another."""
+    middleware = server._lowlevel_server.middleware
+    for index, boundary in enumerate(middleware):
+        if isinstance(boundary, RequestStateBoundary):
+            shared = RequestStateSecurity(keys=list(keys))
+            middleware[index] = RequestStateBoundary(shared, default_audience=server.name)
+            return
+    raise RuntimeError("the MCP SDK installed no request-state boundary to give the shared key to")
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive] | None:
