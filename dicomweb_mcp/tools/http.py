@@ -213,7 +213,8 @@ def transport_security(
     own = [f"{scheme}://{name}:{port}" for name in hosts for scheme in ("http", "https")]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{name}:{port}" for name in hosts] + [f"{name}:*" for name in hosts],
+        # A bare name too: behind a TLS proxy on 443 clients send no port, and the proxy passes that on.
+        allowed_hosts=[f"{name}:{port}" for name in hosts] + [f"{name}:*" for name in hosts] + hosts,
         allowed_origins=own + [origin.rstrip("/") for origin in extra_origins],
     )
 
