@@ -11,7 +11,8 @@ handshake would not; each request is authenticated on its own.
 What cannot travel: a request from the server to a 2025-era client (its answer comes back in another POST,
 perhaps to another replica). Such a client is treated as one that cannot be asked: a deletion is not
 confirmed in a dialog, the operator's allow_delete decides (a 2026-era client is still asked, its answer
-riding the repeated call). And there is no GET stream: this server pushes nothing unasked.
+riding the repeated call, sealed with the operator's DICOMWEB_MCP_STATE_KEY rather than the SDK's key made
+at start, which no other replica has). And there is no GET stream: this server pushes nothing unasked.
 """
 
 from __future__ import annotations
