@@ -65,6 +65,9 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated
   DICOMWEB_MCP_ALLOWED_ORIGINS  serve --transport http: browser-based hosts' origins, comma-separated
                                 (e.g. http://localhost:6274 for MCP Inspector)
+  DICOMWEB_MCP_STATELESS        serve --transport http: true for replicas behind a load balancer
+                                (no sessions in the process; see the README's "Deploy for a team")
+  DICOMWEB_MCP_STATE_KEY        with it: a secret of 32+ characters, the same on every replica
 """
 
 

@@ -61,7 +61,7 @@ class ServerKind(StrEnum):
 
 _E = TypeVar("_E", bound=StrEnum)
 
-_SECRET_FIELDS = frozenset({"password", "token", "mcp_token", "client_secret"})
+_SECRET_FIELDS = frozenset({"password", "token", "mcp_token", "client_secret", "mcp_state_keys"})
 
 
 def _repr(settings: Any) -> str:
@@ -230,6 +230,12 @@ class Config:
     oauth_issuer: str | None = None
     public_url: str | None = None
     oauth_audiences: tuple[str, ...] = ()
+    # HTTP transport without sessions kept in the process, so that replicas behind a load balancer without
+    # sticky sessions serve one client (tools/stateless.py says what the 2025 protocol era gives up).
+    mcp_stateless: bool = False
+    # The secrets that seal what a call asking its user (a delete's confirmation) hands the client to send
+    # back: the same on every replica, so that any of them reads the answer. The first seals, all unseal.
+    mcp_state_keys: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "WARNING"
     # De-identification (PS3.15 Basic Profile) options: shift dates per patient instead of removing them;
     # keep descriptions cleaned of identifying values instead of removing them.
@@ -259,6 +265,21 @@ class Config:
         if not 1 <= self.audit_keep <= 1000:
             raise ConfigError(f"DICOMWEB_AUDIT_KEEP must be between 1 and 1000, not {self.audit_keep}.")
         self._check_oauth()
+        self._check_stateless()
+
+    def _check_stateless(self) -> None:
+        short = [n for n, key in enumerate(self.mcp_state_keys, 1) if len(key.encode()) < 32]
+        if short:
+            raise ConfigError(
+                f"DICOMWEB_MCP_STATE_KEY: key {short[0]} is shorter than 32 characters. Make one with "
+                "python3 -c 'import secrets; print(secrets.token_hex(32))'."
+            )
+        if self.mcp_stateless and not self.mcp_state_keys:
+            raise ConfigError(
+                "DICOMWEB_MCP_STATELESS needs DICOMWEB_MCP_STATE_KEY, the same on every replica: a call that "
+                "asks its user (a delete's confirmation) continues on whichever replica the answer reaches. "
+                "Make one with python3 -c 'import secrets; print(secrets.token_hex(32))'."
+            )
 
     def _check_oauth(self) -> None:
         acting = [server.name for server in self.servers if server.on_behalf_of]

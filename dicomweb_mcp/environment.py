@@ -101,6 +101,8 @@ def read_config(env: Mapping[str, str]) -> Config:
         oauth_issuer=get("DICOMWEB_MCP_OAUTH_ISSUER"),
         public_url=get("DICOMWEB_MCP_PUBLIC_URL"),
         oauth_audiences=_names(get("DICOMWEB_MCP_OAUTH_AUDIENCE")),
+        mcp_stateless=_flag(env, "DICOMWEB_MCP_STATELESS"),
+        mcp_state_keys=_names(env.get("DICOMWEB_MCP_STATE_KEY")),
         log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",
         deidentify_modified_dates=dates,
         deidentify_clean_descriptors=descriptors,

@@ -104,6 +104,7 @@ def test_host_checks_cover_every_bind_address() -> None:
     assert (
         "127.0.0.2:8000" in settings.allowed_hosts and "pacs-gateway.example:8000" in settings.allowed_hosts
     )
+    assert "pacs-gateway.example" in settings.allowed_hosts  # behind a TLS proxy: no port in Host
     assert not any(h.startswith("evil") for h in settings.allowed_hosts)
     assert "[::1]:8000" in transport_security("::1", 8000).allowed_hosts
 

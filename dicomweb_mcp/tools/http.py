@@ -213,7 +213,8 @@ def transport_security(
     own = [f"{scheme}://{name}:{port}" for name in hosts for scheme in ("http", "https")]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{name}:{port}" for name in hosts] + [f"{name}:*" for name in hosts],
+        # A bare name too: behind a TLS proxy on 443 clients send no port, and the proxy passes that on.
+        allowed_hosts=[f"{name}:{port}" for name in hosts] + [f"{name}:*" for name in hosts] + hosts,
         allowed_origins=own + [origin.rstrip("/") for origin in extra_origins],
     )
 
@@ -226,12 +227,14 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
             f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN or DICOMWEB_MCP_OAUTH_ISSUER: anyone "
             "who can reach this port could read and change patient data. Set one, or bind 127.0.0.1."
         )
-    app: ASGIApp = server.streamable_http_app(
-        host=host,
-        transport_security=transport_security(
-            host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins
-        ),
-    )
+    security = transport_security(host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins)
+    app: ASGIApp
+    if config.mcp_stateless:
+        from .stateless import stateless_app
+
+        app = stateless_app(server, security, config.mcp_state_keys)
+    else:
+        app = server.streamable_http_app(host=host, transport_security=security)
     if config.oauth_issuer and config.public_url:
         app = RequireOAuthToken(
             app, _verifier(config), public_url=config.public_url, issuer=config.oauth_issuer

@@ -1,5 +1,6 @@
-"""nginx in front of Orthanc, run by the tests on 127.0.0.1 to inject faults: a bearer-token gate,
-rate limiting (429 with Retry-After), a dead upstream (502) and maintenance (503)."""
+"""nginx run by the tests on 127.0.0.1: in front of Orthanc to inject faults (a bearer-token gate, rate
+limiting with 429 and Retry-After, a dead upstream for 502, maintenance for 503), and as a round-robin
+load balancer in front of MCP server replicas."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Self
 
 from tests.support.orthanc import free_port, wait_until
 
@@ -17,9 +19,6 @@ TOKEN = "gate-token-31415"
 
 
 def _config(workdir: Path, port: int, upstream: int, dead: int, rate: int) -> str:
-    temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir(parents=True, exist_ok=True)
     proxy = (
         f'proxy_pass http://127.0.0.1:{upstream}/; proxy_http_version 1.1; proxy_set_header Connection ""; '
         "proxy_request_buffering off; proxy_buffering off;"
@@ -33,11 +32,7 @@ error_log stderr error;
 events {{ worker_connections 512; }}
 http {{
     access_log off;
-    client_body_temp_path {temp["body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
+    {temp_paths(workdir)}
     client_max_body_size 0;
     limit_req_zone $binary_remote_addr zone=qido:1m rate={rate}r/s;
     limit_req_status 429;
@@ -63,23 +58,21 @@ http {{
 """
 
 
-class Nginx:
-    def __init__(self, workdir: Path, upstream_port: int, *, rate: int = 20) -> None:
+class NginxProcess:
+    """One nginx process in the foreground on ``port`` with the configuration text it is given."""
+
+    def __init__(self, workdir: Path, port: int, config: str) -> None:
         if not Path(NGINX_BINARY).exists():
             raise RuntimeError(
                 "nginx is not installed: apt-get install nginx (the README's test command does this)"
             )
         self.workdir = workdir
-        self.port = free_port()
-        self.dead_port = free_port()  # nothing listens here: a stopped upstream
+        self.port = port
         self.config_path = workdir / "nginx.conf"
-        self.config_path.write_text(_config(workdir, self.port, upstream_port, self.dead_port, rate))
+        self.config_path.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def url(self, location: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{location}/dicom-web"
-
-    def start(self) -> Nginx:
+    def start(self) -> Self:
         self.process = subprocess.Popen(
             [NGINX_BINARY, "-c", str(self.config_path), "-p", str(self.workdir), "-e", "stderr"],
             stdout=subprocess.DEVNULL,
@@ -104,3 +97,83 @@ class Nginx:
         if process is not None and process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
             process.wait(timeout=20)
+
+
+def temp_paths(workdir: Path) -> str:
+    """nginx's temporary directories inside ``workdir`` (its defaults are not writable by a test)."""
+    lines = []
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        path = workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        lines.append(f"{name}_temp_path {path};")
+    return "\n    ".join(lines)
+
+
+class Nginx(NginxProcess):
+    def __init__(self, workdir: Path, upstream_port: int, *, rate: int = 20) -> None:
+        self.dead_port = free_port()  # nothing listens here: a stopped upstream
+        port = free_port()
+        super().__init__(workdir, port, _config(workdir, port, upstream_port, self.dead_port, rate))
+
+    def url(self, location: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{location}/dicom-web"
+
+
+# Each request's replica (several, comma-separated, when nginx tried the next one) and the client's MCP
+# headers: what the replica tests count.
+BALANCER_LOG = (
+    "$upstream_addr|$upstream_status|$status|$request_method|$http_mcp_protocol_version|$http_mcp_session_id"
+)
+
+
+class Balancer(NginxProcess):
+    """nginx balancing /mcp over ``upstream_ports`` round robin, no sticky sessions, as the README's
+    "Deploy for a team" does (without TLS); its access log names the replica of every request."""
+
+    def __init__(self, workdir: Path, upstream_ports: list[int]) -> None:
+        port = free_port()
+        self.access_log = workdir / "access.log"
+        servers = "\n        ".join(
+            f"server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;" for p in upstream_ports
+        )
+        config = f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log stderr crit;
+events {{ worker_connections 1024; }}
+http {{
+    {temp_paths(workdir)}
+    log_format replicas '{BALANCER_LOG}';
+    access_log {self.access_log} replicas;
+    upstream mcp_replicas {{
+        {servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /mcp {{
+            proxy_pass http://mcp_replicas;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+            proxy_next_upstream error timeout;
+        }}
+    }}
+}}
+"""
+        super().__init__(workdir, port, config)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def requests(self) -> list[dict[str, str]]:
+        """The access log so far, one dict a request."""
+        names = [field.strip("$").removeprefix("http_") for field in BALANCER_LOG.split("|")]
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        return [dict(zip(names, line.split("|"), strict=True)) for line in lines]

@@ -38,10 +38,15 @@ def initialize(request_id: int = 1, version: str = "2025-11-25") -> dict[str, ob
 
 
 @contextmanager
-def serving_http(env: dict[str, str], log: list[str] | None = None, port: int | None = None) -> Iterator[str]:
+def serving_http(
+    env: dict[str, str],
+    log: list[str] | None = None,
+    port: int | None = None,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
     """``dicomweb-mcp serve --transport http`` on ``port`` (a free loopback port by default) with ``env``;
-    yields its MCP URL once it listens (its log line says so, no sleep), and stops it by its PID. ``log``
-    collects its stderr."""
+    yields its MCP URL once it listens (its log line says so, no sleep), and stops it by its PID unless the
+    test stopped it first. ``log`` collects its stderr; ``processes`` gets the process (to stop it)."""
     port = port or free_port()
     process = subprocess.Popen(
         [COMMAND, "serve", "--transport", "http", "--port", str(port)],
@@ -49,6 +54,8 @@ def serving_http(env: dict[str, str], log: list[str] | None = None, port: int | 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    if processes is not None:
+        processes.append(process)
     lines = log if log is not None else []
     listening = threading.Event()
 
@@ -65,5 +72,6 @@ def serving_http(env: dict[str, str], log: list[str] | None = None, port: int | 
         assert listening.wait(30) and process.poll() is None, "".join(lines)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        os.kill(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=20)

@@ -218,3 +218,17 @@ def test_a_file_server_named_default_clashes_with_the_url_variable(tmp_path: Pat
     path = servers_file(tmp_path, '[servers.default]\nurl = "http://p/x"\n')
     with pytest.raises(ConfigError, match="unique"):
         Config.from_env({"DICOMWEB_URL": URL, "DICOMWEB_SERVERS": path})
+
+
+def test_replicas_share_a_state_key() -> None:
+    key, old = "k" * 32, "o" * 40
+    config = Config.from_env(env(MCP_STATELESS="true", MCP_STATE_KEY=f"{key}, {old}"))
+    assert config.mcp_stateless and config.mcp_state_keys == (key, old)
+    assert key not in repr(config) and old not in repr(config)
+    assert not Config.from_env(env()).mcp_stateless  # sessions in the process unless asked
+    with pytest.raises(ConfigError, match="DICOMWEB_MCP_STATELESS needs DICOMWEB_MCP_STATE_KEY"):
+        Config.from_env(env(MCP_STATELESS="true"))
+    with pytest.raises(ConfigError, match="key 2 is shorter than 32"):
+        Config.from_env(env(MCP_STATELESS="true", MCP_STATE_KEY=f"{key},short"))
+    with pytest.raises(ConfigError, match="DICOMWEB_MCP_STATELESS 'maybe' is not a boolean"):
+        Config.from_env(env(MCP_STATELESS="maybe"))
