@@ -195,12 +195,13 @@ class JobStore:
         return [_study(row) for row in rows]
 
     def end(self, job_id: str, state: JobState, now: float, manifest: str | None) -> None:
-        """The job has ended (finished or cancelled); nobody owns it any more."""
+        """The job has ended (finished or cancelled); nobody owns it any more. A job cancelled meanwhile
+        stays cancelled."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, manifest = ?, owner = NULL, lease_until = NULL "
-                "WHERE job_id = ?",
-                (state.value, now, manifest, job_id),
+                "WHERE job_id = ? AND state IN (?, ?)",
+                (state.value, now, manifest, job_id, JobState.RUNNING.value, state.value),
             )
 
     def cancel(self, job_id: str) -> bool:

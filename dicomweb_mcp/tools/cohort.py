@@ -45,7 +45,7 @@ async def start_cohort(
     server: ServerName = None,
 ) -> CohortJobResult:
     """Copy many studies as a background job that survives restarts; answers at once with its job_id."""
-    jobs = _jobs(app)
+    jobs = await _jobs(app)
     source = app.archive(server)
     if destination is not None:
         target = app.archive(destination, "store")
@@ -79,7 +79,7 @@ async def cohort_status(
     cancel: Annotated[bool, Field(description="Stop the job.")] = False,
 ) -> CohortJobResult:
     """A cohort job's progress (studies done, failed, pending; rate; time left); once ended, its manifest."""
-    jobs = _jobs(app)
+    jobs = await _jobs(app)
     if job_id is not None and not JOB_ID.match(job_id):
         raise InvalidInputError(
             f"job_id {job_id!r} is not a job id (12 hex digits, as start_cohort returned)."
@@ -100,9 +100,10 @@ async def cohort_status(
     return await _status(jobs, refreshed)
 
 
-def _jobs(app: ToolContext) -> CohortJobs:
+async def _jobs(app: ToolContext) -> CohortJobs:
     if app.jobs is None:
         raise PolicyError("Cohort jobs are not running in this server process.")
+    await app.jobs.resumed.wait()
     return app.jobs
 
 

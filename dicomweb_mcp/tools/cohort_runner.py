@@ -90,6 +90,8 @@ class CohortJobs:
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._ended: dict[str, anyio.Event] = {}
         self.live: dict[str, Live] = {}
+        # Set once the jobs left unfinished have been taken up: a status asked sooner waits for it.
+        self.resumed = anyio.Event()
 
     # ---- the store, off the event loop --------------------------------------------------------------
 
@@ -115,7 +117,11 @@ class CohortJobs:
                 while True:
                     # No database yet means no job to resume: it is made by the first job only.
                     if self._store is not None or self.path.exists():
-                        await self._adopt_and_renew()
+                        try:
+                            await self._adopt_and_renew()
+                        except Exception as exc:  # an unreadable store must not stop the server
+                            log.warning("cohort jobs in %s cannot be resumed: %s", self.path, exc)
+                    self.resumed.set()
                     await anyio.sleep(self.lease / 3)
         finally:
             self._group = None

@@ -96,7 +96,11 @@ async def run_study(
     if deidentification is not None and deidentification.failures:
         # Never sent or kept as they are; another attempt would leave them out again.
         raise StudyFailed(deidentification.summary()[0], permanent=True)
-    return StudyDone(done.instances, done.bytes, {**new_uid, **done.row})
+    # Burned-in text de-identification cannot remove: the researcher reviews these before sharing.
+    warnings = (
+        {"warnings": deidentification.summary()} if deidentification and deidentification.warned else {}
+    )
+    return StudyDone(done.instances, done.bytes, {**new_uid, **done.row, **warnings})
 
 
 async def _to_server(

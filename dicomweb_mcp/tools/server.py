@@ -69,7 +69,8 @@ full metadata are saved as files under the download directory and the tools retu
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
-permanently. server_info says which server this is and what it supports.
+permanently. server_info says which server this is and what it supports. start_cohort copies many
+studies as a background job (cohort_status follows it).
 """
 
 READ_ONLY = ToolAnnotations(
