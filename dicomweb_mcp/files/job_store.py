@@ -11,6 +11,7 @@ with the same methods. A job belongs to one runner at a time through a lease (``
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -92,6 +93,8 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The rows name studies: readable by the owner only (SQLite gives its -wal and -shm files the same).
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.path = path
         self._lock = threading.Lock()
         # Autocommit mode: each method opens its own transaction (BEGIN IMMEDIATE) and ends it.

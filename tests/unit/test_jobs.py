@@ -149,3 +149,9 @@ def test_manifest_rows_say_how_each_study_ended() -> None:
     assert manifest_row(failed, JobState.FINISHED)["reason"] == "HTTP 404"
     waiting = StudyRow("j", 2, "1.2.3.3", StudyState.RUNNING, 1, reason="HTTP 503")
     assert manifest_row(waiting, JobState.CANCELLED)["outcome"] == "cancelled"
+
+
+def test_the_database_is_the_owner_s_only(tmp_path: Path) -> None:
+    JobStore(tmp_path / ".jobs" / "jobs.sqlite3").close()
+    assert (tmp_path / ".jobs" / "jobs.sqlite3").stat().st_mode & 0o077 == 0
+    assert (tmp_path / ".jobs").stat().st_mode & 0o077 == 0
