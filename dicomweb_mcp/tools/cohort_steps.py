@@ -1,5 +1,6 @@
 """What a cohort job does to one study: copy it to a named server (a transfer), or save it under the job's
-directory (a download), de-identified when asked; NIfTI volumes once the converter exists.
+directory (a download), de-identified when asked; or, where the converter (imaging/volumes) is installed,
+write each image series as a NIfTI volume.
 
 A step either returns what it did (``StudyDone``: counts and the fields of the study's manifest row) or
 raises. Each step can be run again for the same study with the same effect: the destination takes
@@ -19,6 +20,7 @@ from typing import Any
 from ..dicom.reference import Reference
 from ..errors import DicomWebError, HTTPStatusError, InvalidInputError, NotFoundError, PolicyError
 from ..files.jobs import JobSpec
+from ..imaging.checks import RenderError
 from .context import ToolContext, no_progress
 from .deidentification import SPOOLS, Deidentification, remove_spool
 from .download import Download
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 # The converter of image series to NIfTI volumes (``series_to_nifti(files, out_dir, name=...)``).
-NIFTI_MODULE = "dicomweb_mcp.imaging.nifti"
+NIFTI_MODULE = "dicomweb_mcp.imaging.volumes"
 # Failures another attempt would meet again: the study is recorded failed at once.
 _PERMANENT = (NotFoundError, InvalidInputError, PolicyError)
 
@@ -201,21 +203,22 @@ async def _to_volumes(
             by_series.setdefault(file.series_uid, []).append(file.path)
         saved_study = download.saved_study_uid or study_uid
         out_dir = cohort_directory(app, job_id) / saved_study
+        await anyio.to_thread.run_sync(partial(out_dir.mkdir, parents=True, exist_ok=True))
         volumes: list[str] = []
         refused: dict[str, str] = {}
         for series_uid, files in sorted(by_series.items()):
             convert = partial(converter.series_to_nifti, files, out_dir, name=series_uid)
             try:
                 made = await anyio.to_thread.run_sync(convert)
-            except ValueError as exc:  # not an image series, or one the converter cannot make a volume of
+            except (InvalidInputError, RenderError) as exc:  # not one stack of images, or undecodable
                 refused[series_uid] = str(exc)
                 continue
-            volumes.append(str(made))
+            volumes.append(str(made.nifti.relative_to(app.store.directory())))
     finally:
         await remove_spool(spool)
     root = app.store.directory()
     return StudyDone(
         len(download.saved),
         download.saved_bytes,
-        {"directory": str(out_dir.relative_to(root)), "volumes": len(volumes), "series_refused": refused},
+        {"directory": str(out_dir.relative_to(root)), "volumes": volumes, "series_refused": refused},
     )
