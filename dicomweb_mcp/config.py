@@ -25,6 +25,8 @@ DEFAULT_MAX_RETRIES = 3
 # Requests in flight at once for one store (batches) or one retrieve (series): over a WAN each connection
 # runs at its own rate; few enough not to look like a flood to a remote archive.
 DEFAULT_CONCURRENCY = 8
+# Studies a cohort job works on at once (each with its own DICOMWEB_CONCURRENCY requests).
+DEFAULT_JOB_CONCURRENCY = 4
 # The audit file is rotated past this size, and this many old files are kept (audit.jsonl.1 the newest).
 DEFAULT_AUDIT_MAX_BYTES = 50_000_000
 DEFAULT_AUDIT_KEEP = 10
@@ -247,6 +249,7 @@ class Config:
     audit_log: Path | None = None
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     audit_keep: int = DEFAULT_AUDIT_KEEP
+    job_concurrency: int = DEFAULT_JOB_CONCURRENCY
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -264,6 +267,10 @@ class Config:
             raise ConfigError(f"DICOMWEB_AUDIT_MAX_BYTES must be 1 or more, not {self.audit_max_bytes}.")
         if not 1 <= self.audit_keep <= 1000:
             raise ConfigError(f"DICOMWEB_AUDIT_KEEP must be between 1 and 1000, not {self.audit_keep}.")
+        if not 1 <= self.job_concurrency <= 32:
+            raise ConfigError(
+                f"DICOMWEB_JOB_CONCURRENCY must be between 1 and 32, not {self.job_concurrency}."
+            )
         self._check_oauth()
         self._check_stateless()
 

@@ -18,6 +18,7 @@ from .config import (
     DEFAULT_AUDIT_MAX_BYTES,
     DEFAULT_AZURE_SCOPE,
     DEFAULT_CONCURRENCY,
+    DEFAULT_JOB_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_SERVER,
     DEFAULT_TIMEOUT,
@@ -112,6 +113,9 @@ def read_config(env: Mapping[str, str]) -> Config:
             get("DICOMWEB_AUDIT_MAX_BYTES"), "DICOMWEB_AUDIT_MAX_BYTES", int, DEFAULT_AUDIT_MAX_BYTES
         ),
         audit_keep=_number(get("DICOMWEB_AUDIT_KEEP"), "DICOMWEB_AUDIT_KEEP", int, DEFAULT_AUDIT_KEEP),
+        job_concurrency=_number(
+            get("DICOMWEB_JOB_CONCURRENCY"), "DICOMWEB_JOB_CONCURRENCY", int, DEFAULT_JOB_CONCURRENCY
+        ),
     )
 
 

@@ -104,6 +104,13 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("delete_instances", {"study_uid": "1.2.3", "instance_uid": "1.2.3.4"}, "needs series_uid"),
     # An empty UID (what a strict-mode model sends for 'not given') must not widen a delete to the study.
     ("delete_instances", {"study_uid": "1.2.3", "series_uid": ""}, "series_uid is empty"),
+    ("start_cohort", {"study_uids": ["1.2.3*"]}, "not a valid DICOM UID"),
+    ("start_cohort", {}, "either as study_uids"),
+    ("start_cohort", {"study_uids": ["1.2.3"], "filters": ["Modality"]}, "is not Keyword=value"),
+    ("start_cohort", {"study_uids": ["1.2.3"], "format": "nifti"}, "not available yet"),
+    ("start_cohort", {"study_uids": ["1.2.3"], "format": "png"}, "format"),
+    ("cohort_status", {"job_id": "../../etc"}, "is not a job id"),
+    ("cohort_status", {"wait": 600}, "wait"),
 ]
 
 
@@ -137,12 +144,12 @@ async def test_bad_input(tool: str, arguments: dict[str, Any], message: str, tmp
 @pytest.mark.parametrize(
     ("name", "allow_delete", "message"),
     [
-        ("search_study", False, "Did you mean 'search_studies'? Tools here: get_change_feed,"),
+        ("search_study", False, "Did you mean 'search_studies'? Tools here: cohort_status, get_change_feed,"),
         ("delete_instances", False, "the operator enables it with DICOMWEB_ALLOW_DELETE=true"),
         (
             "fetch_everything",
             True,
-            "There is no tool named 'fetch_everything'. Tools here: delete_instances,",
+            "There is no tool named 'fetch_everything'. Tools here: cohort_status, delete_instances,",
         ),
     ],
 )

@@ -42,6 +42,7 @@ log = logging.getLogger("dicomweb_mcp")
 # The arguments recorded, under the line's field: UIDs the call names, and the servers it uses.
 ARGUMENT_FIELDS = {
     "study_uid": "study_uids",
+    "study_uids": "study_uids",  # a cohort job's studies
     "series_uid": "series_uids",
     "instance_uid": "instance_uids",
 }
@@ -70,7 +71,7 @@ RESULT_COUNTS = {
 }
 RESULT_BYTES = ("total_bytes", "size_bytes")
 # Tools that change an archive: recorded when they start as well as when they end.
-CHANGES_ARCHIVE = frozenset({"store_instances", "transfer_instances", "delete_instances"})
+CHANGES_ARCHIVE = frozenset({"store_instances", "transfer_instances", "delete_instances", "start_cohort"})
 # Bounds on what a line holds: an argument is the caller's text, and a result may list thousands of UIDs.
 MAX_TEXT = 128
 MAX_REASON = 2000
@@ -241,13 +242,20 @@ def servers(arguments: Mapping[str, Any], default: str) -> dict[str, str]:
     return {"server": named.get("server", default)}
 
 
-def argument_uids(arguments: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The UID lists of a line, filled from the arguments that name UIDs (and only those)."""
-    uids: dict[str, list[str]] = {field: [] for field in LISTS}
+def argument_uids(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The UID lists of a line, filled from the arguments that name UIDs (and only those), each at most
+    ``MAX_LISTED`` long (a cohort names up to 10,000 studies)."""
+    uids: dict[str, Any] = {field: [] for field in LISTS}
     for argument, field in ARGUMENT_FIELDS.items():
         value = arguments.get(argument)
         if isinstance(value, str) and value:
             uids[field].append(_text(value))
+        elif isinstance(value, list):
+            uids[field].extend(_text(item) for item in value if isinstance(item, str) and item)
+    for field in LISTS:
+        if len(uids[field]) > MAX_LISTED:
+            uids[f"{field}_omitted"] = len(uids[field]) - MAX_LISTED
+            uids[field] = uids[field][:MAX_LISTED]
     return uids
 
 

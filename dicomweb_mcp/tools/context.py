@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Resolve
 
@@ -17,6 +17,9 @@ from ..config import Config, ServerConfig
 from ..dicomweb.client import DicomWebClient
 from ..errors import InvalidInputError, PolicyError
 from ..files.store import FileStore
+
+if TYPE_CHECKING:
+    from .cohort_runner import CohortJobs
 
 __all__ = ["App", "Archive", "Progress", "Reporter", "ToolContext", "no_progress"]
 
@@ -47,6 +50,7 @@ class ToolContext:
     archives: Mapping[str, Archive]  # by name, the default first
     store: FileStore
     config: Config  # the process's settings (download directory, upload roots, de-identification)
+    jobs: CohortJobs | None = None  # the server's cohort job runner (None: a tool called directly)
 
     def archive(self, name: str | None, use: Use = "read") -> Archive:
         """The named server (the first one when none is named), refused when the operator's policy does

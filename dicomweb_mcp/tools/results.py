@@ -16,6 +16,9 @@ from .summary import Keyword
 
 __all__ = [
     "ChangeFeedResult",
+    "CohortFailure",
+    "CohortJobResult",
+    "CohortStudies",
     "DeleteResult",
     "FileProblem",
     "InstanceMetadata",
@@ -306,6 +309,42 @@ class TransferResult(Record):
     study_uids: list[str] = Field(description="The studies at the destination (new UIDs when de-identified).")
     failed: list[TransferProblem] = Field(description=f"At most {MAX_LISTED_PROBLEMS}.")
     warnings: list[str] = Field(default_factory=list)
+
+
+# ---- cohort jobs --------------------------------------------------------------------------------
+
+
+class CohortStudies(Record):
+    total: int
+    done: int
+    failed: int
+    pending: int
+    running: int
+
+
+class CohortFailure(Record):
+    study_uid: str
+    reason: str
+
+
+class CohortJobResult(Record):
+    job_id: str
+    state: Literal["running", "finished", "cancelled"]
+    source: str
+    destination: str = Field(
+        description="A server's name, or the job's directory under the download directory."
+    )
+    deidentified: bool
+    format: str
+    studies: CohortStudies
+    bytes: int = Field(description="Of the studies done.")
+    rate_mb_per_s: float | None = None
+    seconds_left: float | None = None
+    manifest: str | None = Field(None, description="Once the job has ended: a JSON line per study.")
+    failed: list[CohortFailure] = Field(
+        default_factory=list, description="The first 5; the manifest has all."
+    )
+    note: str | None = None
 
 
 # ---- change feed / server -----------------------------------------------------------------------

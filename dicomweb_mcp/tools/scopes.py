@@ -1,8 +1,7 @@
 """OAuth scopes as policy: what a caller's access token grants, and which scope a tool needs that it lacks.
 
 Only requests that carry a verified OAuth token are checked: over stdio and with the static token every
-tool the operator enabled stays open, as before. Which scope each tool needs is decided where the tools
-are registered (``server.TOOL_SCOPES``).
+tool the operator enabled stays open, as before. ``TOOL_SCOPES`` says which scope each tool needs.
 """
 
 from __future__ import annotations
@@ -12,12 +11,35 @@ from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-__all__ = ["DELETE", "READ", "SCOPES", "WRITE", "granted_scopes", "missing_scope", "scope_refusal"]
+__all__ = [
+    "DELETE",
+    "READ",
+    "SCOPES",
+    "TOOL_SCOPES",
+    "WRITE",
+    "granted_scopes",
+    "missing_scope",
+    "scope_refusal",
+]
 
 READ = "dicom.read"
 WRITE = "dicom.write"
 DELETE = "dicom.delete"
 SCOPES = (READ, WRITE, DELETE)
+
+# The OAuth scope a caller's token must grant for each tool (HTTP with DICOMWEB_MCP_OAUTH_ISSUER); a tool
+# missing here is not registered at all (server.build_server checks), so no tool is open by omission.
+TOOL_SCOPES: dict[str, str] = {
+    **dict.fromkeys(
+        ["search_studies", "get_study_overview", "search_series", "search_instances"],
+        READ,
+    ),
+    **dict.fromkeys(["retrieve_instances", "retrieve_metadata", "retrieve_frames"], READ),
+    **dict.fromkeys(["retrieve_rendered", "read_report", "get_change_feed", "server_info"], READ),
+    **dict.fromkeys(["viewer_series", "viewer_frame"], READ),
+    **dict.fromkeys(["store_instances", "transfer_instances", "start_cohort", "cohort_status"], WRITE),
+    "delete_instances": DELETE,
+}
 
 
 def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:

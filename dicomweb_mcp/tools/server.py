@@ -43,6 +43,8 @@ from ..errors import DicomWebError, local_file_error
 from ..files.store import FileStore
 from . import scopes
 from .audit import Audit, open_audit
+from .cohort import cohort_status, start_cohort
+from .cohort_runner import CohortJobs
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
 from .look import get_study_overview, read_report, retrieve_rendered
@@ -50,11 +52,12 @@ from .obo import caller_auths
 from .refusals import ToolCrash, argument_error_message, crash_message, unknown_tool_message
 from .retrieve import retrieve_frames, retrieve_instances, retrieve_metadata
 from .schema import lean_input_schema
+from .scopes import TOOL_SCOPES
 from .search import search_instances, search_series, search_studies
 from .viewer import VIEWER_URI, viewer_frame, viewer_html, viewer_series
 from .write import delete_instances, get_change_feed, server_info, store_instances, transfer_instances
 
-__all__ = ["INSTRUCTIONS", "build_server"]
+__all__ = ["INSTRUCTIONS", "TOOL_SCOPES", "build_server"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -67,7 +70,8 @@ full metadata are saved as files under the download directory and the tools retu
 Search results are summaries (patient, dates, modalities, counts); page with offset/next_offset.
 Dates are YYYYMMDD or YYYY-MM-DD, ranges as 20200101-20201231. Names may use * and ? wildcards.
 store_instances uploads local DICOM files; delete_instances (only when the operator enabled it) deletes
-permanently. server_info says which server this is and what it supports.
+permanently. server_info says which server this is and what it supports. start_cohort copies many
+studies as a background job (cohort_status follows it).
 """
 
 READ_ONLY = ToolAnnotations(
@@ -79,6 +83,14 @@ SAVES_FILES = ToolAnnotations(
 )
 STORE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+# A job copies studies (to a server, or to files); each call starts another one.
+JOB = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+# Reads a job's state, or cancels it.
+JOB_STATUS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 DELETE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
@@ -197,21 +209,6 @@ _FIRST_CALL_MODULES = (
 )
 
 
-# The OAuth scope a caller's token must grant for each tool (HTTP with DICOMWEB_MCP_OAUTH_ISSUER); a tool
-# missing here is not registered at all (build_server checks), so no tool is open by omission.
-TOOL_SCOPES: dict[str, str] = {
-    **dict.fromkeys(
-        ["search_studies", "get_study_overview", "search_series", "search_instances"],
-        scopes.READ,
-    ),
-    **dict.fromkeys(["retrieve_instances", "retrieve_metadata", "retrieve_frames"], scopes.READ),
-    **dict.fromkeys(["retrieve_rendered", "read_report", "get_change_feed", "server_info"], scopes.READ),
-    **dict.fromkeys(["viewer_series", "viewer_frame"], scopes.READ),
-    **dict.fromkeys(["store_instances", "transfer_instances"], scopes.WRITE),
-    "delete_instances": scopes.DELETE,
-}
-
-
 def _scope_refusal(name: str) -> str | None:
     return scopes.scope_refusal(name, TOOL_SCOPES.get(name, scopes.READ))
 
@@ -287,7 +284,11 @@ def build_server(
                 archives[name] = Archive(settings, client)
             # Spools a crashed process left hold source files: removed once unused for an hour.
             background.start_soon(sweep_spools, config.download_dir)
-            yield ToolContext(archives, FileStore(config.download_dir), config)
+            store = FileStore(config.download_dir)
+            # Cohort jobs left unfinished by an earlier process resume in the background.
+            jobs = CohortJobs(ToolContext(archives, store, config))
+            await background.start(jobs.run)
+            yield ToolContext(archives, store, config, jobs)
             background.cancel_scope.cancel()
 
     # The study viewer, for hosts that render MCP Apps: get_study_overview opens it, and it calls its own
@@ -306,6 +307,8 @@ def build_server(
         (read_report, "Read a report", SAVES_FILES, None),
         (get_change_feed, "Read the change feed", READ_ONLY, None),
         (server_info, "Server info", READ_ONLY, None),
+        (start_cohort, "Start a cohort job", JOB, None),
+        (cohort_status, "Cohort job status", JOB_STATUS, None),
     ]
     if any(not settings.read_only for settings in servers.values()):
         specs.append((store_instances, "Store instances", STORE, None))

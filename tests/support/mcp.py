@@ -31,6 +31,8 @@ ALL_TOOLS = {
     "delete_instances",
     "get_change_feed",
     "server_info",
+    "start_cohort",
+    "cohort_status",
 }
 
 

@@ -1,0 +1,269 @@
+"""Cohort jobs between two real Orthancs: six studies of three patients copied de-identified (one pseudonym
+per patient), saved to the download directory, a missing study recorded failed beside the others, a job
+cancelled, and a server stopped midway whose successor finishes the job without sending a study twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pydicom
+import pytest
+from mcp import Client
+
+from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
+from dicomweb_mcp.tools.cohort import cohort_status, start_cohort
+from dicomweb_mcp.tools.cohort_runner import CohortJobs, StudyEvent
+from dicomweb_mcp.tools.context import ToolContext
+from dicomweb_mcp.tools.server import build_server
+from tests.support.identified import make_identified_study
+from tests.support.mcp import text, tool_context
+from tests.support.orthanc import Orthanc
+
+pytestmark = pytest.mark.anyio
+
+# Six studies, two of each patient.
+PATIENTS = ["PAT-A", "PAT-A", "PAT-B", "PAT-B", "PAT-C", "PAT-C"]
+PER_STUDY = 2  # instances: one STOW request carries a whole study
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP, counting the STOW requests (POST .../studies) it sends."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.stores = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/studies"):
+            self.stores += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def destination(second_orthanc: Orthanc) -> Orthanc:
+    second_orthanc.clear()
+    return second_orthanc
+
+
+@pytest.fixture
+def config(orthanc_config: Config, destination: Orthanc) -> Config:
+    clinical = replace(orthanc_config.server, name="clinical")
+    research = replace(orthanc_config.server, name="research", url=destination.dicomweb_url)
+    return replace(orthanc_config, servers=(clinical, research))
+
+
+@pytest.fixture
+async def studies(orthanc_config: Config, tmp_path: Path) -> list[str]:
+    """Six small studies on the source, stored in order; their UIDs."""
+    uids = []
+    for seed, patient in enumerate(PATIENTS):
+        made = make_identified_study(tmp_path / f"study{seed}", series=1, per_series=PER_STUDY, seed=seed)
+        for path in made.paths:
+            ds = pydicom.dcmread(path)
+            ds.PatientID, ds.PatientName = patient, f"Patient^{patient[-1]}"
+            ds.save_as(path)
+        uids.append(made.study_uid)
+    async with DicomWebClient(orthanc_config.server) as client:
+        files, _ = collect_dicom_files([tmp_path / f"study{seed}" for seed in range(len(PATIENTS))])
+        outcomes = await client.store_instances(files)
+    assert len(outcomes) == len(PATIENTS) * PER_STUDY
+    return uids
+
+
+def manifest(path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def orthanc_studies(orthanc: Orthanc) -> dict[str, tuple[str, int]]:
+    """At the destination, by Study Instance UID: the patient ID and the number of instances."""
+    found = {}
+    with httpx.Client(base_url=orthanc.root, timeout=10) as http:
+        for study in http.get("/studies", params={"expand": "1"}).json():
+            instances = http.get(f"/studies/{study['ID']}/instances").json()
+            found[study["MainDicomTags"]["StudyInstanceUID"]] = (
+                study["PatientMainDicomTags"]["PatientID"],
+                len(instances),
+            )
+    return found
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patient(
+    config: Config, studies: list[str], destination: Orthanc
+) -> None:
+    async with Client(build_server(config)) as client:
+        started = await call(
+            client,
+            "start_cohort",
+            study_uids=studies,
+            destination="research",
+            deidentify=True,
+            server="clinical",
+        )
+        assert (started["state"], started["studies"]["total"]) == ("running", 6)
+        status = await call(client, "cohort_status", job_id=started["job_id"], wait=60)
+    assert status["state"] == "finished", status
+    assert status["studies"] == {"total": 6, "done": 6, "failed": 0, "pending": 0, "running": 0}
+    rows = manifest(status["manifest"])
+    assert [row["study_uid"] for row in rows] == studies
+    assert all(row["outcome"] == "done" and row["instances"] == PER_STUDY for row in rows)
+    new_uids = [row["new_study_uid"] for row in rows]
+    assert all(uid.startswith("2.25.") for uid in new_uids) and len(set(new_uids)) == 6
+    assert [row["destination_study_uids"] for row in rows] == [[uid] for uid in new_uids]
+    # At the destination: the new UIDs only, every instance, and each patient's two studies under one pseudonym.
+    arrived = orthanc_studies(destination)
+    assert set(arrived) == set(new_uids)
+    assert all(count == PER_STUDY for _, count in arrived.values())
+    pseudonyms = [arrived[uid][0] for uid in new_uids]
+    assert pseudonyms[0] == pseudonyms[1] != pseudonyms[2] == pseudonyms[3] != pseudonyms[4] == pseudonyms[5]
+    assert all(p.startswith("ANON-") for p in pseudonyms) and pseudonyms[0] != pseudonyms[4]
+
+
+async def test_a_cohort_by_filters_to_the_download_directory(config: Config, studies: list[str]) -> None:
+    async with Client(build_server(config)) as client:
+        started = await call(client, "start_cohort", filters=["PatientID=PAT-B"], server="clinical")
+        status = await call(client, "cohort_status", wait=60)  # the latest job
+    assert status["job_id"] == started["job_id"]
+    assert status["state"] == "finished" and status["studies"]["done"] == 2
+    assert status["bytes"] > 0
+    rows = manifest(status["manifest"])
+    assert {row["study_uid"] for row in rows} == set(studies[2:4])
+    root = config.download_dir.resolve()
+    for row in rows:
+        assert row["directory"] == f"cohorts/{started['job_id']}/{row['study_uid']}"
+        files = json.loads((root / row["files"]).read_text())
+        assert files["complete"] and files["file_count"] == PER_STUDY
+        saved = [root / row["directory"] / entry["path"] for entry in files["files"]]
+        assert all(pydicom.dcmread(p).StudyInstanceUID == row["study_uid"] for p in saved)
+
+
+async def test_a_missing_study_is_recorded_failed_and_the_others_are_done(
+    config: Config, studies: list[str]
+) -> None:
+    missing = "1.2.826.0.1.3680043.8.498.999"
+    async with Client(build_server(config)) as client:
+        started = await call(
+            client, "start_cohort", study_uids=[studies[0], missing, studies[1]], destination="research"
+        )
+        status = await call(client, "cohort_status", job_id=started["job_id"], wait=60)
+    assert status["studies"] == {"total": 3, "done": 2, "failed": 1, "pending": 0, "running": 0}
+    assert status["failed"][0]["study_uid"] == missing
+    assert "404" in status["failed"][0]["reason"]
+    rows = {row["study_uid"]: row for row in manifest(status["manifest"])}
+    assert rows[missing]["outcome"] == "failed" and "404" in rows[missing]["reason"]
+    assert rows[missing]["attempts"] == 1  # not found: no point in trying again
+    assert rows[studies[0]]["outcome"] == rows[studies[1]]["outcome"] == "done"
+
+
+async def test_refusals_name_what_to_do(config: Config, studies: list[str]) -> None:
+    async with Client(build_server(config)) as client:
+        both = await client.call_tool("start_cohort", {"study_uids": studies, "filters": ["PatientID=PAT-A"]})
+        nifti = await client.call_tool("start_cohort", {"study_uids": studies, "format": "nifti"})
+        unknown = await client.call_tool("cohort_status", {"job_id": "0123456789ab"})
+        bad = await client.call_tool("cohort_status", {"job_id": "../../x"})
+    assert "not both and not neither" in text(both)
+    assert "NIfTI volumes are not available yet" in text(nifti)
+    assert "No cohort job has been started" in text(unknown)
+    assert "is not a job id" in text(bad)
+
+
+@asynccontextmanager
+async def runner(
+    config: Config,
+    research: httpx.AsyncBaseTransport,
+    on_study: Callable[[StudyEvent, str, int], Awaitable[None]],
+) -> AsyncIterator[tuple[ToolContext, CohortJobs]]:
+    """A job runner as a server's lifespan runs it, with ``on_study`` called at each study; stopped (as a
+    server is) when the block ends."""
+    async with (
+        DicomWebClient(config.servers[0]) as source,
+        DicomWebClient(config.servers[1], transport=research) as target,
+        anyio.create_task_group() as group,
+    ):
+        plain = tool_context(config, source, target)
+        jobs = CohortJobs(plain, backoff_base=0, on_study=on_study)
+        await group.start(jobs.run)
+        yield replace(plain, jobs=jobs), jobs
+        group.cancel_scope.cancel()
+
+
+def stop_at(
+    event: StudyEvent, count: int
+) -> tuple[anyio.Event, Callable[[StudyEvent, str, int], Awaitable[None]]]:
+    """A hook that holds the runner at the ``count``th ``event`` (until it is stopped), and the event it
+    sets there."""
+    reached = anyio.Event()
+    seen = 0
+
+    async def hook(happened: StudyEvent, job_id: str, position: int) -> None:
+        nonlocal seen
+        if happened != event:
+            return
+        seen += 1
+        if seen == count:
+            reached.set()
+            await anyio.sleep_forever()
+
+    return reached, hook
+
+
+async def test_cancel_stops_the_job_and_the_manifest_says_what_was_not_done(
+    config: Config, studies: list[str]
+) -> None:
+    reached, hook = stop_at("recorded", 2)
+    async with runner(config.changed(job_concurrency=1), httpx.AsyncHTTPTransport(), hook) as (app, _):
+        started = await start_cohort(app, study_uids=studies, destination="research", server="clinical")
+        await reached.wait()
+        cancelled = await cohort_status(app, job_id=started.job_id, cancel=True)
+    assert cancelled.state == "cancelled"
+    assert (cancelled.studies.done, cancelled.studies.pending) == (2, 4)
+    assert cancelled.manifest is not None
+    outcomes = [row["outcome"] for row in manifest(cancelled.manifest)]
+    assert outcomes == ["done", "done", "cancelled", "cancelled", "cancelled", "cancelled"]
+
+
+@pytest.mark.parametrize(("event", "redone"), [("recorded", 0), ("sent", 1)])
+async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
+    config: Config, studies: list[str], destination: Orthanc, event: StudyEvent, redone: int
+) -> None:
+    """Stopped after the third study was recorded: the next server sends the other three, once each.
+    Stopped after the third study was sent but before it was recorded: that study is sent again, and the
+    destination takes it as already present; it holds each instance once either way."""
+    config = config.changed(job_concurrency=1)
+    first, second = CountingTransport(), CountingTransport()
+    reached, hook = stop_at(event, 3)
+    async with runner(config, first, hook) as (app, _):
+        job = await start_cohort(
+            app, study_uids=studies, destination="research", deidentify=True, server="clinical"
+        )
+        await reached.wait()
+    assert first.stores == 3
+
+    async with Client(build_server(config, transports={"research": second})) as client:
+        status = await call(client, "cohort_status", job_id=job.job_id, wait=60)
+    assert status["state"] == "finished", status
+    assert status["studies"]["done"] == 6
+    assert second.stores == 3 + redone
+    rows = manifest(status["manifest"])
+    assert [row["outcome"] for row in rows] == ["done"] * 6
+    assert rows[2]["already_present"] == (PER_STUDY if redone else 0)
+    arrived = orthanc_studies(destination)
+    assert sorted(arrived) == sorted(row["new_study_uid"] for row in rows)
+    assert all(count == PER_STUDY for _, count in arrived.values())
+    assert destination.statistics()["CountInstances"] == 6 * PER_STUDY

@@ -1,0 +1,73 @@
+"""The cohort runner's decisions with a stand-in step (no server): a failure that may pass is retried
+until it succeeds or the attempts run out, a permanent one is recorded at once, and the manifest is
+written when no study is left."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.errors import NotFoundError, ServerUnreachableError
+from dicomweb_mcp.files.jobs import JobSpec
+from dicomweb_mcp.files.store import FileStore
+from dicomweb_mcp.tools import cohort_runner
+from dicomweb_mcp.tools.cohort_runner import CohortJobs
+from dicomweb_mcp.tools.cohort_steps import StudyDone
+from dicomweb_mcp.tools.context import ToolContext
+
+pytestmark = pytest.mark.anyio
+
+FLAKY, MISSING, DOWN, FINE = "1.2.3.1", "1.2.3.2", "1.2.3.3", "1.2.3.4"
+
+
+async def test_retries_are_bounded_and_permanent_failures_are_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tries: Counter[str] = Counter()
+
+    async def step(app: ToolContext, job_id: str, spec: JobSpec, study_uid: str, at_once: int) -> StudyDone:
+        tries[study_uid] += 1
+        if study_uid == FLAKY and tries[study_uid] < 3:
+            raise ServerUnreachableError("cannot connect")
+        if study_uid == MISSING:
+            raise NotFoundError("Retrieve instances", 404, f"/studies/{study_uid}")
+        if study_uid == DOWN:
+            raise ServerUnreachableError("cannot connect")
+        return StudyDone(2, 100, {"directory": study_uid})
+
+    monkeypatch.setattr(cohort_runner, "run_study", step)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, job_concurrency=2)
+    app = ToolContext({}, FileStore(tmp_path), config)
+    jobs = CohortJobs(app, max_attempts=3, backoff_base=0)
+    async with anyio.create_task_group() as group:
+        await group.start(jobs.run)
+        job = await jobs.start(JobSpec("default", None, False, "dicom"), [FLAKY, MISSING, DOWN, FINE])
+        await jobs.wait(job.job_id, 30)
+        group.cancel_scope.cancel()
+    assert tries == {FLAKY: 3, MISSING: 1, DOWN: 3, FINE: 1}
+    ended = jobs_db_job(jobs, job.job_id)
+    assert ended["state"] == "finished"
+    rows = [json.loads(line) for line in Path(ended["manifest"]).read_text().splitlines()]
+    assert [(r["outcome"], r["attempts"]) for r in rows] == [
+        ("done", 3),
+        ("failed", 1),
+        ("failed", 3),
+        ("done", 1),
+    ]
+    assert rows[1]["reason"] == "Retrieve instances failed: HTTP 404"
+    assert rows[2]["reason"] == "cannot connect"
+    assert rows[0]["directory"] == FLAKY
+
+
+def jobs_db_job(jobs: CohortJobs, job_id: str) -> dict[str, str]:
+    with sqlite3.connect(jobs.path) as db:
+        state, manifest = db.execute(
+            "SELECT state, manifest FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+    return {"state": state, "manifest": manifest}
