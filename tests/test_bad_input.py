@@ -107,7 +107,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("start_cohort", {"study_uids": ["1.2.3*"]}, "not a valid DICOM UID"),
     ("start_cohort", {}, "either as study_uids"),
     ("start_cohort", {"study_uids": ["1.2.3"], "filters": ["Modality"]}, "is not Keyword=value"),
-    ("start_cohort", {"study_uids": ["1.2.3"], "format": "nifti"}, "not available yet"),
+    (
+        "start_cohort",
+        {"study_uids": ["1.2.3"], "format": "nifti", "destination": "default", "deidentify": True},
+        "leave destination out",
+    ),
     ("start_cohort", {"study_uids": ["1.2.3"], "format": "png"}, "format"),
     ("cohort_status", {"job_id": "../../etc"}, "is not a job id"),
     ("cohort_status", {"wait": 600}, "wait"),

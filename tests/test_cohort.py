@@ -23,8 +23,10 @@ from dicomweb_mcp.tools.cohort_runner import CohortJobs, StudyEvent
 from dicomweb_mcp.tools.context import ToolContext
 from dicomweb_mcp.tools.server import build_server
 from tests.support.identified import make_identified_study
+from tests.support.imaging import ct_dataset, phantom_hu, save, uid
 from tests.support.mcp import text, tool_context
 from tests.support.orthanc import Orthanc
+from tests.support.reports import basic_text_sr
 
 pytestmark = pytest.mark.anyio
 
@@ -174,11 +176,13 @@ async def test_a_missing_study_is_recorded_failed_and_the_others_are_done(
 async def test_refusals_name_what_to_do(config: Config, studies: list[str]) -> None:
     async with Client(build_server(config)) as client:
         both = await client.call_tool("start_cohort", {"study_uids": studies, "filters": ["PatientID=PAT-A"]})
-        nifti = await client.call_tool("start_cohort", {"study_uids": studies, "format": "nifti"})
+        nifti = await client.call_tool(
+            "start_cohort", {"study_uids": studies, "format": "nifti", "destination": "research"}
+        )
         unknown = await client.call_tool("cohort_status", {"job_id": "0123456789ab"})
         bad = await client.call_tool("cohort_status", {"job_id": "../../x"})
     assert "not both and not neither" in text(both)
-    assert "NIfTI volumes are not available yet" in text(nifti)
+    assert "NIfTI volumes go to the download directory" in text(nifti)
     assert "No cohort job has been started" in text(unknown)
     assert "is not a job id" in text(bad)
 
@@ -267,3 +271,48 @@ async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
     assert sorted(arrived) == sorted(row["new_study_uid"] for row in rows)
     assert all(count == PER_STUDY for _, count in arrived.values())
     assert destination.statistics()["CountInstances"] == 6 * PER_STUDY
+
+
+async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Config, tmp_path: Path) -> None:
+    """A CT series of five slices (stored in a shuffled order) and an SR: the CT becomes one volume whose
+    affine puts its first voxel at the first slice's position (LPS to RAS), the SR is named as refused."""
+    import nibabel
+
+    study_uid, series_uid = uid(), uid()
+    directory = tmp_path / "volume-study"
+    slices = []
+    for k in (3, 0, 4, 1, 2):
+        ds = ct_dataset(
+            phantom_hu(32, seed=k),
+            study_uid=study_uid,
+            series_uid=series_uid,
+            InstanceNumber=k + 1,
+            ImagePositionPatient=[-100.0, -80.0, 2.5 * k],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            PixelSpacing=[0.5, 0.5],
+            SeriesDescription="Chest",
+        )
+        slices.append(save(ds, directory))
+    basic_text_sr(directory, pydicom.dcmread(slices[0].path))
+    async with DicomWebClient(config.server) as client:
+        files, _ = collect_dicom_files([directory])
+        assert len(await client.store_instances(files)) == 6
+    async with Client(build_server(config)) as client:
+        await call(
+            client, "start_cohort", study_uids=[study_uid], format="nifti", deidentify=True, server="clinical"
+        )
+        status = await call(client, "cohort_status", wait=60)
+    assert status["state"] == "finished" and status["studies"]["done"] == 1, status
+    [row] = manifest(status["manifest"])
+    root = config.download_dir.resolve()
+    [volume] = row["volumes"]
+    assert len(row["series_refused"]) == 1 and "no pixel data" in next(iter(row["series_refused"].values()))
+    image = nibabel.load(root / volume)
+    assert image.shape == (32, 32, 5)
+    # Voxel (0, 0, 0) is the first slice's first pixel: LPS (-100, -80, 0) is RAS (100, 80, 0).
+    assert list(image.affine @ [0, 0, 0, 1])[:3] == pytest.approx([100.0, 80.0, 0.0])
+    assert list(image.affine @ [0, 0, 4, 1])[:3] == pytest.approx([100.0, 80.0, 10.0])
+    sidecar = json.loads((root / volume.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Modality"] == "CT" and sidecar["NumberOfSlices"] == 5
+    assert not {"PatientName", "PatientID", "PatientBirthDate"} & set(sidecar)
+    assert series_uid not in volume and study_uid not in row["directory"]  # named by the new UIDs

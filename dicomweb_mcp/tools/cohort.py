@@ -20,7 +20,7 @@ from ..files.job_store import JobStore
 from ..files.jobs import JOB_ID, Job, JobSpec, JobState
 from .arguments import Deidentify, Filters, ServerName, Text, match_pairs
 from .cohort_runner import CohortJobs
-from .cohort_steps import cohort_directory, nifti_available
+from .cohort_steps import cohort_directory
 from .context import App, Archive, ToolContext
 from .results import CohortFailure, CohortJobResult, CohortStudies
 
@@ -41,7 +41,9 @@ async def start_cohort(
     ] = None,
     destination: Annotated[ServerName, Field(description="A server; absent: the download directory.")] = None,
     deidentify: Deidentify = False,
-    format: Annotated[Literal["dicom", "nifti"], Field(description="nifti: not available yet.")] = "dicom",
+    format: Annotated[
+        Literal["dicom", "nifti"], Field(description="nifti: image series as .nii.gz + JSON.")
+    ] = "dicom",
     server: ServerName = None,
 ) -> CohortJobResult:
     """Copy many studies as a background job that survives restarts; answers at once with its job_id."""
@@ -54,13 +56,8 @@ async def start_cohort(
                 f"source and destination are both {source.name!r}: name another destination, or set "
                 "deidentify=true for de-identified copies."
             )
-    if format == "nifti":
-        if not nifti_available():
-            raise PolicyError(
-                "NIfTI volumes are not available yet in this server: start the job with format=dicom."
-            )
-        if destination is not None:
-            raise InvalidInputError("NIfTI volumes go to the download directory: leave destination out.")
+    if format == "nifti" and destination is not None:
+        raise InvalidInputError("NIfTI volumes go to the download directory: leave destination out.")
     if bool(study_uids) == bool(filters):
         raise InvalidInputError(
             "Give the studies either as study_uids (a list of Study Instance UIDs) or as filters "

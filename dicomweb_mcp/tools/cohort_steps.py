@@ -1,6 +1,6 @@
 """What a cohort job does to one study: copy it to a named server (a transfer), or save it under the job's
-directory (a download), de-identified when asked; or, where the converter (imaging/volumes) is installed,
-write each image series as a NIfTI volume.
+directory (a download), de-identified when asked; or write each image series as a NIfTI volume
+(imaging/volumes).
 
 A step either returns what it did (``StudyDone``: counts and the fields of the study's manifest row) or
 raises. Each step can be run again for the same study with the same effect: the destination takes
@@ -10,7 +10,6 @@ come from the operator's key, so a redone study gets the same new UIDs.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,23 +20,20 @@ from ..dicom.reference import Reference
 from ..errors import DicomWebError, HTTPStatusError, InvalidInputError, NotFoundError, PolicyError
 from ..files.jobs import JobSpec
 from ..imaging.checks import RenderError
+from ..imaging.volumes import series_to_nifti
 from .context import ToolContext, no_progress
 from .deidentification import SPOOLS, Deidentification, remove_spool
 from .download import Download
 from .transfer import SPOOL_BYTES, Transfer
 
 __all__ = [
-    "NIFTI_MODULE",
     "StudyDone",
     "StudyFailed",
     "cohort_directory",
     "describe_failure",
-    "nifti_available",
     "run_study",
 ]
 
-# The converter of image series to NIfTI volumes (``series_to_nifti(files, out_dir, name=...)``).
-NIFTI_MODULE = "dicomweb_mcp.imaging.volumes"
 # Failures another attempt would meet again: the study is recorded failed at once.
 _PERMANENT = (NotFoundError, InvalidInputError, PolicyError)
 
@@ -56,10 +52,6 @@ class StudyFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
-
-
-def nifti_available() -> bool:
-    return importlib.util.find_spec(NIFTI_MODULE) is not None
 
 
 def cohort_directory(app: ToolContext, job_id: str) -> Path:
@@ -194,7 +186,6 @@ async def _to_volumes(
     spool removed at the end."""
     import anyio
 
-    converter = importlib.import_module(NIFTI_MODULE)
     spool = app.store.directory() / SPOOLS[0] / uuid.uuid4().hex
     try:
         download = await _download(app, spec, study_uid, deidentification, spool / "files")
@@ -207,7 +198,7 @@ async def _to_volumes(
         volumes: list[str] = []
         refused: dict[str, str] = {}
         for series_uid, files in sorted(by_series.items()):
-            convert = partial(converter.series_to_nifti, files, out_dir, name=series_uid)
+            convert = partial(series_to_nifti, files, out_dir, name=series_uid)
             try:
                 made = await anyio.to_thread.run_sync(convert)
             except (InvalidInputError, RenderError) as exc:  # not one stack of images, or undecodable
