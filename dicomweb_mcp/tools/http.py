@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -35,7 +35,7 @@ from .scopes import SCOPES
 if TYPE_CHECKING:
     from .oauth import JwtVerifier
 
-__all__ = ["RequireBearerToken", "RequireOAuthToken", "serve_http", "transport_security"]
+__all__ = ["RequireBearerToken", "RequireOAuthToken", "json_answer", "serve_http", "transport_security"]
 
 log = logging.getLogger("dicomweb_mcp.http")
 
@@ -55,13 +55,13 @@ class RequireBearerToken:
             if str(scope.get("path", "")).startswith("/.well-known/"):
                 # No OAuth here: a 401 on the discovery documents would send a host into a login flow
                 # that cannot succeed, instead of telling its user that the header is missing.
-                await _answer(send, 404, {"error": "not_found", "message": _NO_OAUTH})
+                await json_answer(send, 404, {"error": "not_found", "message": _NO_OAUTH})
                 return
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             scheme, _, token = given.partition(b" ")
             # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
-                await _answer(
+                await json_answer(
                     send,
                     401,
                     {"error": "unauthorized", "message": _NO_OAUTH},
@@ -113,7 +113,7 @@ class RequireOAuthToken:
             return
         if path.startswith("/.well-known/"):
             message = f"This server is an OAuth resource server; its authorization server is {self._issuer}."
-            await _answer(send, 404, {"error": "not_found", "error_description": message})
+            await json_answer(send, 404, {"error": "not_found", "error_description": message})
             return
         query = parse_qsl(bytes(scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
         if any(name == "access_token" for name, _ in query):
@@ -129,7 +129,7 @@ class RequireOAuthToken:
                 "error_description": f"This server needs an OAuth access token from {self._issuer}.",
             }
             challenge = f"{self._challenge}, {self._scope_hint}"
-            await _answer(send, 401, body, [(b"www-authenticate", challenge.encode())])
+            await json_answer(send, 401, body, [(b"www-authenticate", challenge.encode())])
             return
         scheme, _, token = given[0].decode("latin-1").partition(" ")
         if len(given) > 1 or scheme.lower() != "bearer" or not token.strip():
@@ -161,7 +161,7 @@ class RequireOAuthToken:
         challenge = f'{self._challenge}, error="{error}", error_description="{safe}"'
         if error == "insufficient_scope":
             challenge += f", {self._scope_hint}"
-        await _answer(
+        await json_answer(
             send,
             status,
             {"error": error, "error_description": description},
@@ -175,9 +175,10 @@ _NO_OAUTH = (
 )
 
 
-async def _answer(
-    send: Send, status: int, content: dict[str, str], headers: list[tuple[bytes, bytes]] | None = None
+async def json_answer(
+    send: Send, status: int, content: Mapping[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
+    """A whole JSON response: the HTTP layer's refusals, here and in tools/stateless.py."""
     body = json.dumps(content).encode()
     await send(
         {
@@ -186,7 +187,7 @@ async def _answer(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                *(headers or []),
+                *headers,
             ],
         }
     )

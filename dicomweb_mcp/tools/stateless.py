@@ -41,6 +41,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from .http import json_answer
+
 __all__ = ["StatelessSessions", "read_session_id", "session_id_for", "stateless_app"]
 
 log = logging.getLogger("dicomweb_mcp.http")
@@ -242,16 +244,6 @@ def _header(scope: Scope, name: str) -> str | None:
 
 
 async def _error(send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
+    await json_answer(
+        send, status, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}, headers
     )
-    await send({"type": "http.response.body", "body": body})
