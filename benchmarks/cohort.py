@@ -360,6 +360,42 @@ async def killed(
 # ---- the report ------------------------------------------------------------------------------------------------
 
 
+def restart_checks(
+    restart: dict[str, Any], unkilled: dict[str, Any], studies: int, per_study: int
+) -> list[tuple[str, bool, str]]:
+    """Print the restart's counts (adding them to ``restart``) and return its targets."""
+    clean_posts = unkilled["proxies"]["destination"]["methods"].get("POST", 0)
+    posts = restart["proxies"]["destination"]["methods"].get("POST", 0)
+    restart |= {
+        "stow_requests": posts,
+        "stow_requests_unkilled": clean_posts,
+        "stow_requests_repeated": posts - clean_posts,
+    }
+    running = restart["at_kill"]["studies"]["running"]
+    # A study's STOW requests in an unkilled job, times the studies under way when the server was killed.
+    in_flight = -(-clean_posts // studies) * running
+    print(
+        f"\nSIGKILL after {restart['at_kill']['studies']['done']} studies done ({running} running); "
+        f"resumed {restart['resumed_after_s']:.0f} s after the restart (the killed server's lease); "
+        f"STOW requests {posts} against {clean_posts} unkilled ({posts - clean_posts} repeated); studies "
+        f"answered already present: {restart['studies_already_present']} "
+        f"({restart['instances_already_present']} instances); instances a study at the destination: "
+        f"{restart['instances_per_study']}\n"
+    )
+    return [
+        (
+            "restart: every study's instances at the destination exactly once",
+            restart["instances_per_study"] == [per_study],
+            str(restart["instances_per_study"]),
+        ),
+        (
+            "restart: no STOW repeated beyond those of the studies running at the kill",
+            posts - clean_posts <= in_flight,
+            f"{posts - clean_posts} (at most {in_flight})",
+        ),
+    ]
+
+
 def requests_line(counted: dict[str, Any]) -> str:
     parts = []
     for side in ("source", "destination"):
@@ -410,21 +446,18 @@ async def main(args: argparse.Namespace) -> None:
                     f"job run {run + 1}: {measured['seconds']:.1f} s, {mb / measured['seconds']:.1f} MB/s, "
                     f"RSS {measured['memory']}"
                 )
-            destination.orthanc.clear()
-            kill_at = max(1, len(uids) // 3)
-            log(f"the job killed with SIGKILL after {kill_at} studies, then resumed")
-            env = server_env(workdir, source, destination, workdir / "dl-killed")
-            restart = await killed(env, uids, source, destination, kill_at)
-            counts = check_whole(destination.orthanc, uids, per_study)
-            restart["instances_per_study"] = sorted(set(counts.values()))
+            restart = None
+            if not args.no_restart:
+                destination.orthanc.clear()
+                kill_at = max(1, len(uids) // 3)
+                log(f"the job killed with SIGKILL after {kill_at} studies, then resumed")
+                env = server_env(workdir, source, destination, workdir / "dl-killed")
+                restart = await killed(env, uids, source, destination, kill_at)
+                counts = check_whole(destination.orthanc, uids, per_study)
+                restart["instances_per_study"] = sorted(set(counts.values()))
     link_s = statistics.median(r["seconds"] for r in links)
     job_s = statistics.median(r["seconds"] for r in runs)
     last = runs[-1]
-    clean_posts = last["proxies"]["destination"]["methods"].get("POST", 0)
-    restart_posts = restart["proxies"]["destination"]["methods"].get("POST", 0)
-    restart["stow_requests"] = restart_posts
-    restart["stow_requests_unkilled"] = clean_posts
-    restart["stow_requests_repeated"] = restart_posts - clean_posts
     results |= {
         "link": {
             "seconds": link_s,
@@ -457,20 +490,10 @@ async def main(args: argparse.Namespace) -> None:
             f"| {label} | {used['start_mib']:.0f} | {used['peak_mib']:.0f} | {used['end_mib']:.0f} "
             f"| {used['hwm_mib']:.0f} |"
         )
-    print(
-        f"\nSIGKILL after {restart['at_kill']['studies']['done']} studies done "
-        f"({restart['at_kill']['studies']['running']} running); resumed {restart['resumed_after_s']:.0f} s "
-        f"after the restart (the killed server's lease); STOW requests {restart_posts} against "
-        f"{clean_posts} unkilled ({restart['stow_requests_repeated']} repeated); studies answered already "
-        f"present: {restart['studies_already_present']} ({restart['instances_already_present']} instances); "
-        f"instances a study at the destination: {restart['instances_per_study']}\n"
-    )
     growth = max(
         memory_full["peak_mib"] - memory_full["start_mib"],
         memory_small["peak_mib"] - memory_small["start_mib"],
     )
-    # A study's STOW requests in an unkilled job, times the studies under way when the server was killed.
-    in_flight = -(-clean_posts // len(uids)) * restart["at_kill"]["studies"]["running"]
     drift = memory_full["peak_mib"] - memory_small["peak_mib"]
     checks = [
         (f"throughput >= {LINK_RATIO}x the link", link_s / job_s >= LINK_RATIO, f"{link_s / job_s:.2f}x"),
@@ -480,17 +503,9 @@ async def main(args: argparse.Namespace) -> None:
             drift <= MAX_PEAK_DRIFT_MIB,
             f"{drift:.0f} MiB",
         ),
-        (
-            "restart: every study's instances at the destination exactly once",
-            restart["instances_per_study"] == [per_study],
-            str(restart["instances_per_study"]),
-        ),
-        (
-            "restart: no STOW repeated beyond those of the studies running at the kill",
-            restart["stow_requests_repeated"] <= in_flight,
-            f"{restart['stow_requests_repeated']} (at most {in_flight})",
-        ),
     ]
+    if restart is not None:
+        checks += restart_checks(restart, last, len(uids), per_study)
     results["targets"] = [{"target": name, "met": met, "measured": shown} for name, met, shown in checks]
     for name, met, shown in checks:
         print(f"{'met   ' if met else 'MISSED'} {name}: {shown}")
@@ -515,5 +530,6 @@ if __name__ == "__main__":
     parser.add_argument("--rtt-ms", type=float, default=40.0)
     parser.add_argument("--conn-mbit", type=float, default=100.0)
     parser.add_argument("--total-mbit", type=float, default=1000.0)
+    parser.add_argument("--no-restart", action="store_true", help="leave out the SIGKILL part (tuning runs)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     anyio.run(main, parser.parse_args())
