@@ -13,6 +13,8 @@ bash scripts/setup.sh curl time
 # Server to server: transfer_instances against retrieve-then-store and dicomweb-client (loopback, then WAN).
 .venv/bin/python -m benchmarks.transfer --runs 3
 .venv/bin/python -m benchmarks.transfer --runs 3 --wan --out benchmarks/results/wan-transfer
+# A cohort job of 500 small studies between two Orthancs over the WAN, its server's memory, a SIGKILL mid-job.
+.venv/bin/python -m benchmarks.cohort --wan
 # The study viewer in a real browser: first picture, warm slice, scroll rate (loopback, then WAN).
 .venv/bin/python -m benchmarks.viewer --runs 3
 exec .venv/bin/python -m benchmarks.run "$@"
