@@ -36,15 +36,17 @@ PER_STUDY = 2  # instances: one STOW request carries a whole study
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
-    """Real HTTP, counting the STOW requests (POST .../studies) it sends."""
+    """Real HTTP, counting the STOW requests (POST .../studies) it sends, and keeping every request's path."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.stores = 0
+        self.paths: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path.endswith("/studies"):
             self.stores += 1
+        self.paths.append(f"{request.method} {request.url.path}")
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -82,6 +84,11 @@ async def studies(orthanc_config: Config, tmp_path: Path) -> list[str]:
     return uids
 
 
+def _root(transport: CountingTransport) -> str:
+    """The DICOMweb root's path, as the requests a transport counted show it."""
+    return next(p.split(" ", 1)[1].split("/studies")[0] for p in transport.paths if "/studies" in p)
+
+
 def manifest(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -109,7 +116,8 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patient(
     config: Config, studies: list[str], destination: Orthanc
 ) -> None:
-    async with Client(build_server(config)) as client:
+    source = CountingTransport()
+    async with Client(build_server(config, transports={"clinical": source})) as client:
         started = await call(
             client,
             "start_cohort",
@@ -135,6 +143,10 @@ async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patien
     pseudonyms = [arrived[uid][0] for uid in new_uids]
     assert pseudonyms[0] == pseudonyms[1] != pseudonyms[2] == pseudonyms[3] != pseudonyms[4] == pseudonyms[5]
     assert all(p.startswith("ANON-") for p in pseudonyms) and pseudonyms[0] != pseudonyms[4]
+    # The job runs studies side by side, so each study is one GET at the source, with no series list first.
+    root = _root(source)
+    retrieves = [p for p in source.paths if p.startswith("GET") and "/studies/" in p]
+    assert sorted(retrieves) == sorted(f"GET {root}/studies/{uid}" for uid in studies)
 
 
 async def test_a_cohort_by_filters_to_the_download_directory(config: Config, studies: list[str]) -> None:

@@ -106,7 +106,14 @@ async def _to_server(
 ) -> StudyDone:
     source, destination = app.archive(spec.source), app.archive(spec.destination, "store")
     transfer = Transfer(
-        source, destination, app.store, no_progress, source.config.concurrency, deidentification, spool_bytes
+        source,
+        destination,
+        app.store,
+        no_progress,
+        source.config.concurrency,
+        deidentification,
+        spool_bytes,
+        split=False,  # the job runs studies side by side: one GET a study, no series list first
     )
     result = await transfer.run(Reference(study_uid))
     counts = result.counts
@@ -153,6 +160,7 @@ async def _download(
         finish=partial(deidentification.apply, target_dir=directory) if deidentification else None,
         manifest=saved_as.level_file(directory, "manifest"),
         saved_study_uid=saved_as.study_uid,
+        split=False,  # as for a transfer: the job's studies side by side fill the link
     )
     try:
         await download.run()

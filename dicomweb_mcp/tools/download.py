@@ -76,6 +76,8 @@ class Download:
     manifest: Path | None = None
     # The study UID the kept files carry (a de-identified copy's new one), for the manifest.
     saved_study_uid: str | None = None
+    # False: one GET, no series list first; for a caller that already runs several downloads at once.
+    split: bool = True
     saved: list[DicomFile] = field(default_factory=list)
     saved_bytes: int = 0
     total: int | None = None  # instances expected, when the series list said
@@ -86,7 +88,7 @@ class Download:
         transfer_syntax_value(self.transfer_syntax)  # refused before the first request
         started = time.monotonic()
         try:
-            units = await self._plan() if self.reference.instance_uid is None else None
+            units = await self._plan() if self.split and self.reference.instance_uid is None else None
             if units:
                 await self._in_parallel(units)
             else:

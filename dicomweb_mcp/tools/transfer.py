@@ -49,6 +49,7 @@ class Transfer:
     concurrency: int  # retrieving connections at once
     deidentification: Deidentification | None = None
     spool_bytes: int = SPOOL_BYTES
+    split: bool = True  # see Download.split
     retrieved: int = 0
     retrieved_bytes: int = 0
     peak_spooled: int = 0  # the most bytes the spool held at once
@@ -74,6 +75,7 @@ class Transfer:
                     self._report_retrieved,
                     self.concurrency,
                     finish=lambda file: self._spooled_file(file, spool / "out"),
+                    split=self.split,
                 )
                 try:
                     await download.run()
