@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..files.job_store import JobStore, open_job_store, sqlite_path
+from ..files.job_store import JobStore, masked_url, open_job_store, sqlite_path
 from ..files.jobs import (
     Job,
     JobCounts,
@@ -97,7 +97,7 @@ class CohortJobs:
     @property
     def where(self) -> str:
         """The store, for messages (a database URL without its password)."""
-        return self._store.where if self._store is not None else str(self.path)
+        return masked_url(self.database) if self.database is not None else str(self.path)
 
     def close(self) -> None:
         if self._store is not None:

@@ -236,3 +236,12 @@ def test_the_sqlite_database_is_the_owner_s_only(tmp_path: Path) -> None:
     SqliteJobStore(tmp_path / ".jobs" / "jobs.sqlite3").close()
     assert (tmp_path / ".jobs" / "jobs.sqlite3").stat().st_mode & 0o077 == 0
     assert (tmp_path / ".jobs").stat().st_mode & 0o077 == 0
+
+
+def test_an_unreachable_postgresql_fails_at_once_without_showing_the_password(tmp_path: Path) -> None:
+    from tests.support.orthanc import free_port
+
+    url = f"postgresql://mcp:hunter2@127.0.0.1:{free_port()}/jobs"  # nothing listens there
+    with pytest.raises(Exception) as failed:
+        open_job_store(url, tmp_path)
+    assert "Connection refused" in str(failed.value) and "hunter2" not in str(failed.value)
