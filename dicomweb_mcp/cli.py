@@ -56,6 +56,7 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_MAX_RETRIES     retries of a refused or throttled request (3)
   DICOMWEB_CONCURRENCY     requests in flight for one store or study retrieve (8)
   DICOMWEB_JOB_CONCURRENCY studies a cohort job works on at once (4)
+  DICOMWEB_JOBS_DATABASE   postgresql://user@host:port/db: cohort jobs shared by replicas (default SQLite)
   DICOMWEB_AUDIT_LOG       a JSON line per tool call; unwritable: no start, no call
   DICOMWEB_AUDIT_MAX_BYTES, DICOMWEB_AUDIT_KEEP   rotation: size (50000000) and old files kept (10)
   DICOMWEB_LOG_LEVEL       DEBUG | INFO | WARNING (default) | ERROR, to stderr

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .files.job_store import masked_url
 
 __all__ = ["DEFAULT_AZURE_SCOPE", "DEFAULT_SERVER", "AuthMode", "Config", "ServerConfig", "ServerKind"]
 
@@ -62,6 +63,7 @@ class ServerKind(StrEnum):
 
 
 _E = TypeVar("_E", bound=StrEnum)
+_POSTGRES = ("postgresql", "postgres")
 
 _SECRET_FIELDS = frozenset({"password", "token", "mcp_token", "client_secret", "mcp_state_keys"})
 
@@ -74,6 +76,8 @@ def _repr(settings: Any) -> str:
             shown.append(f"{f.name}={'***' if value else None}")
         elif f.name == "url":
             shown.append(f"url={settings.base_url!r}")
+        elif f.name == "jobs_database" and value is not None:
+            shown.append(f"jobs_database={masked_url(value)!r}")
         else:
             shown.append(f"{f.name}={value!r}")
     return f"{type(settings).__name__}({', '.join(shown)})"
@@ -250,6 +254,8 @@ class Config:
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     audit_keep: int = DEFAULT_AUDIT_KEEP
     job_concurrency: int = DEFAULT_JOB_CONCURRENCY
+    # The cohort jobs' tables in this PostgreSQL database, shared by replicas (None: SQLite, per directory).
+    jobs_database: str | None = None
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -270,6 +276,11 @@ class Config:
         if not 1 <= self.job_concurrency <= 32:
             raise ConfigError(
                 f"DICOMWEB_JOB_CONCURRENCY must be between 1 and 32, not {self.job_concurrency}."
+            )
+        if self.jobs_database is not None and urlsplit(self.jobs_database).scheme not in _POSTGRES:
+            raise ConfigError(
+                f"DICOMWEB_JOBS_DATABASE {masked_url(self.jobs_database)!r} is not a PostgreSQL URL like "
+                "postgresql://user@host:5432/database (the password in it or in PGPASSWORD)."
             )
         self._check_oauth()
         self._check_stateless()

@@ -116,6 +116,7 @@ def read_config(env: Mapping[str, str]) -> Config:
         job_concurrency=_number(
             get("DICOMWEB_JOB_CONCURRENCY"), "DICOMWEB_JOB_CONCURRENCY", int, DEFAULT_JOB_CONCURRENCY
         ),
+        jobs_database=get("DICOMWEB_JOBS_DATABASE"),
     )
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what the project needs on a Debian machine: Orthanc with its DICOMweb plugin (for the tests and
-# the demo), nginx, chromium (the viewer's browser tests) and a virtual environment with the package and its
-# test tools. Safe to run again.
+# the demo), nginx, chromium (the viewer's browser tests), PostgreSQL (cohort jobs shared by replicas) and a
+# virtual environment with the package and its test tools. Safe to run again.
 # Arguments name more Debian packages to install the same way (the benchmark's curl and time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(orthanc orthanc-dicomweb nginx chromium "$@")
+APT_PACKAGES=(orthanc orthanc-dicomweb nginx chromium postgresql "$@")
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -16,11 +16,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "setup: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
-    # The Debian packages may start Orthanc and nginx as services; the tests run their own instances.
+    # The Debian packages may start Orthanc, nginx and PostgreSQL as services; the tests run their own.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if command -v service >/dev/null 2>&1; then
         $SUDO service orthanc stop >/dev/null 2>&1 || true
         $SUDO service nginx stop >/dev/null 2>&1 || true
+        $SUDO service postgresql stop >/dev/null 2>&1 || true
     fi
 fi
 
@@ -37,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
-.venv/bin/python -c "import dicomweb_mcp, mcp, pydicom, respx" # fail here, clearly, if the install did not work
+.venv/bin/python -c "import dicomweb_mcp, mcp, pydicom, respx, psycopg_pool" # fail here, clearly, if the install did not work
 
 # The MCP clients other than Python's that the tests connect with (tests/clients): Node and the exact
 # versions in the committed lock. Debian's packages when Node or npm is missing.

@@ -8,15 +8,18 @@ import pytest
 from dicomweb_mcp import Config, DicomWebClient
 from tests.support.idp import IdentityProvider, running_identity_provider
 from tests.support.orthanc import Orthanc
+from tests.support.postgres import Postgres
 from tests.support.samples import Samples, make_samples
 
-# Fixtures that start a real Orthanc, nginx or identity provider. A test whose fixture closure holds any of
+# Fixtures that start a real Orthanc, nginx, PostgreSQL or identity provider. A test whose fixture closure holds any of
 # them is marked ``orthanc`` below, so that ``pytest -m "not orthanc"`` is the fast tier (no server process
 # at all); one that starts the identity provider is marked ``idp`` too.
 # Fixtures built on these (empty_orthanc, orthanc_config, client, config...) need no entry: the closure
 # of a test lists every fixture it depends on, however indirectly.
 IDP_FIXTURES = frozenset({"identity_provider", "own_identity_provider"})
-SERVER_FIXTURES = frozenset({"orthanc", "second_orthanc", "secured_orthanc", "gateway"}) | IDP_FIXTURES
+SERVER_FIXTURES = (
+    frozenset({"orthanc", "second_orthanc", "secured_orthanc", "gateway", "postgres"}) | IDP_FIXTURES
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -83,6 +86,27 @@ def own_identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A real OpenID provider for one test, which may change its keys."""
     with running_identity_provider(tmp_path_factory.mktemp("idp")) as provider:
         yield provider
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL for the cohort jobs shared by replicas; each test takes a database of its own."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The postgresql case starts a server process: marked so, since the fixture is only asked for inside.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.orthanc)])
+def jobs_database(request: pytest.FixtureRequest) -> str | None:
+    """Each job store in turn: None (SQLite under the download directory), then a new PostgreSQL database's
+    URL (DICOMWEB_JOBS_DATABASE)."""
+    if request.param == "sqlite":
+        return None
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.new_database()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Cohort jobs between two real Orthancs: six studies of three patients copied de-identified (one pseudonym
 per patient), saved to the download directory, a missing study recorded failed beside the others, a job
-cancelled, and a server stopped midway whose successor finishes the job without sending a study twice."""
+cancelled, a server stopped midway whose successor finishes the job without sending a study twice, and a
+replica that stops without a word whose job another replica takes over. The tests that run a job to its end
+do so on each job store: SQLite, and a real PostgreSQL (``jobs_database``)."""
 
 from __future__ import annotations
 
@@ -114,10 +116,11 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 
 
 async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patient(
-    config: Config, studies: list[str], destination: Orthanc
+    config: Config, studies: list[str], destination: Orthanc, jobs_database: str | None
 ) -> None:
     source = CountingTransport()
-    async with Client(build_server(config, transports={"clinical": source})) as client:
+    server = build_server(config.changed(jobs_database=jobs_database), transports={"clinical": source})
+    async with Client(server) as client:
         started = await call(
             client,
             "start_cohort",
@@ -203,7 +206,8 @@ async def test_refusals_name_what_to_do(config: Config, studies: list[str]) -> N
 async def runner(
     config: Config,
     research: httpx.AsyncBaseTransport,
-    on_study: Callable[[StudyEvent, str, int], Awaitable[None]],
+    on_study: Callable[[StudyEvent, str, int], Awaitable[None]] | None,
+    lease: float = 60.0,
 ) -> AsyncIterator[tuple[ToolContext, CohortJobs]]:
     """A job runner as a server's lifespan runs it, with ``on_study`` called at each study; stopped (as a
     server is) when the block ends."""
@@ -213,7 +217,7 @@ async def runner(
         anyio.create_task_group() as group,
     ):
         plain = tool_context(config, source, target)
-        jobs = CohortJobs(plain, backoff_base=0, on_study=on_study)
+        jobs = CohortJobs(plain, lease=lease, backoff_base=0, on_study=on_study)
         await group.start(jobs.run)
         yield replace(plain, jobs=jobs), jobs
         group.cancel_scope.cancel()
@@ -256,12 +260,17 @@ async def test_cancel_stops_the_job_and_the_manifest_says_what_was_not_done(
 
 @pytest.mark.parametrize(("event", "redone"), [("recorded", 0), ("sent", 1)])
 async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
-    config: Config, studies: list[str], destination: Orthanc, event: StudyEvent, redone: int
+    config: Config,
+    studies: list[str],
+    destination: Orthanc,
+    event: StudyEvent,
+    redone: int,
+    jobs_database: str | None,
 ) -> None:
     """Stopped after the third study was recorded: the next server sends the other three, once each.
     Stopped after the third study was sent but before it was recorded: that study is sent again, and the
     destination takes it as already present; it holds each instance once either way."""
-    config = config.changed(job_concurrency=1)
+    config = config.changed(job_concurrency=1, jobs_database=jobs_database)
     first, second = CountingTransport(), CountingTransport()
     reached, hook = stop_at(event, 3)
     async with runner(config, first, hook) as (app, _):
@@ -282,6 +291,43 @@ async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
     arrived = orthanc_studies(destination)
     assert sorted(arrived) == sorted(row["new_study_uid"] for row in rows)
     assert all(count == PER_STUDY for _, count in arrived.values())
+    assert destination.statistics()["CountInstances"] == 6 * PER_STUDY
+
+
+async def test_a_stopped_replica_s_job_is_taken_over_and_no_study_is_sent_twice(
+    config: Config, studies: list[str], destination: Orthanc, jobs_database: str | None
+) -> None:
+    """Two replicas on one job store and one download directory. The first holds after its third study and
+    then reaches the store no more, without releasing its job (as a crashed or cut-off replica); the second
+    reports the job as the store has it, takes it over once the first's lease has expired, and finishes it:
+    the destination received each study once."""
+    config = config.changed(job_concurrency=1, jobs_database=jobs_database)
+    lease = 3.0  # seconds: renewed every second while the first replica lives
+    first, second = CountingTransport(), CountingTransport()
+    reached, hold = stop_at("recorded", 3)
+    async with runner(config, first, hold, lease) as (one, first_jobs):
+        job = await start_cohort(
+            one, study_uids=studies, destination="research", deidentify=True, server="clinical"
+        )
+        await reached.wait()
+        async with runner(config, second, None, lease) as (other, _):
+            seen = await cohort_status(other, job_id=job.job_id)
+            assert (seen.state, seen.studies.done, seen.studies.pending) == ("running", 3, 3)
+            assert seen.note is not None and seen.note.startswith("Run by another server process")
+            assert seen.rate_mb_per_s is not None and seen.seconds_left is not None
+
+            async def gone(*args: Any) -> Any:
+                raise ConnectionError("this replica has stopped")
+
+            first_jobs.db = gone  # type: ignore[method-assign]
+            status = await cohort_status(other, job_id=job.job_id, wait=60)
+    assert status.state == "finished", status
+    assert status.studies.done == 6
+    assert (first.stores, second.stores) == (3, 3)
+    assert status.manifest is not None
+    rows = manifest(status.manifest)
+    assert [row["outcome"] for row in rows] == ["done"] * 6
+    assert [row["attempts"] for row in rows] == [1] * 6
     assert destination.statistics()["CountInstances"] == 6 * PER_STUDY
 
 

@@ -1,27 +1,29 @@
-"""Cohort jobs on disk: each job and each of its studies as rows of an SQLite database under the download
-directory (``.jobs/jobs.sqlite3``), so that a restarted server knows what is done and what is not.
+"""Cohort jobs in a database: each job and each of its studies as rows, so that a restarted server knows
+what is done and what is not. By default SQLite under the download directory (``.jobs/jobs.sqlite3``); with
+``DICOMWEB_JOBS_DATABASE`` PostgreSQL (files/job_store_pg), shared by every replica.
 
-Every method is one short transaction, synchronous (callers run them in a worker thread). The SQL is
-plain (``CREATE TABLE IF NOT EXISTS``, ``UPDATE ... WHERE``, no ``INSERT OR REPLACE``, no SQLite
-functions; types PostgreSQL knows) and lives in this module only, so that a PostgreSQL store can follow
-with the same methods. A job belongs to one runner at a time through a lease (``owner``,
-``lease_until``): a runner that stops without releasing it (a crash) loses it when the lease expires.
+Every method is one short transaction, synchronous (callers run them in a worker thread). The SQL is the
+same for both databases and lives in this class only: plain (``CREATE TABLE IF NOT EXISTS``, ``UPDATE ...
+WHERE``, no ``INSERT OR REPLACE``, no functions of one database), written with ``?`` placeholders that the
+PostgreSQL store turns into psycopg's ``%s``. A job belongs to one runner at a time through a lease
+(``owner``, ``lease_until``): a runner that stops without releasing it (a crash) loses it when the lease
+expires. Where two runners may race, the statement that decides is conditional (an ``UPDATE ... WHERE``
+whose row count says who won) and, in PostgreSQL, the job's row is locked while a study is claimed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .jobs import Job, JobCounts, JobSpec, JobState, StudyRow, StudyState
+from .jobs import Job, JobCounts, JobProgress, JobSpec, JobState, StudyRow, StudyState
 
-__all__ = ["JobStore"]
+__all__ = ["JobStore", "Session", "masked_url", "open_job_store", "sqlite_path"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -57,7 +59,52 @@ _SCHEMA = (
 )
 
 
-def _job(row: sqlite3.Row) -> Job:
+def masked_url(url: str) -> str:
+    """A database URL fit to show: its password, in the address or the query, as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        shown = [(key, "***" if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(shown, safe="*"))
+    return urlunsplit(parts)
+
+
+def sqlite_path(download_dir: Path) -> Path:
+    return download_dir / ".jobs" / "jobs.sqlite3"
+
+
+def open_job_store(database: str | None, download_dir: Path) -> JobStore:
+    """The job store a server uses: PostgreSQL at ``database`` (a ``postgresql://`` URL), else SQLite under
+    ``download_dir``."""
+    if database is not None:
+        from .job_store_pg import PostgresJobStore
+
+        return PostgresJobStore(database)
+    from .job_store_sqlite import SqliteJobStore
+
+    return SqliteJobStore(sqlite_path(download_dir))
+
+
+@dataclass(frozen=True)
+class Session:
+    """One connection inside one transaction, with the statements' placeholders in its driver's style."""
+
+    connection: Any  # sqlite3.Connection or psycopg.Connection: the calls used are the same (DB-API)
+    placeholder: str = "?"
+
+    def _sql(self, statement: str) -> str:
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+    def execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        return self.connection.execute(self._sql(statement), parameters)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.connection.cursor().executemany(self._sql(statement), rows)
+
+
+def _job(row: Mapping[str, Any]) -> Job:
     spec = JobSpec(row["source"], row["destination"], bool(row["deidentify"]), row["format"])
     return Job(
         row["job_id"],
@@ -72,7 +119,7 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-def _study(row: sqlite3.Row) -> StudyRow:
+def _study(row: Mapping[str, Any]) -> StudyRow:
     return StudyRow(
         row["job_id"],
         row["position"],
@@ -89,39 +136,29 @@ def _study(row: sqlite3.Row) -> StudyRow:
 
 
 class JobStore:
-    """The jobs of one download directory. Thread-safe: one connection, one transaction at a time."""
+    """The jobs, in whichever database: every statement is here; a subclass gives the connections."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # The rows name studies: readable by the owner only (SQLite gives its -wal and -shm files the same).
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self.path = path
-        self._lock = threading.Lock()
-        # Autocommit mode: each method opens its own transaction (BEGIN IMMEDIATE) and ends it.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        # WAL: readers (a status call) never wait for the runner's writes. NORMAL sync: a mark lost to a
-        # power cut only makes a study be sent again, which the destination takes as already present.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
+    # Where the rows are, for messages (never a password).
+    where: str = ""
+    # Appended to the statement that reads a job's row before a study is claimed: PostgreSQL locks the row
+    # there, so that claims of one job (two workers, or an adoption) follow each other. SQLite's write
+    # transactions already do.
+    lock_row: str = ""
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """A write transaction, committed when the block ends, rolled back when it raises."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Session]:
+        """A connection to read with."""
+        return self._transaction()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        raise NotImplementedError
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def create_schema(self, db: Session) -> None:
+        for statement in _SCHEMA:
+            db.execute(statement)
 
     # ---- jobs ---------------------------------------------------------------------------------------
 
@@ -158,18 +195,18 @@ class JobStore:
         return job
 
     def job(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _job(row) if row is not None else None
 
     def latest(self) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
         return _job(row) if row is not None else None
 
     def counts(self, job_id: str) -> JobCounts:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT state, COUNT(*) AS n, SUM(bytes) AS b, SUM(instances) AS i FROM studies "
                 "WHERE job_id = ? GROUP BY state",
                 (job_id,),
@@ -183,16 +220,16 @@ class JobStore:
         )
 
     def failures(self, job_id: str, limit: int) -> list[StudyRow]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? AND state = ? ORDER BY position LIMIT ?",
                 (job_id, StudyState.FAILED.value, limit),
             ).fetchall()
         return [_study(row) for row in rows]
 
     def studies(self, job_id: str) -> list[StudyRow]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? ORDER BY position", (job_id,)
             ).fetchall()
         return [_study(row) for row in rows]
@@ -214,7 +251,7 @@ class JobStore:
                 "UPDATE jobs SET state = ? WHERE job_id = ? AND state = ?",
                 (JobState.CANCELLED.value, job_id, JobState.RUNNING.value),
             )
-            return cursor.rowcount == 1
+            return bool(cursor.rowcount == 1)
 
     # ---- leases -------------------------------------------------------------------------------------
 
@@ -228,15 +265,21 @@ class JobStore:
                 "ORDER BY created_at",
                 (JobState.RUNNING.value, now),
             ).fetchall()
-            taken = [row["job_id"] for row in rows]
-            for job_id in taken:
-                db.execute(
-                    "UPDATE jobs SET owner = ?, lease_until = ? WHERE job_id = ?",
-                    (owner, now + lease, job_id),
+            taken = []
+            for row in rows:
+                # Conditional: of two runners adopting at once, the second finds the job held and gets 0 rows
+                # (PostgreSQL checks the condition again on the row the first one committed).
+                cursor = db.execute(
+                    "UPDATE jobs SET owner = ?, lease_until = ? WHERE job_id = ? AND state = ? "
+                    "AND (owner IS NULL OR lease_until < ?)",
+                    (owner, now + lease, row["job_id"], JobState.RUNNING.value, now),
                 )
+                if cursor.rowcount != 1:
+                    continue
+                taken.append(row["job_id"])
                 db.execute(
                     "UPDATE studies SET state = ? WHERE job_id = ? AND state = ?",
-                    (StudyState.PENDING.value, job_id, StudyState.RUNNING.value),
+                    (StudyState.PENDING.value, row["job_id"], StudyState.RUNNING.value),
                 )
         return taken
 
@@ -247,7 +290,7 @@ class JobStore:
                 "UPDATE jobs SET lease_until = ? WHERE job_id = ? AND owner = ? AND state = ?",
                 (now + lease, job_id, owner, JobState.RUNNING.value),
             )
-            return cursor.rowcount == 1
+            return bool(cursor.rowcount == 1)
 
     def release(self, job_id: str, owner: str) -> None:
         """Give a job up (the server is stopping): the next runner to start takes it at once."""
@@ -264,7 +307,7 @@ class JobStore:
         when there is none, or the job is no longer ``owner``'s to run."""
         with self._transaction() as db:
             held = db.execute(
-                "SELECT 1 FROM jobs WHERE job_id = ? AND owner = ? AND state = ?",
+                "SELECT 1 FROM jobs WHERE job_id = ? AND owner = ? AND state = ?" + self.lock_row,
                 (job_id, owner, JobState.RUNNING.value),
             ).fetchone()
             if held is None:
@@ -286,11 +329,23 @@ class JobStore:
             ).fetchone()
         return _study(claimed)
 
+    def progress(self, job_id: str, since: float) -> JobProgress:
+        """The studies ended (done or failed) since ``since``, by whichever runner: what a rate and a time
+        left are computed from, the same on every replica."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT COUNT(*) AS n, SUM(bytes) AS b, MIN(started_at) AS t FROM studies "
+                "WHERE job_id = ? AND state IN (?, ?) AND finished_at >= ?",
+                (job_id, StudyState.DONE.value, StudyState.FAILED.value, since),
+            ).fetchone()
+        first = row["t"]
+        return JobProgress(int(row["n"]), int(row["b"] or 0), float(first) if first is not None else None)
+
     def next_retry(self, job_id: str) -> float | None:
         """When the earliest pending study may be tried (0 for one that may be tried now); None when
         nothing is pending."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT COUNT(*) AS n, MIN(COALESCE(not_before, 0)) AS t FROM studies "
                 "WHERE job_id = ? AND state = ?",
                 (job_id, StudyState.PENDING.value),

@@ -14,6 +14,7 @@ __all__ = [
     "JOB_ID",
     "Job",
     "JobCounts",
+    "JobProgress",
     "JobSpec",
     "JobState",
     "StudyRow",
@@ -87,6 +88,25 @@ class JobCounts:
     failed: int = 0
     bytes: int = 0
     instances: int = 0
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """The studies of a job ended in a recent window, for its rate and time left."""
+
+    studies: int  # ended (done or failed)
+    bytes: int
+    first_started: float | None  # when the earliest of them started
+
+    def rate(self, now: float) -> float | None:
+        """Bytes a second since the earliest of these studies started."""
+        elapsed = now - self.first_started if self.first_started is not None else 0
+        return self.bytes / elapsed if self.studies and elapsed > 0 else None
+
+    def seconds_left(self, remaining: int, now: float) -> float | None:
+        """At the pace of these studies, the time the ``remaining`` ones take."""
+        elapsed = now - self.first_started if self.first_started is not None else 0
+        return remaining * elapsed / self.studies if self.studies and elapsed > 0 else None
 
 
 def new_job_id() -> str:

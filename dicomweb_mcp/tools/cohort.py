@@ -81,13 +81,14 @@ async def cohort_status(
         raise InvalidInputError(
             f"job_id {job_id!r} is not a job id (12 hex digits, as start_cohort returned)."
         )
-    if not jobs.path.exists():
-        raise InvalidInputError(
-            "No cohort job has been started with this download directory: call start_cohort."
-        )
+    none_yet = InvalidInputError("No cohort job has been started with this job store: call start_cohort.")
+    if not jobs.has_jobs():
+        raise none_yet
     job = await jobs.db(JobStore.latest) if job_id is None else await jobs.db(JobStore.job, job_id)
     if job is None:
-        raise InvalidInputError(f"There is no cohort job {job_id!r} in this download directory.")
+        if job_id is None:
+            raise none_yet
+        raise InvalidInputError(f"There is no cohort job {job_id!r} in the job store.")
     if cancel:
         await jobs.cancel(job.job_id)
     elif wait:
@@ -141,18 +142,20 @@ async def _matching(source: Archive, filters: list[str]) -> list[str]:
 async def _status(jobs: CohortJobs, job: Job) -> CohortJobResult:
     counts = await jobs.counts(job.job_id)
     failures = await jobs.db(JobStore.failures, job.job_id, _LISTED_FAILURES)
-    live = jobs.live.get(job.job_id)
     running = job.state is JobState.RUNNING
     remaining = counts.pending + counts.running
-    rate = live.rate() if live and running else None
-    left = live.seconds_left(remaining) if live and running else None
+    now = time.time()
+    # From the store, not this process: the same answer from the replica running the job and any other.
+    pace = await jobs.pace(job.job_id) if running else None
+    rate = pace.rate(now) if pace else None
+    left = pace.seconds_left(remaining, now) if pace else None
     note = None
     if running and not jobs.running_here(job.job_id):
-        held = job.lease_until is not None and job.lease_until > time.time()
+        held = job.lease_until is not None and job.lease_until > now
         note = (
-            "Run by another server process on this download directory."
+            "Run by another server process (a replica, or another server on this download directory)."
             if held
-            else "Not running now: a server started on this download directory resumes it."
+            else "Not running now: a server using this job store takes it over (at its start, or soon)."
         )
     destination = job.spec.destination or str(cohort_directory(jobs.app, job.job_id))
     return CohortJobResult(

@@ -1,5 +1,6 @@
-"""Running cohort jobs in the background, durably: the jobs of the download directory's job store
-(files/jobs), one study at a time per worker, several workers per job.
+"""Running cohort jobs in the background, durably: the jobs of the job store (files/job_store: SQLite under
+the download directory, or PostgreSQL shared by replicas), one study at a time per worker, several workers
+per job. Everything a status needs is in the store, so that any replica reports on any job.
 
 A study is marked done only after its step returned, that is after the destination answered for every
 instance (or every file was saved): a server stopped at any moment redoes at most the studies it was
@@ -23,10 +24,11 @@ from typing import Any, Literal, TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..files.job_store import JobStore
+from ..files.job_store import JobStore, masked_url, open_job_store, sqlite_path
 from ..files.jobs import (
     Job,
     JobCounts,
+    JobProgress,
     JobSpec,
     JobState,
     StudyRow,
@@ -39,7 +41,7 @@ from ..files.jobs import (
 from .cohort_steps import cohort_directory, describe_failure, run_study
 from .context import ToolContext
 
-__all__ = ["CohortJobs", "Live", "StudyEvent", "jobs_database"]
+__all__ = ["CohortJobs", "StudyEvent"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -50,25 +52,10 @@ StudyEvent = Literal["sent", "recorded"]
 Hook = Callable[[StudyEvent, str, int], Awaitable[None]]
 
 
-def jobs_database(download_dir: Path) -> Path:
-    return download_dir / ".jobs" / "jobs.sqlite3"
-
-
-@dataclass
-class Live:
-    """A job's progress in this process, for its rate and time left."""
-
-    started: float = field(default_factory=time.monotonic)
-    studies: int = 0  # ended here (done or failed)
-    bytes: int = 0
-
-    def rate(self) -> float | None:
-        elapsed = time.monotonic() - self.started
-        return self.bytes / elapsed if self.studies and elapsed > 0 else None
-
-    def seconds_left(self, remaining: int) -> float | None:
-        elapsed = time.monotonic() - self.started
-        return remaining * elapsed / self.studies if self.studies else None
+# Rate and time left are those of the studies ended in this window: the current pace, on every replica.
+_PACE_WINDOW = 600.0
+# How often a status waiting for a job run by another replica looks at the store again.
+_POLL = 1.0
 
 
 @dataclass
@@ -84,12 +71,12 @@ class CohortJobs:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
-        self.path = jobs_database(self.app.config.download_dir)
+        self.database = self.app.config.jobs_database
+        self.path = sqlite_path(self.app.config.download_dir)
         self._store: JobStore | None = None
         self._group: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._ended: dict[str, anyio.Event] = {}
-        self.live: dict[str, Live] = {}
         # Set once the jobs left unfinished have been taken up: a status asked sooner waits for it.
         self.resumed = anyio.Event()
 
@@ -98,8 +85,19 @@ class CohortJobs:
     async def db(self, method: Callable[..., _T], *args: Any) -> _T:
         """``method`` of the job store (``JobStore.claim``...) run in a worker thread."""
         if self._store is None:
-            self._store = await anyio.to_thread.run_sync(JobStore, self.path)
+            self._store = await anyio.to_thread.run_sync(
+                open_job_store, self.database, self.app.config.download_dir
+            )
         return await anyio.to_thread.run_sync(method, self._store, *args)
+
+    def has_jobs(self) -> bool:
+        """Whether there may be jobs: a shared database always may; SQLite's file is made by the first."""
+        return self.database is not None or self._store is not None or self.path.exists()
+
+    @property
+    def where(self) -> str:
+        """The store, for messages (a database URL without its password)."""
+        return masked_url(self.database) if self.database is not None else str(self.path)
 
     def close(self) -> None:
         if self._store is not None:
@@ -115,12 +113,12 @@ class CohortJobs:
                 self._group = group
                 task_status.started()
                 while True:
-                    # No database yet means no job to resume: it is made by the first job only.
-                    if self._store is not None or self.path.exists():
+                    # No SQLite file yet means no job to resume: it is made by the first job only.
+                    if self.has_jobs():
                         try:
                             await self._adopt_and_renew()
-                        except Exception as exc:  # an unreadable store must not stop the server
-                            log.warning("cohort jobs in %s cannot be resumed: %s", self.path, exc)
+                        except Exception as exc:  # an unreachable store must not stop the server
+                            log.warning("cohort jobs in %s cannot be resumed: %s", self.where, exc)
                     self.resumed.set()
                     await anyio.sleep(self.lease / 3)
         finally:
@@ -158,11 +156,17 @@ class CohortJobs:
         return job_id in self._scopes
 
     async def wait(self, job_id: str, seconds: float) -> None:
-        """Until the job stops running here, or ``seconds`` pass."""
-        ended = self._ended.get(job_id)
-        if ended is not None and seconds > 0:
-            with anyio.move_on_after(seconds):
-                await ended.wait()
+        """Until the job has ended, or ``seconds`` pass: on its event when it runs here, else looking at
+        the store every second (another replica runs it, or will take it over)."""
+        with anyio.move_on_after(seconds):
+            while True:
+                ended = self._ended.get(job_id)
+                if ended is not None and not ended.is_set():
+                    await ended.wait()
+                job = await self.db(JobStore.job, job_id)
+                if job is None or job.state is not JobState.RUNNING:
+                    return
+                await anyio.sleep(_POLL)
 
     async def cancel(self, job_id: str) -> bool:
         """Stop a running job: the studies being done stop, the others are left undone; the manifest
@@ -179,7 +183,6 @@ class CohortJobs:
     # ---- one job ------------------------------------------------------------------------------------
 
     async def _run_job(self, job_id: str) -> None:
-        live = self.live.setdefault(job_id, Live())
         try:
             with self._scopes[job_id]:
                 job = await self.db(JobStore.job, job_id)
@@ -188,7 +191,7 @@ class CohortJobs:
                 workers = max(1, min(self.app.config.job_concurrency, job.total))
                 async with anyio.create_task_group() as group:
                     for _ in range(workers):
-                        group.start_soon(self._worker, job, live)
+                        group.start_soon(self._worker, job)
                 counts = await self.db(JobStore.counts, job_id)
                 if counts.pending == 0 and counts.running == 0:
                     await self._end(job_id, JobState.FINISHED)
@@ -204,7 +207,7 @@ class CohortJobs:
                 except Exception:  # the lease expires by itself
                     log.warning("cohort job %s: its lease could not be released", job_id)
 
-    async def _worker(self, job: Job, live: Live) -> None:
+    async def _worker(self, job: Job) -> None:
         while True:
             now = time.time()
             study = await self.db(JobStore.claim, job.job_id, self.owner, now)
@@ -214,9 +217,9 @@ class CohortJobs:
                     return  # nothing left to start, or the job is no longer this runner's
                 await anyio.sleep(due - now)  # a retried study's backoff
                 continue
-            await self._attempt(job, study, live)
+            await self._attempt(job, study)
 
-    async def _attempt(self, job: Job, study: StudyRow, live: Live) -> None:
+    async def _attempt(self, job: Job, study: StudyRow) -> None:
         workers = self.app.config.job_concurrency
         try:
             done = await run_study(self.app, job.job_id, job.spec, study.study_uid, workers)
@@ -232,7 +235,6 @@ class CohortJobs:
             with anyio.CancelScope(shield=True):
                 if after_failure(study.attempts, self.max_attempts, permanent) is StudyState.FAILED:
                     await self.db(JobStore.fail, job.job_id, study.position, now, reason)
-                    live.studies += 1
                 else:
                     wait = backoff_seconds(study.attempts, self.backoff_base, self.backoff_cap)
                     await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
@@ -249,8 +251,6 @@ class CohortJobs:
                     done.bytes,
                     done.row,
                 )
-            live.studies += 1
-            live.bytes += done.bytes
         await self._hook("recorded", job.job_id, study.position)
 
     async def _hook(self, event: StudyEvent, job_id: str, position: int) -> None:
@@ -272,3 +272,7 @@ class CohortJobs:
 
     async def counts(self, job_id: str) -> JobCounts:
         return await self.db(JobStore.counts, job_id)
+
+    async def pace(self, job_id: str) -> JobProgress:
+        """The studies ended lately, by whichever replica: the job's rate and time left."""
+        return await self.db(JobStore.progress, job_id, time.time() - _PACE_WINDOW)

@@ -232,3 +232,17 @@ def test_replicas_share_a_state_key() -> None:
         Config.from_env(env(MCP_STATELESS="true", MCP_STATE_KEY=f"{key},short"))
     with pytest.raises(ConfigError, match="DICOMWEB_MCP_STATELESS 'maybe' is not a boolean"):
         Config.from_env(env(MCP_STATELESS="maybe"))
+
+
+def test_the_jobs_database_is_read_and_its_password_never_shown() -> None:
+    config = Config.from_env(env(JOBS_DATABASE="postgresql://mcp:s3cr%40t@db.example:5432/jobs"))
+    assert config.jobs_database == "postgresql://mcp:s3cr%40t@db.example:5432/jobs"
+    assert "s3cr" not in repr(config) and "postgresql://mcp:***@db.example:5432/jobs" in repr(config)
+    in_query = Config.from_env(
+        env(JOBS_DATABASE="postgresql://db.example/jobs?password=s3cr&sslmode=require")
+    )
+    assert "s3cr" not in repr(in_query) and "sslmode=require" in repr(in_query)
+    assert Config.from_env(env()).jobs_database is None
+    with pytest.raises(ConfigError, match="not a PostgreSQL URL") as refused:
+        Config.from_env(env(JOBS_DATABASE="mysql://mcp:s3cr@db.example/jobs"))
+    assert "s3cr" not in str(refused.value)

@@ -1,13 +1,20 @@
-"""The cohort job store and its pure parts: study states, backoff, leases, manifest rows."""
+"""The cohort job store and its pure parts: study states, backoff, leases, manifest rows. The store's tests
+run on each back end (SQLite, and a real PostgreSQL), including two stores racing on one database as two
+replicas do."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from dicomweb_mcp.errors import NotFoundError, ServerUnreachableError
-from dicomweb_mcp.files.job_store import JobStore
+from dicomweb_mcp.files.job_store import JobStore, open_job_store
+from dicomweb_mcp.files.job_store_sqlite import SqliteJobStore
 from dicomweb_mcp.files.jobs import (
     JOB_ID,
     JobSpec,
@@ -25,9 +32,26 @@ SPEC = JobSpec(source="clinical", destination="research", deidentify=True, forma
 UIDS = ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
 
 
+_T = TypeVar("_T")
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / ".jobs" / "jobs.sqlite3")
+def store(jobs_database: str | None, tmp_path: Path) -> Iterator[JobStore]:
+    opened = open_job_store(jobs_database, tmp_path)
+    yield opened
+    opened.close()
+
+
+def at_once(count: int, task: Callable[[int], _T]) -> list[_T]:
+    """``task(0..count-1)`` in as many threads, released together (a barrier) so that they race."""
+    barrier = threading.Barrier(count)
+
+    def run(n: int) -> _T:
+        barrier.wait(timeout=30)
+        return task(n)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
@@ -122,14 +146,71 @@ def test_a_released_job_is_adopted_at_once_and_an_ended_one_never(store: JobStor
     assert store.latest() == ended
 
 
-def test_the_store_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    first = JobStore(path)
+def test_the_store_survives_reopening(jobs_database: str | None, tmp_path: Path) -> None:
+    first = open_job_store(jobs_database, tmp_path)
     job = first.create("e" * 12, SPEC, UIDS, "me", now=100.0, lease=60)
     first.close()
-    again = JobStore(path)
+    again = open_job_store(jobs_database, tmp_path)
     assert again.job(job.job_id) == job
     assert [s.study_uid for s in again.studies(job.job_id)] == UIDS
+    again.close()
+
+
+def test_replicas_starting_together_make_the_tables_once(jobs_database: str | None, tmp_path: Path) -> None:
+    stores = at_once(6, lambda n: open_job_store(jobs_database, tmp_path))
+    stores[0].create("f" * 12, SPEC, UIDS, "me", now=100.0, lease=60)
+    assert all(s.job("f" * 12) is not None for s in stores)
+    for opened in stores:
+        opened.close()
+
+
+def test_of_replicas_adopting_at_once_one_takes_the_job(jobs_database: str | None, tmp_path: Path) -> None:
+    """Eight runners (over two connections each, as on two replicas) find the same expired lease at the same
+    moment: exactly one of them gets the job."""
+    stores = [open_job_store(jobs_database, tmp_path) for _ in range(2)]
+    for round_ in range(5):
+        job_id = f"{round_:012x}"
+        stores[0].create(job_id, SPEC, UIDS, "crashed", now=100.0, lease=60)
+        now = 200.0 + round_
+        taken = at_once(8, lambda n, now=now: stores[n % 2].adopt(f"runner{n}", now, 60))
+        assert sorted(map(len, taken)) == [0] * 7 + [1], taken
+        stores[0].end(job_id, JobState.FINISHED, 300.0, None)
+    for opened in stores:
+        opened.close()
+
+
+def test_workers_claiming_at_once_get_each_study_once(jobs_database: str | None, tmp_path: Path) -> None:
+    """Eight workers of one runner, over two connections, claim until nothing is left: every study is
+    claimed, and none twice."""
+    stores = [open_job_store(jobs_database, tmp_path) for _ in range(2)]
+    uids = [f"1.2.3.{n}" for n in range(60)]
+    stores[0].create("a1" * 6, SPEC, uids, "me", now=100.0, lease=60)
+
+    def claim_all(n: int) -> list[int]:
+        claimed = []
+        while (study := stores[n % 2].claim("a1" * 6, "me", 100.0)) is not None:
+            claimed.append(study.position)
+        return claimed
+
+    claimed = [position for positions in at_once(8, claim_all) for position in positions]
+    assert sorted(claimed) == list(range(60))
+    assert stores[1].counts("a1" * 6).running == 60
+    for opened in stores:
+        opened.close()
+
+
+def test_progress_is_the_pace_of_the_studies_ended_lately(store: JobStore) -> None:
+    job = store.create("b1" * 6, SPEC, UIDS, "me", now=100.0, lease=60)
+    first, second = store.claim(job.job_id, "me", 100.0), store.claim(job.job_id, "me", 110.0)
+    assert first is not None and second is not None
+    store.done(job.job_id, first.position, 120.0, instances=2, size=3000, result={})
+    store.fail(job.job_id, second.position, 130.0, "HTTP 404")
+    progress = store.progress(job.job_id, since=0.0)
+    assert (progress.studies, progress.bytes, progress.first_started) == (2, 3000, 100.0)
+    assert progress.rate(now=130.0) == 100.0  # 3000 bytes in 30 s
+    assert progress.seconds_left(1, now=130.0) == 15.0  # two studies in 30 s: one more in 15
+    assert store.progress(job.job_id, since=125.0).studies == 1
+    assert store.progress(job.job_id, since=200.0).rate(now=200.0) is None
 
 
 def test_manifest_rows_say_how_each_study_ended() -> None:
@@ -151,7 +232,16 @@ def test_manifest_rows_say_how_each_study_ended() -> None:
     assert manifest_row(waiting, JobState.CANCELLED)["outcome"] == "cancelled"
 
 
-def test_the_database_is_the_owner_s_only(tmp_path: Path) -> None:
-    JobStore(tmp_path / ".jobs" / "jobs.sqlite3").close()
+def test_the_sqlite_database_is_the_owner_s_only(tmp_path: Path) -> None:
+    SqliteJobStore(tmp_path / ".jobs" / "jobs.sqlite3").close()
     assert (tmp_path / ".jobs" / "jobs.sqlite3").stat().st_mode & 0o077 == 0
     assert (tmp_path / ".jobs").stat().st_mode & 0o077 == 0
+
+
+def test_an_unreachable_postgresql_fails_at_once_without_showing_the_password(tmp_path: Path) -> None:
+    from tests.support.orthanc import free_port
+
+    url = f"postgresql://mcp:hunter2@127.0.0.1:{free_port()}/jobs"  # nothing listens there
+    with pytest.raises(Exception) as failed:
+        open_job_store(url, tmp_path)
+    assert "Connection refused" in str(failed.value) and "hunter2" not in str(failed.value)

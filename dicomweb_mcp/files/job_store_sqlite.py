@@ -1,0 +1,56 @@
+"""The job store in SQLite under the download directory: one process's (or one host's) jobs, the default."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .job_store import JobStore, Session
+
+__all__ = ["SqliteJobStore"]
+
+
+class SqliteJobStore(JobStore):
+    """The jobs of one download directory in SQLite. Thread-safe: one connection, one transaction at a
+    time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The rows name studies: readable by the owner only (SQLite gives its -wal and -shm files the same).
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.path = path
+        self.where = str(path)
+        self._lock = threading.Lock()
+        # Autocommit mode: each method opens its own transaction (BEGIN IMMEDIATE) and ends it.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        # WAL: readers (a status call) never wait for the runner's writes. NORMAL sync: a mark lost to a
+        # power cut only makes a study be sent again, which the destination takes as already present.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._transaction() as db:
+            self.create_schema(db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Session(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._lock:
+            yield Session(self._db)
