@@ -14,7 +14,7 @@ whose row count says who won) and, in PostgreSQL, the job's row is locked while 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,24 +255,37 @@ class JobStore:
 
     # ---- leases -------------------------------------------------------------------------------------
 
-    def adopt(self, owner: str, now: float, lease: float) -> list[str]:
-        """Take every running job nobody holds (its owner released it or its lease expired), and put its
-        studies that were being done back to pending: they are redone, safely, since a study is marked
-        done only once its destination confirmed it. Returns the jobs taken, oldest first."""
+    def adopt(
+        self, owner: str, now: float, lease: float, stopped: Callable[[str], bool] = lambda _: False
+    ) -> list[str]:
+        """Take every running job nobody holds (its owner released it, its lease expired, or ``stopped``
+        says its owner is a process known to have ended), and put its studies that were being done back to
+        pending: they are redone, safely, since a study is marked done only once its destination confirmed
+        it. Returns the jobs taken, oldest first."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT job_id FROM jobs WHERE state = ? AND (owner IS NULL OR lease_until < ?) "
-                "ORDER BY created_at",
-                (JobState.RUNNING.value, now),
+                "SELECT job_id, owner, lease_until FROM jobs WHERE state = ? ORDER BY created_at",
+                (JobState.RUNNING.value,),
             ).fetchall()
             taken = []
             for row in rows:
+                held = row["owner"] is not None and row["lease_until"] >= now
+                ended = held and stopped(row["owner"])
+                if held and not ended:
+                    continue
                 # Conditional: of two runners adopting at once, the second finds the job held and gets 0 rows
                 # (PostgreSQL checks the condition again on the row the first one committed).
                 cursor = db.execute(
                     "UPDATE jobs SET owner = ?, lease_until = ? WHERE job_id = ? AND state = ? "
-                    "AND (owner IS NULL OR lease_until < ?)",
-                    (owner, now + lease, row["job_id"], JobState.RUNNING.value, now),
+                    "AND (owner IS NULL OR lease_until < ? OR owner = ?)",
+                    (
+                        owner,
+                        now + lease,
+                        row["job_id"],
+                        JobState.RUNNING.value,
+                        now,
+                        row["owner"] if ended else "",
+                    ),
                 )
                 if cursor.rowcount != 1:
                     continue

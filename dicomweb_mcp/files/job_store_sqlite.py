@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ class SqliteJobStore(JobStore):
         self._db.row_factory = sqlite3.Row
         # WAL: readers (a status call) never wait for the runner's writes. NORMAL sync: a mark lost to a
         # power cut only makes a study be sent again, which the destination takes as already present.
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._transaction() as db:
             self.create_schema(db)
@@ -54,3 +55,18 @@ class SqliteJobStore(JobStore):
     def _read(self) -> Iterator[Session]:
         with self._lock:
             yield Session(self._db)
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch a new database to WAL. The switch takes the file for itself without waiting for others
+    (SQLite's busy timeout does not cover it), so two servers opening a new store together are told
+    "locked": the loser tries again shortly, and once the file is in WAL there is nothing to switch."""
+    for attempt in range(100):
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01 * (1 + attempt % 5))

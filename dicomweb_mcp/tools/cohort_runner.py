@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,7 +43,7 @@ from ..files.jobs import (
 from .cohort_steps import cohort_directory, describe_failure, run_study
 from .context import ToolContext
 
-__all__ = ["CohortJobs", "StudyEvent"]
+__all__ = ["CohortJobs", "StudyEvent", "owner_name", "stopped_here"]
 
 log = logging.getLogger("dicomweb_mcp")
 
@@ -58,6 +60,27 @@ _PACE_WINDOW = 600.0
 _POLL = 1.0
 
 
+def owner_name() -> str:
+    """This process as a job's owner: its host and process ID (so a successor on the same host knows at
+    once that it has ended), and a random part (so a reused process ID is never mistaken for it)."""
+    return f"{socket.gethostname()[:32]}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+
+
+def stopped_here(owner: str) -> bool:
+    """Whether ``owner`` was a process on this host that has ended: its job need not wait for its lease."""
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
+
+
 @dataclass
 class CohortJobs:
     """The cohort jobs of one server process. ``run`` (in the server's lifespan) keeps them going."""
@@ -68,7 +91,7 @@ class CohortJobs:
     backoff_base: float = 5.0
     backoff_cap: float = 120.0
     on_study: Hook | None = None  # called at each StudyEvent (tests stop the runner there)
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = field(default_factory=lambda: owner_name())
 
     def __post_init__(self) -> None:
         self.database = self.app.config.jobs_database
@@ -130,7 +153,7 @@ class CohortJobs:
         for job_id in list(self._scopes):
             if not await self.db(JobStore.renew, job_id, self.owner, now, self.lease):
                 self._scopes[job_id].cancel()  # cancelled by another process, or taken over
-        for job_id in await self.db(JobStore.adopt, self.owner, now, self.lease):
+        for job_id in await self.db(JobStore.adopt, self.owner, now, self.lease, stopped_here):
             log.info("resuming cohort job %s", job_id)
             self._launch(job_id)
 

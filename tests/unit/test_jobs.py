@@ -4,6 +4,10 @@ replicas do."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +30,7 @@ from dicomweb_mcp.files.jobs import (
     manifest_row,
     new_job_id,
 )
+from dicomweb_mcp.tools.cohort_runner import owner_name, stopped_here
 from dicomweb_mcp.tools.cohort_steps import StudyFailed, describe_failure
 
 SPEC = JobSpec(source="clinical", destination="research", deidentify=True, format="dicom")
@@ -127,6 +132,31 @@ def test_a_crashed_owner_s_job_is_adopted_once_its_lease_expires(store: JobStore
     # The study in flight at the crash is pending again, first in line.
     redo = store.claim(job.job_id, "new", 162.0)
     assert redo is not None and redo.position == in_flight.position and redo.attempts == 2
+
+
+def test_a_job_whose_owner_is_known_to_have_ended_is_adopted_before_its_lease_expires(
+    store: JobStore,
+) -> None:
+    job = store.create("d" * 12, SPEC, UIDS, "host/4242/killed", now=100.0, lease=60)
+    store.claim(job.job_id, "host/4242/killed", 100.0)
+    assert store.adopt("new", now=101.0, lease=60, stopped=lambda owner: owner == "host/1/other") == []
+    assert store.adopt("new", now=101.0, lease=60, stopped=lambda owner: owner == "host/4242/killed") == [
+        job.job_id
+    ]
+    assert not store.renew(job.job_id, "host/4242/killed", 102.0, 60)
+    redo = store.claim(job.job_id, "new", 102.0)
+    assert redo is not None and redo.position == 0 and redo.attempts == 2
+
+
+def test_an_owner_on_this_host_has_ended_only_when_its_process_is_gone() -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    gone = owner_name().replace(f"/{os.getpid()}/", f"/{int(ended.stdout)}/")
+    assert stopped_here(gone)
+    assert not stopped_here(owner_name())  # this process
+    assert not stopped_here(gone.replace(socket.gethostname()[:32], "another-host", 1))  # cannot tell: wait
+    assert not stopped_here("3f2a9c0d1e4b")  # an owner named before hosts and processes were
 
 
 def test_a_released_job_is_adopted_at_once_and_an_ended_one_never(store: JobStore) -> None:
