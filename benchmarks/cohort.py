@@ -21,8 +21,8 @@ reached through the proxies.
 - throughput: start_cohort, then cohort_status with wait until the job has finished; studies/s and MB/s
   of DICOM files, requests and new connections as each proxy counted them.
 - restart: the job again (destination emptied, a new download directory), the server killed with SIGKILL
-  once a third of the studies are done, started again on the same download directory; it resumes once
-  the killed server's lease has expired. Counted: STOW requests at the destination against a job that
+  once a third of the studies are done, started again on the same download directory; it resumes at
+  once (the killed process is known to have ended). Counted: STOW requests at the destination against a job that
   was not killed, and every study's instances at the destination (Orthanc's REST API).
 
 Each destination is checked whole after each job. Targets are checked at the end; the results also go to
@@ -376,7 +376,7 @@ def restart_checks(
     in_flight = -(-clean_posts // studies) * running
     print(
         f"\nSIGKILL after {restart['at_kill']['studies']['done']} studies done ({running} running); "
-        f"resumed {restart['resumed_after_s']:.0f} s after the restart (the killed server's lease); "
+        f"resumed {restart['resumed_after_s']:.0f} s after the restart; "
         f"STOW requests {posts} against {clean_posts} unkilled ({posts - clean_posts} repeated); studies "
         f"answered already present: {restart['studies_already_present']} "
         f"({restart['instances_already_present']} instances); instances a study at the destination: "
