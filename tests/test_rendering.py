@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from mcp import Client
@@ -220,3 +221,34 @@ async def test_a_wrong_window_is_explained(orthanc_config: Config, window: str, 
     async with Client(build_server(orthanc_config)) as client:
         result = await client.call_tool("retrieve_rendered", arguments)
     assert result.is_error and message in text(result)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP, keeping each request's method and path."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_slice_rendered_again_asks_for_its_metadata_once(
+    orthanc_config: Config, tmp_path: Path
+) -> None:
+    config = configured(orthanc_config, "orthanc")
+    slice_ = save(ct_dataset(phantom_hu(64), study_uid=uid(), series_uid=uid()), tmp_path)
+    await store(config, slice_)
+    counted = CountingTransport()
+    async with Client(build_server(config, transports={"default": counted})) as client:
+        for window in ("lung", "bone", "lung"):
+            shown = await client.call_tool("retrieve_rendered", {**slice_.reference, "window": window})
+            assert not shown.is_error, text(shown)
+            assert shown.structured_content["window"].startswith(window)
+    asked = [r for r in counted.requests if slice_.instance_uid in r]
+    assert [r.rsplit("/", 1)[-1] for r in asked] == ["metadata", "rendered", "rendered", "rendered"]

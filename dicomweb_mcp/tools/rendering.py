@@ -9,11 +9,14 @@ decoder reads is asked for again, decompressed by the server.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from weakref import WeakKeyDictionary
 
 import anyio
 
@@ -125,8 +128,8 @@ async def render(
     profile = await client.profile()
     notes: list[str] = []
     if profile.rendered and profile.rendered_viewport and profile.rendered_window:
-        datasets = await client.retrieve_metadata(instance)
-        plan = _server_plan(datasets[0] if datasets else {}, frame, size, choice, instance.instance_uid or "")
+        metadata = await _instance_metadata(client, instance)
+        plan = _server_plan(metadata, frame, size, choice, instance.instance_uid or "")
         if plan is not None:
             try:
                 picture = await client.retrieve_rendered(
@@ -149,6 +152,29 @@ async def render(
         client, store, instance, partial(render_file, frame=frame, size=size, window=choice), notes
     )
     return replace(picture, notes=(*notes, *picture.notes))
+
+
+# An instance's metadata, kept a while per client: a viewer scrolling back and forth, or changing the
+# window, renders each slice several times, and what is stored under a SOP Instance UID does not change.
+_METADATA_SECONDS = 300.0
+_METADATA_KEPT = 2048
+_metadata: WeakKeyDictionary[DicomWebClient, OrderedDict[str, tuple[float, Mapping[str, Any]]]] = (
+    WeakKeyDictionary()
+)
+
+
+async def _instance_metadata(client: DicomWebClient, instance: Reference) -> Mapping[str, Any]:
+    kept = _metadata.setdefault(client, OrderedDict())
+    key, now = instance.path, time.monotonic()
+    if key in kept and now - kept[key][0] < _METADATA_SECONDS:
+        kept.move_to_end(key)
+        return kept[key][1]
+    datasets = await client.retrieve_metadata(instance)
+    metadata = datasets[0] if datasets else {}
+    kept[key] = (now, metadata)
+    while len(kept) > _METADATA_KEPT:
+        kept.popitem(last=False)
+    return metadata
 
 
 async def _render_here(
