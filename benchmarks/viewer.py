@@ -18,7 +18,8 @@ benchmarks/wanproxy.py; the host and the page are local, as they are beside a us
   end did), one key press each as soon as the previous slice is drawn; slices drawn a second.
 - slice bytes: the JPEG of a 512 x 512 slice, and of the size the viewer asked for at its width.
 
-Each figure is the median of ``--runs`` fresh pages. Targets are checked at the end; the results also go
+Each figure is the median of ``--runs`` fresh pages, each with a fresh server session. Targets are
+checked at the end; the results also go
 to benchmarks/results/viewer.json.
 """
 
@@ -145,7 +146,11 @@ async def measure(config: Config, study_uid: str, runs: int) -> dict[str, float]
         series_uid = overview.structured_content["series"][0]["series_uid"]
         listed = await session.call_tool("viewer_series", {"study_uid": study_uid, "series_uid": series_uid})
         order = [i["uid"] for i in listed.structured_content["instances"]]
-        pages = [await one_page(session, page.text, study_uid, order) for _ in range(runs)]
+        pages = []
+        for _ in range(runs):
+            # A fresh server each page: nothing it kept (connections, metadata) from the page before.
+            async with Client(build_server(config), extensions=[RENDERS_APPS]) as fresh:
+                pages.append(await one_page(fresh, page.text, study_uid, order))
         middle = order[len(order) // 2]
         viewport = int(pages[0]["viewport size"])
         return {
