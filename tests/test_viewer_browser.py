@@ -320,6 +320,13 @@ async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme
             await viewer.frame.evaluate("() => getComputedStyle(document.body).backgroundColor")
             == "rgb(23, 25, 28)"
         )
+        # And its own look, where it gives one: the page takes the host's colours and font.
+        host_look = {"--color-background-primary": "rgb(1, 2, 3)", "--font-sans": "serif"}
+        await viewer.page.evaluate("(variables) => window.setStyles(variables)", host_look)
+        await viewer.frame.wait_for_function(
+            "() => getComputedStyle(document.body).backgroundColor === 'rgb(1, 2, 3)'"
+        )
+        assert await viewer.frame.evaluate("() => getComputedStyle(document.body).fontFamily") == "serif"
 
         # The frame is as tall as the content, and the content does not grow with the frame (no loop).
         height = "() => Math.ceil(document.body.getBoundingClientRect().height)"

@@ -47,3 +47,4 @@ window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) 
 };
 
 window.setTheme = (theme) => window.host.bridge.sendHostContextChange({ theme });
+window.setStyles = (variables) => window.host.bridge.sendHostContextChange({ styles: { variables } });
