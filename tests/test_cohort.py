@@ -24,6 +24,7 @@ from dicomweb_mcp.tools.cohort import cohort_status, start_cohort
 from dicomweb_mcp.tools.cohort_runner import CohortJobs, StudyEvent
 from dicomweb_mcp.tools.context import ToolContext
 from dicomweb_mcp.tools.server import build_server
+from tests.support.counting import CountingTransport
 from tests.support.identified import make_identified_study
 from tests.support.imaging import ct_dataset, phantom_hu, save, uid
 from tests.support.mcp import text, tool_context
@@ -35,24 +36,6 @@ pytestmark = pytest.mark.anyio
 # Six studies, two of each patient.
 PATIENTS = ["PAT-A", "PAT-A", "PAT-B", "PAT-B", "PAT-C", "PAT-C"]
 PER_STUDY = 2  # instances: one STOW request carries a whole study
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    """Real HTTP, counting the STOW requests (POST .../studies) it sends, and keeping every request's path."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.stores = 0
-        self.paths: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path.endswith("/studies"):
-            self.stores += 1
-        self.paths.append(f"{request.method} {request.url.path}")
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.fixture
@@ -88,7 +71,7 @@ async def studies(orthanc_config: Config, tmp_path: Path) -> list[str]:
 
 def _root(transport: CountingTransport) -> str:
     """The DICOMweb root's path, as the requests a transport counted show it."""
-    return next(p.split(" ", 1)[1].split("/studies")[0] for p in transport.paths if "/studies" in p)
+    return next(p.split(" ", 1)[1].split("/studies")[0] for p in transport.requests if "/studies" in p)
 
 
 def manifest(path: str) -> list[dict[str, Any]]:
@@ -148,7 +131,7 @@ async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patien
     assert all(p.startswith("ANON-") for p in pseudonyms) and pseudonyms[0] != pseudonyms[4]
     # The job runs studies side by side, so each study is one GET at the source, with no series list first.
     root = _root(source)
-    retrieves = [p for p in source.paths if p.startswith("GET") and "/studies/" in p]
+    retrieves = [p for p in source.requests if p.startswith("GET") and "/studies/" in p]
     assert sorted(retrieves) == sorted(f"GET {root}/studies/{uid}" for uid in studies)
 
 

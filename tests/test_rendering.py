@@ -11,7 +11,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from mcp import Client
@@ -20,6 +19,7 @@ from PIL import Image
 from dicomweb_mcp import Config
 from dicomweb_mcp.dicom.windows import PRESETS, Window, grey_level
 from dicomweb_mcp.tools.server import build_server
+from tests.support.counting import CountingTransport
 from tests.support.imaging import (
     HU_BANDS,
     Instance,
@@ -221,21 +221,6 @@ async def test_a_wrong_window_is_explained(orthanc_config: Config, window: str, 
     async with Client(build_server(orthanc_config)) as client:
         result = await client.call_tool("retrieve_rendered", arguments)
     assert result.is_error and message in text(result)
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    """Real HTTP, keeping each request's method and path."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.requests: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(f"{request.method} {request.url.path}")
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_slice_rendered_again_asks_for_its_metadata_once(

@@ -6,7 +6,7 @@ import { AppBridge, PostMessageTransport } from "@modelcontextprotocol/ext-apps/
 
 const CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:";
 
-window.host = { modelContext: [], sizes: [], initializedAt: null, resultSentAt: null, errors: [] };
+window.host = { modelContext: [], sizes: [], resultSentAt: null };
 
 window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) => {
   const iframe = document.createElement("iframe");
@@ -39,7 +39,6 @@ window.startViewer = async ({ html, toolInput, toolResult, theme, frameWidth }) 
   // As hosts do by default: no network at all, inline script and style, pictures only from data: URLs.
   iframe.srcdoc = html.replace("<head>", `<head><meta http-equiv="Content-Security-Policy" content="${CSP}">`);
   await initialized;
-  window.host.initializedAt = performance.timeOrigin + performance.now();
   await bridge.sendToolInput({ arguments: toolInput });
   window.host.resultSentAt = performance.timeOrigin + performance.now();
   await bridge.sendToolResult(toolResult);

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -87,7 +87,8 @@ class Orthanc:
             cwd=self.workdir,
         )
         # Orthanc logs "Orthanc has started" once its HTTP server is up: wait for that line, not a sleep.
-        threading.Thread(target=self._read_log, args=(started,), daemon=True).start()
+        assert self.process.stdout is not None
+        follow_log(self.process.stdout, self._log_lines, "Orthanc has started", started)
         if not started.wait(_START_TIMEOUT) or self.process.poll() is not None:
             self.stop()
             raise RuntimeError("Orthanc did not start:\n" + self.log_tail())
@@ -101,16 +102,6 @@ class Orthanc:
             self.stop()
             raise RuntimeError(f"Orthanc started without the DICOMweb plugin (HTTP {response.status_code})")
         return self
-
-    def _read_log(self, started: threading.Event) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self._log_lines.append(line)
-            del self._log_lines[:-200]
-            if "Orthanc has started" in line:
-                started.set()
-        started.set()  # the process ended: let start() see it
 
     def log_tail(self, lines: int = 30) -> str:
         """Orthanc's last log lines (it logs refusals and errors that its HTTP answers leave out)."""
@@ -159,3 +150,19 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def follow_log(stream: IO[bytes], lines: list[str], ready: str, started: threading.Event) -> None:
+    """Read a server's log in a thread: keep its last 200 lines in ``lines``, set ``started`` at the line
+    containing ``ready``, or when the log ends (the process stopped: the caller sees it)."""
+
+    def read() -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            lines.append(line)
+            del lines[:-200]
+            if ready in line:
+                started.set()
+        started.set()
+
+    threading.Thread(target=read, daemon=True).start()

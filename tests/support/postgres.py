@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.orthanc import free_port
+from tests.support.orthanc import follow_log, free_port
 
 _START_TIMEOUT = 60.0
 _SUPERUSER = "dicomweb"  # the role initdb makes; trust authentication, so no password
@@ -96,21 +96,12 @@ class Postgres:
             cwd=self.workdir,
             **self._as_user(),
         )
-        threading.Thread(target=self._read_log, args=(started,), daemon=True).start()
+        assert self.process.stderr is not None
+        follow_log(self.process.stderr, self._log, "database system is ready to accept connections", started)
         if not started.wait(_START_TIMEOUT) or self.process.poll() is not None:
             self.stop()
             raise RuntimeError("PostgreSQL did not start:\n" + "\n".join(self._log[-30:]))
         return self
-
-    def _read_log(self, started: threading.Event) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self._log.append(line)
-            del self._log[:-200]
-            if "database system is ready to accept connections" in line:
-                started.set()
-        started.set()  # the process ended: let start() see it
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{_SUPERUSER}@127.0.0.1:{self.port}/{database}"
