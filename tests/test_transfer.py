@@ -20,6 +20,7 @@ from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools.context import no_progress
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.transfer import Transfer
+from tests.support.counting import CountingTransport
 from tests.support.identified import IdentifiedStudy, make_identified_study
 from tests.support.mcp import text, tool_context
 from tests.support.orthanc import Orthanc, free_port
@@ -51,8 +52,11 @@ async def study(orthanc_config: Config, tmp_path: Path) -> IdentifiedStudy:
     return made
 
 
-async def transfer(config: Config, **arguments: Any) -> dict[str, Any]:
-    async with Client(build_server(config)) as client:
+async def transfer(
+    config: Config, destination: CountingTransport | None = None, **arguments: Any
+) -> dict[str, Any]:
+    transports = {"research": destination} if destination is not None else None
+    async with Client(build_server(config, transports=transports)) as client:
         result = await client.call_tool(
             "transfer_instances", {"source": "clinical", "destination": "research", **arguments}
         )
@@ -80,8 +84,10 @@ async def test_transfer_copies_a_study_whole_and_once(
     originals = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in study.paths}
     assert {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes() for p in copies} == originals
 
-    again = await transfer(config, study_uid=study.study_uid)
+    counted = CountingTransport()
+    again = await transfer(config, counted, study_uid=study.study_uid)
     assert again["counts"] == {"retrieved": 6, "stored": 0, "already_present": 6, "failed": 0}
+    assert counted.stores == 0  # looked up, found, and not sent again
     # The spool is gone: nothing of the transfer stays on local disk.
     assert not any((config.download_dir / ".transfer").iterdir())
 

@@ -279,9 +279,7 @@ class Stow:
             else:
                 try:
                     known = await self._lookup(batch) if self._lookup is not None else set()
-                    done = await _store_batch(
-                        self._http, self._url, batch, self._single_part, known, self._on_sent
-                    )
+                    done = await self._store_new(batch, known)
                 except DicomWebError as exc:
                     reason = f"not stored: {exc}"
                     done = [StoreOutcome(f, StoreStatus.FAILED, reason=reason, error=exc) for f in batch]
@@ -290,6 +288,23 @@ class Stow:
             self._results[index] = done
             if self._on_batch is not None:
                 await self._on_batch(done)
+
+
+    async def _store_new(self, batch: list[DicomFile], known: set[str]) -> list[StoreOutcome]:
+        """Store the files of ``batch`` the server does not hold yet: those it holds are not sent again (a
+        resumed cohort study, a transfer called again) and are reported already present."""
+        unknown = [file for file in batch if file.instance_uid not in known]
+        answered = iter(
+            await _store_batch(self._http, self._url, unknown, self._single_part, known, self._on_sent)
+            if unknown
+            else []
+        )
+        return [
+            next(answered)
+            if file.instance_uid not in known
+            else StoreOutcome(file, StoreStatus.ALREADY_PRESENT)
+            for file in batch
+        ]
 
 
 async def _store_batch(

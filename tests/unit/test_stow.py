@@ -265,3 +265,22 @@ async def test_stow_stops_after_an_error_every_request_would_meet(tmp_path: Path
     assert all(o.status is StoreStatus.FAILED and o.error is sender.stopped for o in outcomes)
     assert outcomes[0].reason and outcomes[0].reason.startswith("not stored:")
     assert all((o.reason or "").startswith("not sent, an earlier request failed") for o in outcomes[2:])
+
+
+@pytest.mark.anyio
+async def test_instances_the_server_holds_are_not_sent_again(tmp_path: Path) -> None:
+    """A lookup that finds some of a batch's files held: only the others go, and a batch held whole makes
+    no request; every file is answered, in order."""
+    given = on_disk(tmp_path, *[10] * 5)
+    held = {given[0].instance_uid, given[2].instance_uid, given[3].instance_uid}
+
+    async def lookup(batch: Any) -> set[str]:
+        return {f.instance_uid for f in batch} & held
+
+    archive = Archive()
+    sender, answered = await stow(archive, given, senders=1, lookup=lookup)
+    assert archive.bodies == [1, 1]  # [0 held, 1 sent], [2, 3 held: no request], [4 sent]
+    statuses = [o.status for o in sender.outcomes]
+    present, stored = StoreStatus.ALREADY_PRESENT, StoreStatus.STORED
+    assert statuses == [present, stored, present, present, stored]
+    assert [o.file for o in sender.outcomes] == given and len(answered) == 5
