@@ -1,6 +1,6 @@
 """nginx run by the tests on 127.0.0.1: in front of Orthanc to inject faults (a bearer-token gate, rate
-limiting with 429 and Retry-After, a dead upstream for 502, maintenance for 503), and as a round-robin
-load balancer in front of MCP server replicas."""
+limiting with 429 and Retry-After, a dead upstream for 502, maintenance for 503) or to record and pace its
+requests, and as a round-robin load balancer in front of MCP server replicas."""
 
 from __future__ import annotations
 
@@ -177,3 +177,46 @@ http {{
         names = [field.strip("$").removeprefix("http_") for field in BALANCER_LOG.split("|")]
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
         return [dict(zip(names, line.split("|"), strict=True)) for line in lines]
+
+
+class Recorder(NginxProcess):
+    """nginx in front of an Orthanc that logs every request (method, path, status) and passes at most
+    ``rate`` a second, queueing the rest (none refused): a job through it takes long enough to be stopped
+    midway."""
+
+    def __init__(self, workdir: Path, upstream_port: int, *, rate: int) -> None:
+        port = free_port()
+        self.access_log = workdir / "access.log"
+        proxy = f'proxy_pass http://127.0.0.1:{upstream_port}/; proxy_http_version 1.1; proxy_set_header Connection "";'
+        config = f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log stderr crit;
+events {{ worker_connections 512; }}
+http {{
+    {temp_paths(workdir)}
+    client_max_body_size 0;
+    log_format recorded '$request_method|$uri|$status';
+    access_log {self.access_log} recorded;
+    limit_req_zone $server_name zone=paced:1m rate={rate}r/s;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            limit_req zone=paced burst=1000;
+            {proxy}
+        }}
+    }}
+}}
+"""
+        super().__init__(workdir, port, config)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dicom-web"
+
+    def requests(self) -> list[tuple[str, str, str]]:
+        """(method, path, status) of each request answered so far."""
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        return [(method, path, status) for method, path, status in (line.split("|") for line in lines)]
