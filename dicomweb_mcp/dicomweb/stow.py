@@ -289,7 +289,6 @@ class Stow:
             if self._on_batch is not None:
                 await self._on_batch(done)
 
-
     async def _store_new(self, batch: list[DicomFile], known: set[str]) -> list[StoreOutcome]:
         """Store the files of ``batch`` the server does not hold yet: those it holds are not sent again (a
         resumed cohort study, a transfer called again) and are reported already present."""
