@@ -331,7 +331,8 @@ async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Co
             ImagePositionPatient=[-100.0, -80.0, 2.5 * k],
             ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
             PixelSpacing=[0.5, 0.5],
-            SeriesDescription="Chest",
+            PatientName="Volunteer^Ines",
+            SeriesDescription="Chest Volunteer low dose",  # names the patient: cut by de-identification
         )
         slices.append(save(ds, directory))
     basic_text_sr(directory, pydicom.dcmread(slices[0].path))
@@ -355,5 +356,6 @@ async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Co
     assert list(image.affine @ [0, 0, 4, 1])[:3] == pytest.approx([100.0, 80.0, 10.0])
     sidecar = json.loads((root / volume.replace(".nii.gz", ".json")).read_text())
     assert sidecar["Modality"] == "CT" and sidecar["NumberOfSlices"] == 5
+    assert sidecar["SeriesDescription"] == "Chest low dose"  # as de-identified: the name cut out
     assert not {"PatientName", "PatientID", "PatientBirthDate"} & set(sidecar)
     assert series_uid not in volume and study_uid not in row["directory"]  # named by the new UIDs
