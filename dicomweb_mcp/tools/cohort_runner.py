@@ -60,17 +60,31 @@ _PACE_WINDOW = 600.0
 _POLL = 1.0
 
 
+def _process_space() -> str:
+    """This process's PID namespace: containers on one host may share its name (host networking) but never
+    their process IDs' meaning."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:
+        return "-"
+
+
 def owner_name() -> str:
-    """This process as a job's owner: its host and process ID (so a successor on the same host knows at
-    once that it has ended), and a random part (so a reused process ID is never mistaken for it)."""
-    return f"{socket.gethostname()[:32]}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+    """This process as a job's owner: its host, PID namespace and process ID (so a successor beside it
+    knows at once that it has ended), and a random part (so a reused process ID is never mistaken for it)."""
+    return f"{socket.gethostname()[:32]}/{_process_space()}:{os.getpid()}/{uuid.uuid4().hex[:12]}"
 
 
 def stopped_here(owner: str) -> bool:
-    """Whether ``owner`` was a process on this host that has ended: its job need not wait for its lease."""
-    host, _, rest = owner.partition("/")
-    pid = rest.partition("/")[0]
-    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+    """Whether ``owner`` was a process beside this one (same host, same PID namespace) that has ended: its
+    job need not wait for its lease."""
+    parts = owner.split("/")
+    if len(parts) != 3:
+        return False
+    space, _, pid = parts[1].partition(":")
+    if parts[0] != socket.gethostname()[:32] or space != _process_space() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)
