@@ -71,3 +71,41 @@ def jobs_db_job(jobs: CohortJobs, job_id: str) -> dict[str, str]:
             "SELECT state, manifest FROM jobs WHERE job_id = ?", (job_id,)
         ).fetchone()
     return {"state": state, "manifest": manifest}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_studies_at_once_are_bounded_by_the_job_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    """Twelve studies whose step waits until it is released: never more than DICOMWEB_JOB_CONCURRENCY run at
+    once, and that many do (each step is released only once the limit is reached, or the last ones run)."""
+    running, most = 0, 0
+    released = anyio.Event()
+    started: list[str] = []
+
+    async def step(app: ToolContext, job_id: str, spec: JobSpec, study_uid: str, at_once: int) -> StudyDone:
+        nonlocal running, most
+        assert at_once == concurrency  # the step is told, to share its own connections
+        running += 1
+        most = max(most, running)
+        started.append(study_uid)
+        if running == concurrency:
+            released.set()
+        await released.wait()
+        running -= 1
+        return StudyDone(1, 10, {"directory": study_uid})
+
+    monkeypatch.setattr(cohort_runner, "run_study", step)
+    config = Config.single(
+        url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path, job_concurrency=concurrency
+    )
+    jobs = CohortJobs(ToolContext({}, FileStore(tmp_path), config), backoff_base=0)
+    uids = [f"1.2.3.{i}" for i in range(12)]
+    async with anyio.create_task_group() as group:
+        await group.start(jobs.run)
+        job = await jobs.start(JobSpec("default", None, False, "dicom"), uids)
+        await jobs.wait(job.job_id, 30)
+        group.cancel_scope.cancel()
+    assert most == concurrency
+    assert sorted(started) == sorted(uids)
+    assert jobs_db_job(jobs, job.job_id)["state"] == "finished"
