@@ -249,6 +249,27 @@ async def test_only_asymmetric_signatures_with_their_own_key(verifier: JwtVerifi
     assert "not a signed JWT" in await refused(verifier, "not-a-token")
 
 
+def typed(typ: Any, payload: dict[str, Any] | None = None) -> str:
+    """A token signed with the issuer's key whose JOSE header says ``typ`` (None: no typ at all)."""
+    return jwt.encode(payload or claims(), RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1", "typ": typ})
+
+
+@pytest.mark.anyio
+async def test_only_access_tokens(verifier: JwtVerifier) -> None:
+    # Entra ID's and most issuers' JWT, RFC 9068's at+jwt (oidc-provider), with or without application/.
+    for typ in ("JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt", "application/jwt", None):
+        access = await verifier.check(typed(typ, claims(scope="dicom.read")))
+        assert access.scopes == ["dicom.read"], typ
+    for typ in ("dpop+jwt", "logout+jwt", "secevent+jwt", "JOSE", 7):
+        reason = await refused(verifier, typed(typ))
+        assert "is not an access token's (typ must be JWT or at+jwt)" in reason, typ
+    assert "type dpop+jwt" in await refused(verifier, typed("dpop+jwt"))
+    # An OpenID ID token (its nonce), told as such even when its aud (the client's id) is not this server.
+    for aud in (RESOURCE, "client-app-id"):
+        reason = await refused(verifier, signed(claims(aud=aud, nonce="n-0S6_WzA2Mj")))
+        assert "an OpenID ID token, not an access token" in reason, aud
+
+
 @pytest.mark.anyio
 async def test_unknown_keys_are_fetched_at_a_bounded_rate(issuer: Issuer, verifier: JwtVerifier) -> None:
     assert issuer.jwks_fetches == 1
