@@ -23,7 +23,7 @@ import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
 
-from .scopes import granted_scopes
+from .scopes import OAuthAccess, granted_scopes
 
 __all__ = ["ALGORITHMS", "IssuerKeys", "IssuerUnreachable", "JwtVerifier", "TokenRefused"]
 
@@ -158,12 +158,20 @@ class IssuerKeys:
 
 
 class JwtVerifier:
-    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``."""
+    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``;
+    ``scope_prefix`` begins the scope names this server publishes (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX)."""
 
     def __init__(
-        self, keys: IssuerKeys, audiences: Sequence[str], *, resource: str, skew: int = SKEW
+        self,
+        keys: IssuerKeys,
+        audiences: Sequence[str],
+        *,
+        resource: str,
+        scope_prefix: str = "",
+        skew: int = SKEW,
     ) -> None:
         self.keys = keys
+        self.scope_prefix = scope_prefix
         self._audiences = list(audiences)
         self._resource = resource
         self._skew = skew
@@ -175,7 +183,7 @@ class JwtVerifier:
             log.info("bearer token refused: %s", exc)
             return None
 
-    async def check(self, token: str) -> AccessToken:
+    async def check(self, token: str) -> OAuthAccess:
         """The verified token's identity and scopes; raise ``TokenRefused`` saying why not."""
         try:
             header = jwt.get_unverified_header(token)
@@ -208,14 +216,15 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(self._reason(exc)) from None
-        return AccessToken(
+        return OAuthAccess(
             token=token,
             client_id=_text(claims, "azp", "client_id", "appid", "sub") or "unknown",
-            scopes=sorted(granted_scopes(claims)),
+            scopes=sorted(granted_scopes(claims, self.scope_prefix)),
             expires_at=int(claims["exp"]),
             resource=self._resource,
             subject=_text(claims, "sub"),
             claims=claims,
+            scope_prefix=self.scope_prefix,
         )
 
     def _reason(self, exc: jwt.PyJWTError) -> str:
