@@ -305,6 +305,56 @@ def test_scope_names_with_a_prefix(
     assert "needs the OAuth scope api://dicomweb-mcp/dicom.write," in text(results["store_instances"])
 
 
+def claims_of(token: str) -> dict[str, Any]:
+    """A token's payload, read without checking it (the server did)."""
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return claims
+
+
+def test_the_audit_trail_names_each_tokens_user(
+    identity_provider: IdentityProvider, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """Calls made with the provider's tokens are on record as their subjects, a call beyond a token's
+    scopes as refused naming the scope, and no token is written."""
+    idp, audit = identity_provider, tmp_path / "audit.jsonl"
+    settings = {"DICOMWEB_AUDIT_LOG": str(audit)}
+    with resource_server(idp, orthanc, tmp_path / "downloads", settings) as served:
+        reader, admin = idp.token(served.url, client="reader"), idp.token(served.url, client="admin")
+        served.tokens += [reader, admin]
+        calls = {"search_studies": {}, "store_instances": {"paths": ["/nowhere.dcm"]}}
+        _, by_reader = anyio.run(tools_and_calls, served.url, reader, calls)
+        _, by_admin = anyio.run(tools_and_calls, served.url, admin, {"search_studies": {}})
+    assert not by_reader["search_studies"].is_error and by_reader["store_instances"].is_error
+    assert not by_admin["search_studies"].is_error
+    written = audit.read_text()
+    lines = [json.loads(line) for line in written.splitlines()]
+    assert [(line["event"], line.get("tool"), line.get("outcome")) for line in lines] == [
+        ("server_start", None, None),
+        ("call", "search_studies", "ok"),
+        ("call_start", "store_instances", None),
+        ("call", "store_instances", "refused"),
+        ("call", "search_studies", "ok"),
+    ]
+    assert lines[0]["user"]["source"] == "os"
+
+    def user(token: str) -> dict[str, str]:
+        claims = claims_of(token)
+        return {
+            "source": "oauth",
+            "subject": claims["sub"],
+            "client_id": claims["client_id"],
+            "issuer": idp.issuer,
+        }
+
+    assert user(reader) != user(admin)  # two people, told apart
+    assert [line["user"] for line in lines[1:]] == [user(reader)] * 3 + [user(admin)]
+    refused = lines[3]
+    assert refused["id"] == lines[2]["id"]
+    assert "store_instances needs the OAuth scope dicom.write," in refused["reason"]
+    for token in served.tokens:
+        assert token not in written and token.rsplit(".", 1)[-1] not in written
+
+
 def test_a_flood_of_bad_tokens(server: Served, identity_provider: IdentityProvider) -> None:
     idp, url = identity_provider, server.url
     stranger = SigningKey.generate()
