@@ -235,8 +235,9 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
     security = transport_security(host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins)
     app: ASGIApp
     if config.mcp_stateless:
-        from .stateless import stateless_app
+        from .stateless import stateless_app, warn_if_jobs_unshared
 
+        warn_if_jobs_unshared(config)
         app = stateless_app(server, security, config.mcp_state_keys)
     else:
         app = server.streamable_http_app(host=host, transport_security=security)
