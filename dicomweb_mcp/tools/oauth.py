@@ -2,7 +2,8 @@
 
 A token is validated here, without asking the issuer per request: its signature with a key from the
 issuer's JWKS (found through its OpenID or OAuth discovery document), then iss, aud, exp and nbf with a
-small skew. It must be an access token: a ``typ`` of JWT or at+jwt if any, and no ID token's nonce.
+small skew. It must be an access token: a ``typ`` of JWT or at+jwt if any, and not an ID token (a nonce
+without scopes).
 Only asymmetric algorithms are accepted: ``none`` needs no key and HS* would let anyone who holds the
 published key sign. The JWKS is fetched at start, again when a token names a key not seen yet
 (at most once per cooldown, so a flood of forged tokens is not a flood of fetches), and when the cached
@@ -245,8 +246,9 @@ class JwtVerifier:
 
 def _check_access_token(token: str, header: dict[str, Any]) -> None:
     """Refuse a JWT that says it is something else than an access token: a ``typ`` other than a JWT or
-    an access token (RFC 9068), or a ``nonce`` claim, which only OpenID ID tokens carry. Read before the
-    signature is checked: a refusal needs no proof, and an ID token is told as such, not as a wrong aud."""
+    an access token (RFC 9068), or an OpenID ID token's ``nonce`` without the scopes access tokens carry.
+    Read before the signature is checked: a refusal needs no proof, and an ID token is told as such, not
+    as a wrong aud."""
     typ = header.get("typ")
     media = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
     if typ is not None and media not in _ACCESS_TOKEN_TYPES:
@@ -258,7 +260,9 @@ def _check_access_token(token: str, header: dict[str, Any]) -> None:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return  # the checked decode says what is wrong with it
-    if "nonce" in claims:
+    # Keycloak before 25 copies the nonce into access tokens too, which carry delegated scopes; an ID
+    # token never does (Entra ID's may carry roles, hence the check).
+    if "nonce" in claims and not ({"scope", "scp"} & claims.keys()):
         raise TokenRefused(
             "the token is an OpenID ID token, not an access token: the host must send the access token "
             "it got for this server"

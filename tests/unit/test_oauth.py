@@ -295,6 +295,10 @@ async def test_only_access_tokens(verifier: JwtVerifier) -> None:
     for aud in (RESOURCE, "client-app-id"):
         reason = await refused(verifier, signed(claims(aud=aud, nonce="n-0S6_WzA2Mj")))
         assert "an OpenID ID token, not an access token" in reason, aud
+    # Entra ID's ID token with app roles is one too; Keycloak's (before 25) access token with a nonce is not.
+    assert "an OpenID ID token" in await refused(verifier, signed(claims(nonce="n-1", roles=["dicom.read"])))
+    keycloak = await verifier.check(signed(claims(nonce="n-2", scope="openid dicom.read")))
+    assert "dicom.read" in keycloak.scopes
 
 
 @pytest.mark.anyio
