@@ -64,6 +64,8 @@ environment (only DICOMWEB_URL, or DICOMWEB_SERVERS, is required):
   DICOMWEB_MCP_OAUTH_ISSUER     serve --transport http as an OAuth resource server: the issuer's URL
   DICOMWEB_MCP_PUBLIC_URL       with it: this server's MCP endpoint as clients reach it
   DICOMWEB_MCP_OAUTH_AUDIENCE   with it: the aud tokens carry, if not the public URL (comma-separated)
+  DICOMWEB_MCP_OAUTH_SCOPE_PREFIX  with it: what the scope names hosts ask for begin with
+                                (Entra ID: the Application ID URI and '/', e.g. api://dicomweb-mcp/)
   DICOMWEB_MCP_ALLOWED_HOSTS    serve --transport http: extra Host names, comma-separated
   DICOMWEB_MCP_ALLOWED_ORIGINS  serve --transport http: browser-based hosts' origins, comma-separated
                                 (e.g. http://localhost:6274 for MCP Inspector)

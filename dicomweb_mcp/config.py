@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .files.job_store import masked_url
+from .oauth_settings import oauth_url, scope_prefix
 
 __all__ = ["DEFAULT_AZURE_SCOPE", "DEFAULT_SERVER", "AuthMode", "Config", "ServerConfig", "ServerKind"]
 
@@ -236,6 +237,8 @@ class Config:
     oauth_issuer: str | None = None
     public_url: str | None = None
     oauth_audiences: tuple[str, ...] = ()
+    # What published scope names begin with: Entra ID knows api://<app>/dicom.read, not bare dicom.read.
+    oauth_scope_prefix: str = ""
     # HTTP transport without sessions kept in the process, so that replicas behind a load balancer without
     # sticky sessions serve one client (tools/stateless.py says what the 2025 protocol era gives up).
     mcp_stateless: bool = False
@@ -309,8 +312,10 @@ class Config:
                 "its own identity in the user's place."
             )
         if self.oauth_issuer is None:
-            if self.oauth_audiences:
-                raise ConfigError("DICOMWEB_MCP_OAUTH_AUDIENCE needs DICOMWEB_MCP_OAUTH_ISSUER.")
+            alone = {"AUDIENCE": self.oauth_audiences, "SCOPE_PREFIX": self.oauth_scope_prefix}
+            given = [setting for setting, value in alone.items() if value]
+            if given:
+                raise ConfigError(f"DICOMWEB_MCP_OAUTH_{given[0]} needs DICOMWEB_MCP_OAUTH_ISSUER.")
             return
         if self.mcp_token:
             raise ConfigError(
@@ -322,8 +327,9 @@ class Config:
                 "DICOMWEB_MCP_OAUTH_ISSUER needs DICOMWEB_MCP_PUBLIC_URL: this server's MCP endpoint as "
                 "clients reach it, for example https://mcp.example.org/mcp (tokens must be issued for it)."
             )
-        object.__setattr__(self, "oauth_issuer", _oauth_url("DICOMWEB_MCP_OAUTH_ISSUER", self.oauth_issuer))
-        object.__setattr__(self, "public_url", _oauth_url("DICOMWEB_MCP_PUBLIC_URL", self.public_url))
+        object.__setattr__(self, "oauth_issuer", oauth_url("DICOMWEB_MCP_OAUTH_ISSUER", self.oauth_issuer))
+        object.__setattr__(self, "public_url", oauth_url("DICOMWEB_MCP_PUBLIC_URL", self.public_url))
+        scope_prefix(self.oauth_scope_prefix)
 
     @property
     def accepted_audiences(self) -> tuple[str, ...]:
@@ -367,18 +373,6 @@ class Config:
         from .environment import read_config
 
         return read_config(os.environ if environ is None else environ)
-
-
-def _oauth_url(name: str, url: str) -> str:
-    """An issuer or public URL: https, or http on a loopback host only (a token on the wire in clear is
-    anyone's); no query or fragment."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{name} {url!r} is not a URL like https://host/path (no query or fragment).")
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme == "http" and not loopback:
-        raise ConfigError(f"{name} {url!r} must use https: tokens would cross the network in clear.")
-    return url
 
 
 def _enum(enum: type[_E], name: str, value: str) -> _E:

@@ -102,6 +102,7 @@ def read_config(env: Mapping[str, str]) -> Config:
         oauth_issuer=get("DICOMWEB_MCP_OAUTH_ISSUER"),
         public_url=get("DICOMWEB_MCP_PUBLIC_URL"),
         oauth_audiences=_names(get("DICOMWEB_MCP_OAUTH_AUDIENCE")),
+        oauth_scope_prefix=get("DICOMWEB_MCP_OAUTH_SCOPE_PREFIX") or "",
         mcp_stateless=_flag(env, "DICOMWEB_MCP_STATELESS"),
         mcp_state_keys=_names(env.get("DICOMWEB_MCP_STATE_KEY")),
         log_level=get("DICOMWEB_LOG_LEVEL") or "WARNING",

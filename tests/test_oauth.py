@@ -12,12 +12,13 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -65,9 +66,11 @@ class Served:
 
 
 @contextmanager
-def resource_server(idp: IdentityProvider, orthanc: Orthanc, downloads: Path) -> Iterator[Served]:
-    """dicomweb-mcp over HTTP taking ``idp``'s tokens, in front of ``orthanc``; its log is checked for
-    tokens once it has stopped."""
+def resource_server(
+    idp: IdentityProvider, orthanc: Orthanc, downloads: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """dicomweb-mcp over HTTP taking ``idp``'s tokens, in front of ``orthanc``, with more ``settings``; its
+    log is checked for tokens once it has stopped."""
     port = free_port()
     served = Served(f"http://127.0.0.1:{port}/mcp")
     env = {
@@ -78,6 +81,7 @@ def resource_server(idp: IdentityProvider, orthanc: Orthanc, downloads: Path) ->
         "DICOMWEB_MCP_OAUTH_ISSUER": idp.issuer,
         "DICOMWEB_MCP_PUBLIC_URL": served.url,
         "DICOMWEB_LOG_LEVEL": "DEBUG",
+        **(settings or {}),
     }
     with serving_http(env, served.log, port=port):
         yield served
@@ -271,6 +275,84 @@ async def test_scopes_decide_the_tools(
     # Past the scope check: the server's own answer about the file.
     assert "OAuth scope" not in text(results["store_instances"])
     assert "needs the OAuth scope dicom.delete" in text(results["delete_instances"])
+
+
+def test_scope_names_with_a_prefix(
+    identity_provider: IdentityProvider, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """With Entra ID's scope names (api://<app>/dicom.read) configured, hosts are told those names, and the
+    provider's tokens, which grant the names bare (as Entra ID's scp does), still grant them."""
+    idp = identity_provider
+    settings = {"DICOMWEB_MCP_OAUTH_SCOPE_PREFIX": "api://dicomweb-mcp/"}
+    with resource_server(idp, orthanc, tmp_path, settings) as served:
+        metadata = httpx.get(served.metadata_url, timeout=10).json()
+        missing = served.post(None)
+        nothing = served.post(idp.token(served.url, client="nothing"))
+        reader = idp.token(served.url, client="reader")
+        served.tokens.append(reader)
+        tools, results = anyio.run(tools_and_calls, served.url, reader, {"store_instances": {"paths": []}})
+    published = [
+        "api://dicomweb-mcp/dicom.read",
+        "api://dicomweb-mcp/dicom.write",
+        "api://dicomweb-mcp/dicom.delete",
+    ]
+    assert metadata["scopes_supported"] == published
+    hint = f'scope="{" ".join(published)}"'
+    assert missing.status_code == 401 and hint in missing.headers["www-authenticate"]
+    assert nothing.status_code == 403 and hint in nothing.headers["www-authenticate"]
+    assert nothing.json()["error_description"] == f"the token grants none of {' or '.join(published)}"
+    assert "search_studies" in tools and "store_instances" not in tools
+    assert "needs the OAuth scope api://dicomweb-mcp/dicom.write," in text(results["store_instances"])
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """A token's payload, read without checking it (the server did)."""
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return claims
+
+
+def test_the_audit_trail_names_each_tokens_user(
+    identity_provider: IdentityProvider, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """Calls made with the provider's tokens are on record as their subjects, a call beyond a token's
+    scopes as refused naming the scope, and no token is written."""
+    idp, audit = identity_provider, tmp_path / "audit.jsonl"
+    settings = {"DICOMWEB_AUDIT_LOG": str(audit)}
+    with resource_server(idp, orthanc, tmp_path / "downloads", settings) as served:
+        reader, admin = idp.token(served.url, client="reader"), idp.token(served.url, client="admin")
+        served.tokens += [reader, admin]
+        calls = {"search_studies": {}, "store_instances": {"paths": ["/nowhere.dcm"]}}
+        _, by_reader = anyio.run(tools_and_calls, served.url, reader, calls)
+        _, by_admin = anyio.run(tools_and_calls, served.url, admin, {"search_studies": {}})
+    assert not by_reader["search_studies"].is_error and by_reader["store_instances"].is_error
+    assert not by_admin["search_studies"].is_error
+    written = audit.read_text()
+    lines = [json.loads(line) for line in written.splitlines()]
+    assert [(line["event"], line.get("tool"), line.get("outcome")) for line in lines] == [
+        ("server_start", None, None),
+        ("call", "search_studies", "ok"),
+        ("call_start", "store_instances", None),
+        ("call", "store_instances", "refused"),
+        ("call", "search_studies", "ok"),
+    ]
+    assert lines[0]["user"]["source"] == "os"
+
+    def user(token: str) -> dict[str, str]:
+        claims = claims_of(token)
+        return {
+            "source": "oauth",
+            "subject": claims["sub"],
+            "client_id": claims["client_id"],
+            "issuer": idp.issuer,
+        }
+
+    assert user(reader) != user(admin)  # two people, told apart
+    assert [line["user"] for line in lines[1:]] == [user(reader)] * 3 + [user(admin)]
+    refused = lines[3]
+    assert refused["id"] == lines[2]["id"]
+    assert "store_instances needs the OAuth scope dicom.write," in refused["reason"]
+    for token in served.tokens:
+        assert token not in written and token.rsplit(".", 1)[-1] not in written
 
 
 def test_a_flood_of_bad_tokens(server: Served, identity_provider: IdentityProvider) -> None:

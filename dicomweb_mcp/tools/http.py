@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import ConfigError
-from .scopes import SCOPES
+from .scopes import SCOPES, published_scopes
 
 if TYPE_CHECKING:
     from .oauth import JwtVerifier
@@ -74,18 +74,22 @@ class RequireBearerToken:
 class RequireOAuthToken:
     """ASGI middleware of an OAuth resource server: the protected resource metadata (RFC 9728) for anyone,
     and for the rest a valid access token in the Authorization header, else 401 (or 403 for a token that
-    grants no scope of this server) with a challenge pointing at the metadata."""
+    grants no scope of this server) with a challenge pointing at the metadata. Scopes are named to hosts
+    with ``scope_prefix`` (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX), as they must ask their identity provider."""
 
-    def __init__(self, app: ASGIApp, verifier: JwtVerifier, *, public_url: str, issuer: str) -> None:
+    def __init__(
+        self, app: ASGIApp, verifier: JwtVerifier, *, public_url: str, issuer: str, scope_prefix: str = ""
+    ) -> None:
         self._app = app
         self._verifier = verifier
         # The issuer exactly as configured: clients compare it with the issuer's own metadata, and a
         # trailing slash added to a path-less URL would not match.
         exact = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+        self._published = published_scopes(scope_prefix)
         routes = create_protected_resource_routes(
             resource_url=exact.validate_python(public_url),
             authorization_servers=[exact.validate_python(issuer)],
-            scopes_supported=list(SCOPES),
+            scopes_supported=self._published,
             resource_name="dicomweb-mcp",
         )
         published = routes[0]
@@ -96,7 +100,7 @@ class RequireOAuthToken:
         self._metadata_paths = frozenset(route.path for route in routes)
         self._metadata = Router(routes=list(routes))
         self._issuer = issuer
-        scopes = " ".join(SCOPES)
+        scopes = " ".join(self._published)
         self._challenge = f'Bearer resource_metadata="{build_resource_metadata_url(AnyHttpUrl(public_url))}"'
         self._scope_hint = f'scope="{scopes}"'
 
@@ -143,7 +147,7 @@ class RequireOAuthToken:
             await self._refuse(send, 401, "invalid_token", str(exc))
             return
         if not set(access.scopes) & set(SCOPES):
-            needed = " or ".join(SCOPES)
+            needed = " or ".join(self._published)
             await self._refuse(send, 403, "insufficient_scope", f"the token grants none of {needed}")
             return
         user = AuthenticatedUser(access)
@@ -231,14 +235,19 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
     security = transport_security(host, port, config.mcp_allowed_hosts, config.mcp_allowed_origins)
     app: ASGIApp
     if config.mcp_stateless:
-        from .stateless import stateless_app
+        from .stateless import stateless_app, warn_if_jobs_unshared
 
+        warn_if_jobs_unshared(config)
         app = stateless_app(server, security, config.mcp_state_keys)
     else:
         app = server.streamable_http_app(host=host, transport_security=security)
     if config.oauth_issuer and config.public_url:
         app = RequireOAuthToken(
-            app, _verifier(config), public_url=config.public_url, issuer=config.oauth_issuer
+            app,
+            _verifier(config),
+            public_url=config.public_url,
+            issuer=config.oauth_issuer,
+            scope_prefix=config.oauth_scope_prefix,
         )
     elif token:
         app = RequireBearerToken(app, token)
@@ -263,4 +272,6 @@ def _verifier(config: Config) -> JwtVerifier:
             f"({exc}). Check the URL (for Entra ID: https://login.microsoftonline.com/<tenant id>/v2.0) "
             "and that this host can reach it."
         ) from None
-    return JwtVerifier(keys, config.accepted_audiences, resource=config.public_url)
+    return JwtVerifier(
+        keys, config.accepted_audiences, resource=config.public_url, scope_prefix=config.oauth_scope_prefix
+    )

@@ -2,8 +2,10 @@
 
 A token is validated here, without asking the issuer per request: its signature with a key from the
 issuer's JWKS (found through its OpenID or OAuth discovery document), then iss, aud, exp and nbf with a
-small skew. Only asymmetric algorithms are accepted: ``none`` needs no key and HS* would let anyone who
-holds the published key sign. The JWKS is fetched at start, again when a token names a key not seen yet
+small skew. It must be an access token: a ``typ`` of JWT or at+jwt if any, and not an ID token (a nonce
+without scopes).
+Only asymmetric algorithms are accepted: ``none`` needs no key and HS* would let anyone who holds the
+published key sign. The JWKS is fetched at start, again when a token names a key not seen yet
 (at most once per cooldown, so a flood of forged tokens is not a flood of fetches), and when the cached
 set is an hour old (keys the issuer withdrew stop being trusted). PyJWT does the JOSE work.
 """
@@ -22,7 +24,7 @@ import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
 
-from .scopes import granted_scopes
+from .scopes import OAuthAccess, granted_scopes
 
 __all__ = ["ALGORITHMS", "IssuerKeys", "IssuerUnreachable", "JwtVerifier", "TokenRefused"]
 
@@ -33,6 +35,9 @@ ALGORITHMS = frozenset(
 )
 # The key type each algorithm family signs with: a token cannot pick an algorithm its key was not made for.
 _KEY_TYPE = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+# The JOSE ``typ`` values of an access token, lower case without ``application/`` (RFC 7515 4.1.9):
+# a plain JWT (Entra ID, most issuers) or RFC 9068's at+jwt (oidc-provider); absent is accepted too.
+_ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt"})
 # Clocks of the issuer and this server may differ by this much (seconds).
 SKEW = 60
 # A token naming an unknown key triggers at most one JWKS fetch per this many seconds.
@@ -154,12 +159,20 @@ class IssuerKeys:
 
 
 class JwtVerifier:
-    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``."""
+    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``;
+    ``scope_prefix`` begins the scope names this server publishes (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX)."""
 
     def __init__(
-        self, keys: IssuerKeys, audiences: Sequence[str], *, resource: str, skew: int = SKEW
+        self,
+        keys: IssuerKeys,
+        audiences: Sequence[str],
+        *,
+        resource: str,
+        scope_prefix: str = "",
+        skew: int = SKEW,
     ) -> None:
         self.keys = keys
+        self.scope_prefix = scope_prefix
         self._audiences = list(audiences)
         self._resource = resource
         self._skew = skew
@@ -171,12 +184,13 @@ class JwtVerifier:
             log.info("bearer token refused: %s", exc)
             return None
 
-    async def check(self, token: str) -> AccessToken:
+    async def check(self, token: str) -> OAuthAccess:
         """The verified token's identity and scopes; raise ``TokenRefused`` saying why not."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise TokenRefused("the token is not a signed JWT") from None
+        _check_access_token(token, header)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             shown = "".join(c for c in str(alg) if c.isascii() and c.isalnum())[:16]
@@ -203,14 +217,15 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(self._reason(exc)) from None
-        return AccessToken(
+        return OAuthAccess(
             token=token,
             client_id=_text(claims, "azp", "client_id", "appid", "sub") or "unknown",
-            scopes=sorted(granted_scopes(claims)),
+            scopes=sorted(granted_scopes(claims, self.scope_prefix)),
             expires_at=int(claims["exp"]),
             resource=self._resource,
             subject=_text(claims, "sub"),
             claims=claims,
+            scope_prefix=self.scope_prefix,
         )
 
     def _reason(self, exc: jwt.PyJWTError) -> str:
@@ -227,6 +242,31 @@ class JwtVerifier:
         if isinstance(exc, jwt.InvalidSignatureError):
             return "the token's signature does not verify"
         return "the token is malformed"
+
+
+def _check_access_token(token: str, header: dict[str, Any]) -> None:
+    """Refuse a JWT that says it is something else than an access token: a ``typ`` other than a JWT or
+    an access token (RFC 9068), or an OpenID ID token's ``nonce`` without the scopes access tokens carry.
+    Read before the signature is checked: a refusal needs no proof, and an ID token is told as such, not
+    as a wrong aud."""
+    typ = header.get("typ")
+    media = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+    if typ is not None and media not in _ACCESS_TOKEN_TYPES:
+        shown = "".join(c for c in str(typ) if c.isascii() and (c.isalnum() or c in "+/.-"))[:32]
+        raise TokenRefused(
+            f"the token's type {shown or '?'} is not an access token's (typ must be JWT or at+jwt)"
+        )
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return  # the checked decode says what is wrong with it
+    # Keycloak before 25 copies the nonce into access tokens too, which carry delegated scopes; an ID
+    # token never does (Entra ID's may carry roles, hence the check).
+    if "nonce" in claims and not ({"scope", "scp"} & claims.keys()):
+        raise TokenRefused(
+            "the token is an OpenID ID token, not an access token: the host must send the access token "
+            "it got for this server"
+        )
 
 
 def _text(claims: dict[str, Any], *names: str) -> str | None:

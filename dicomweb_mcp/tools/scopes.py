@@ -2,6 +2,10 @@
 
 Only requests that carry a verified OAuth token are checked: over stdio and with the static token every
 tool the operator enabled stays open, as before. ``TOOL_SCOPES`` says which scope each tool needs.
+
+Inside, scopes go by their bare names (``dicom.read``). What hosts are told to ask for (the protected
+resource metadata, challenges, refusals) carries the operator's prefix (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX):
+Entra ID grants ``api://<app>/dicom.read``, and puts it in the token as ``dicom.read``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 
 __all__ = [
     "DELETE",
@@ -17,8 +22,10 @@ __all__ = [
     "SCOPES",
     "TOOL_SCOPES",
     "WRITE",
+    "OAuthAccess",
     "granted_scopes",
     "missing_scope",
+    "published_scopes",
     "scope_refusal",
 ]
 
@@ -42,10 +49,23 @@ TOOL_SCOPES: dict[str, str] = {
 }
 
 
-def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+class OAuthAccess(AccessToken):
+    """A verified access token, with the prefix of the scope names this server publishes, so that a refusal
+    names the scope as its bearer must ask the identity provider for it."""
+
+    scope_prefix: str = ""
+
+
+def published_scopes(prefix: str) -> list[str]:
+    """This server's scopes as hosts must ask for them: with the operator's prefix."""
+    return [prefix + scope for scope in SCOPES]
+
+
+def granted_scopes(claims: Mapping[str, Any], prefix: str = "") -> frozenset[str]:
     """The scopes a token's claims grant: ``scp`` (Entra ID's delegated scopes) and ``scope`` (RFC 9068, any
     OIDC issuer), space-separated, and ``roles`` (Entra ID's app roles, a list). A scope written in full
-    (``api://<app>/dicom.read``) counts by its last segment."""
+    (``api://<app>/dicom.read``) counts by its last segment; with a ``prefix``, only when it is that one
+    (another API's ``api://other/dicom.read`` grants nothing here), and a bare name counts as well."""
     names: list[str] = []
     for claim in ("scp", "scope", "roles"):
         value = claims.get(claim)
@@ -53,7 +73,10 @@ def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
             names.extend(value.split())
         elif isinstance(value, list):
             names.extend(item for item in value if isinstance(item, str))
-    return frozenset(name.rsplit("/", 1)[-1] for name in names if name.rsplit("/", 1)[-1])
+    if not prefix:
+        return frozenset(name.rsplit("/", 1)[-1] for name in names if name.rsplit("/", 1)[-1])
+    bare = (name.removeprefix(prefix) for name in names)
+    return frozenset(name for name in bare if name and "/" not in name)
 
 
 def missing_scope(required: str) -> str | None:
@@ -70,6 +93,7 @@ def scope_refusal(tool: str, required: str) -> str | None:
     scope = missing_scope(required)
     if scope is None:
         return None
+    scope = getattr(get_access_token(), "scope_prefix", "") + scope
     return (
         f"{tool} needs the OAuth scope {scope}, which your access token does not grant. Ask the "
         f"administrator of your identity provider for {scope}, then sign in again."

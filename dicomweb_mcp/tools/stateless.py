@@ -41,9 +41,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from ..config import Config
+from ..files.job_store import sqlite_path
 from .http import json_answer
 
-__all__ = ["StatelessSessions", "read_session_id", "session_id_for", "stateless_app"]
+__all__ = ["StatelessSessions", "read_session_id", "session_id_for", "stateless_app", "warn_if_jobs_unshared"]
 
 log = logging.getLogger("dicomweb_mcp.http")
 
@@ -190,6 +192,19 @@ def stateless_app(
         routes=[Route("/mcp", endpoint=StreamableHTTPASGIApp(manager))],
         lifespan=lambda _: manager.run(),
     )
+
+
+def warn_if_jobs_unshared(config: Config) -> None:
+    """Say once, at start, that stateless serving without DICOMWEB_JOBS_DATABASE keeps cohort jobs in this
+    replica's SQLite file: one stateless server is legitimate, so it is a warning, not a refusal."""
+    if config.mcp_stateless and config.jobs_database is None:
+        log.warning(
+            "DICOMWEB_MCP_STATELESS is on without DICOMWEB_JOBS_DATABASE: cohort jobs are kept in SQLite at "
+            "%s. Replicas see one another's jobs only if they share that directory on one host (SQLite's "
+            "write-ahead log does not work over a network file system); set DICOMWEB_JOBS_DATABASE to a "
+            "PostgreSQL URL every replica uses. A single server can ignore this.",
+            sqlite_path(config.download_dir),
+        )
 
 
 def _share_request_state(server: MCPServer[Any], keys: Sequence[str]) -> None:

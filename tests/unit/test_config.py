@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,34 @@ def test_replicas_share_a_state_key() -> None:
         Config.from_env(env(MCP_STATELESS="true", MCP_STATE_KEY=f"{key},short"))
     with pytest.raises(ConfigError, match="DICOMWEB_MCP_STATELESS 'maybe' is not a boolean"):
         Config.from_env(env(MCP_STATELESS="maybe"))
+
+
+def test_stateless_without_a_jobs_database_warns_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replicas would each keep cohort jobs in their own SQLite file: said once at start, not refused (one
+    stateless server is legitimate)."""
+    from dicomweb_mcp.files.job_store import sqlite_path
+    from dicomweb_mcp.tools import http
+    from dicomweb_mcp.tools.server import build_server
+
+    served: list[object] = []
+    # Start-up as serve --transport http runs it, up to the point where it would listen.
+    monkeypatch.setattr(http.uvicorn, "run", lambda app, **settings: served.append(app))
+    stateless = {"MCP_STATELESS": "true", "MCP_STATE_KEY": "k" * 32, "DOWNLOAD_DIR": str(tmp_path)}
+    shared = {**stateless, "JOBS_DATABASE": "postgresql://mcp@db.example:5432/jobs"}
+    warned = {}
+    for case, settings in {"stateless": stateless, "shared": shared, "sessions": {}}.items():
+        config = Config.from_env(env(**settings))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            http.serve_http(build_server(config), config, host="127.0.0.1", port=8000)
+        warned[case] = [r.getMessage() for r in caplog.records if "DICOMWEB_JOBS_DATABASE" in r.getMessage()]
+    assert len(served) == 3  # each started
+    assert warned["shared"] == [] and warned["sessions"] == []
+    [warning] = warned["stateless"]
+    assert warning.startswith("DICOMWEB_MCP_STATELESS is on without DICOMWEB_JOBS_DATABASE")
+    assert str(sqlite_path(tmp_path)) in warning
 
 
 def test_the_jobs_database_is_read_and_its_password_never_shown() -> None:

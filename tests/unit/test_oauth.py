@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +29,14 @@ from dicomweb_mcp import Config
 from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.environment import read_config
 from dicomweb_mcp.errors import ConfigError
+from dicomweb_mcp.tools.http import RequireOAuthToken, json_answer
 from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
-from dicomweb_mcp.tools.scopes import granted_scopes
+from dicomweb_mcp.tools.scopes import OAuthAccess, granted_scopes
 from dicomweb_mcp.tools.server import TOOL_SCOPES, build_server
 
 ISSUER = "https://login.example.org/tenant-1/v2.0"
 RESOURCE = "https://mcp.example.org/mcp"
+PREFIX = "api://dicomweb-mcp/"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -124,6 +127,20 @@ def test_scopes_from_each_claim_form() -> None:
     assert granted_scopes({}) == frozenset()
 
 
+def test_scopes_with_the_operators_prefix() -> None:
+    # Entra ID puts bare names in scp and roles; some issuers write them in full.
+    assert granted_scopes({"scp": "dicom.read", "roles": ["dicom.delete"]}, PREFIX) == {
+        "dicom.read",
+        "dicom.delete",
+    }
+    assert granted_scopes({"scope": "api://dicomweb-mcp/dicom.write"}, PREFIX) == {"dicom.write"}
+    # Another API's scope of the same name grants nothing here once the prefix is known...
+    other = {"scp": "api://other-app/dicom.read api://dicomweb-mcp/x/dicom.write api://dicomweb-mcp/"}
+    assert granted_scopes(other, PREFIX) == frozenset()
+    # ...and without a prefix a full name counts by its last segment, as before.
+    assert granted_scopes(other) == {"dicom.read", "dicom.write"}
+
+
 def full_config(*, read_only: bool = False, allow_delete: bool = True) -> Config:
     servers = (
         ServerConfig("http://127.0.0.1:9/dicom-web", allow_delete=allow_delete, read_only=read_only),
@@ -133,9 +150,13 @@ def full_config(*, read_only: bool = False, allow_delete: bool = True) -> Config
 
 
 @contextmanager
-def caller(*scopes: str) -> Iterator[None]:
-    """Requests made inside come from the bearer of a token granting ``scopes``, as over HTTP with OAuth."""
-    user = AuthenticatedUser(AccessToken(token="t", client_id="c", scopes=list(scopes)))
+def caller(*scopes: str, prefix: str = "") -> Iterator[None]:
+    """Requests made inside come from the bearer of a token granting ``scopes``, as over HTTP with OAuth,
+    verified by a server whose scope names begin with ``prefix``."""
+    granted: dict[str, Any] = {"token": "t", "client_id": "c", "scopes": list(scopes)}
+    # The SDK's own token when there is no prefix: a refusal must not need this package's subclass.
+    access = OAuthAccess(**granted, scope_prefix=prefix) if prefix else AccessToken(**granted)
+    user = AuthenticatedUser(access)
     token = auth_context_var.set(user)
     try:
         yield
@@ -189,6 +210,12 @@ async def test_a_call_beyond_the_token_is_refused_by_scope() -> None:
     assert delete.is_error and "needs the OAuth scope dicom.delete" in delete.content[0].text
     # The list of tools that exist is the caller's list.
     assert unknown.is_error and "store_instances" not in unknown.content[0].text
+    with caller("dicom.read", prefix=PREFIX):
+        async with Client(build_server(full_config())) as client:
+            store = await client.call_tool("store_instances", {"paths": ["/nowhere.dcm"]})
+    # Named as the host must ask Entra ID for it.
+    assert "store_instances needs the OAuth scope api://dicomweb-mcp/dicom.write," in store.content[0].text
+    assert "identity provider for api://dicomweb-mcp/dicom.write," in store.content[0].text
 
 
 # -- tokens ---------------------------------------------------------------------------------------------
@@ -249,6 +276,31 @@ async def test_only_asymmetric_signatures_with_their_own_key(verifier: JwtVerifi
     assert "not a signed JWT" in await refused(verifier, "not-a-token")
 
 
+def typed(typ: Any, payload: dict[str, Any] | None = None) -> str:
+    """A token signed with the issuer's key whose JOSE header says ``typ`` (None: no typ at all)."""
+    return jwt.encode(payload or claims(), RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1", "typ": typ})
+
+
+@pytest.mark.anyio
+async def test_only_access_tokens(verifier: JwtVerifier) -> None:
+    # Entra ID's and most issuers' JWT, RFC 9068's at+jwt (oidc-provider), with or without application/.
+    for typ in ("JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt", "application/jwt", None):
+        access = await verifier.check(typed(typ, claims(scope="dicom.read")))
+        assert access.scopes == ["dicom.read"], typ
+    for typ in ("dpop+jwt", "logout+jwt", "secevent+jwt", "JOSE", 7):
+        reason = await refused(verifier, typed(typ))
+        assert "is not an access token's (typ must be JWT or at+jwt)" in reason, typ
+    assert "type dpop+jwt" in await refused(verifier, typed("dpop+jwt"))
+    # An OpenID ID token (its nonce), told as such even when its aud (the client's id) is not this server.
+    for aud in (RESOURCE, "client-app-id"):
+        reason = await refused(verifier, signed(claims(aud=aud, nonce="n-0S6_WzA2Mj")))
+        assert "an OpenID ID token, not an access token" in reason, aud
+    # Entra ID's ID token with app roles is one too; Keycloak's (before 25) access token with a nonce is not.
+    assert "an OpenID ID token" in await refused(verifier, signed(claims(nonce="n-1", roles=["dicom.read"])))
+    keycloak = await verifier.check(signed(claims(nonce="n-2", scope="openid dicom.read")))
+    assert "dicom.read" in keycloak.scopes
+
+
 @pytest.mark.anyio
 async def test_unknown_keys_are_fetched_at_a_bounded_rate(issuer: Issuer, verifier: JwtVerifier) -> None:
     assert issuer.jwks_fetches == 1
@@ -299,6 +351,43 @@ async def test_entra_id_v2_tokens(issuer: Issuer) -> None:
     assert (await verifier.check(signed(app))).scopes == ["dicom.read"]
 
 
+async def granted_scopes_app(scope: Any, receive: Any, send: Any) -> None:
+    """Behind the middleware: answers with the scopes the request's token was granted."""
+    await json_answer(send, 200, {"scopes": sorted(scope["auth"].scopes)})
+
+
+@pytest.mark.anyio
+async def test_published_scope_names_carry_the_prefix(issuer: Issuer) -> None:
+    keys = issuer.key_set()
+    await keys.load()
+    verifier = JwtVerifier(keys, [RESOURCE], resource=RESOURCE, scope_prefix=PREFIX)
+    app = RequireOAuthToken(
+        granted_scopes_app, verifier, public_url=RESOURCE, issuer=ISSUER, scope_prefix=PREFIX
+    )
+    published = [
+        "api://dicomweb-mcp/dicom.read",
+        "api://dicomweb-mcp/dicom.write",
+        "api://dicomweb-mcp/dicom.delete",
+    ]
+    hint = f'scope="{" ".join(published)}"'
+
+    def bearer(scp: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {signed(claims(scp=scp))}"}
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="https://mcp.example.org"
+    ) as http:
+        metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+        missing = await http.post("/mcp")
+        other_api = await http.post("/mcp", headers=bearer("openid api://other-app/dicom.read"))
+        granted = await http.post("/mcp", headers=bearer("dicom.read api://dicomweb-mcp/dicom.write"))
+    assert metadata.json()["scopes_supported"] == published
+    assert missing.status_code == 401 and hint in missing.headers["www-authenticate"]
+    assert other_api.status_code == 403 and hint in other_api.headers["www-authenticate"]
+    assert other_api.json()["error_description"] == f"the token grants none of {' or '.join(published)}"
+    assert granted.status_code == 200 and granted.json() == {"scopes": ["dicom.read", "dicom.write"]}
+
+
 # -- settings -------------------------------------------------------------------------------------------
 
 
@@ -321,3 +410,30 @@ def test_oauth_settings() -> None:
     with pytest.raises(ConfigError, match="not a URL"):
         read_config({**oauth, "DICOMWEB_MCP_PUBLIC_URL": "https://mcp.example.org/mcp?x=1"})
     assert "secret-token" not in repr(read_config({**base, "DICOMWEB_MCP_TOKEN": "secret-token"}))
+
+
+def test_scope_prefix_setting() -> None:
+    oauth = {
+        "DICOMWEB_URL": "http://localhost:8042/dicom-web",
+        "DICOMWEB_MCP_OAUTH_ISSUER": ISSUER,
+        "DICOMWEB_MCP_PUBLIC_URL": RESOURCE,
+    }
+    assert read_config(oauth).oauth_scope_prefix == ""
+    for prefix in (PREFIX, "api://6e0f1c44-0000-4000-8000-000000000001/", "https://contoso.example/dicom/"):
+        assert (
+            read_config({**oauth, "DICOMWEB_MCP_OAUTH_SCOPE_PREFIX": f" {prefix} "}).oauth_scope_prefix
+            == prefix
+        )
+    with pytest.raises(ConfigError, match="DICOMWEB_MCP_OAUTH_SCOPE_PREFIX needs DICOMWEB_MCP_OAUTH_ISSUER"):
+        read_config({"DICOMWEB_URL": oauth["DICOMWEB_URL"], "DICOMWEB_MCP_OAUTH_SCOPE_PREFIX": PREFIX})
+    # The Application ID URI alone, a full scope name, or a bare slash: what comes before a name, with '/'.
+    for prefix in ("api://dicomweb-mcp", "api://dicomweb-mcp/dicom.read", "/"):
+        with pytest.raises(
+            ConfigError,
+            match=re.escape("ending with '/', e.g. api://dicomweb-mcp/ for api://dicomweb-mcp/dicom.read"),
+        ):
+            read_config({**oauth, "DICOMWEB_MCP_OAUTH_SCOPE_PREFIX": prefix})
+    # Characters a scope name cannot hold, and that would break the challenge header.
+    for prefix in ("api://dicom web/", 'api://"x"/', "api://x\\y/", "api://dicomwéb/"):
+        with pytest.raises(ConfigError, match="cannot begin a scope name"):
+            read_config({**oauth, "DICOMWEB_MCP_OAUTH_SCOPE_PREFIX": prefix})
