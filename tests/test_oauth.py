@@ -261,6 +261,22 @@ def text(result: Any) -> str:
 async def test_scopes_decide_the_tools(
     server: Served, identity_provider: IdentityProvider, mode: str
 ) -> None:
+    await scopes_decide_the_tools(server, identity_provider, mode)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_scopes_decide_the_tools_when_served_stateless(
+    identity_provider: IdentityProvider, orthanc: Orthanc, tmp_path: Path, mode: str
+) -> None:
+    """As replicas serve (DICOMWEB_MCP_STATELESS): no session remembers a caller, each request's own token
+    decides the tools listed and the calls allowed."""
+    settings = {"DICOMWEB_MCP_STATELESS": "true", "DICOMWEB_MCP_STATE_KEY": "5e" * 32}
+    with resource_server(identity_provider, orthanc, tmp_path / "downloads", settings) as served:
+        await scopes_decide_the_tools(served, identity_provider, mode)
+
+
+async def scopes_decide_the_tools(server: Served, identity_provider: IdentityProvider, mode: str) -> None:
     reader = identity_provider.token(server.url, client="reader")
     writer = identity_provider.token(server.url, client="writer")
     server.tokens += [reader, writer]
