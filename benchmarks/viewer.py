@@ -19,8 +19,8 @@ benchmarks/wanproxy.py; the host and the page are local, as they are beside a us
 - slice bytes: the JPEG of a 512 x 512 slice, and of the size the viewer asked for at its width.
 
 Each figure is the median of ``--runs`` fresh pages, each with a fresh server session. Targets are
-checked at the end; the results also go
-to benchmarks/results/viewer.json.
+checked at the end, and the exit status is 1 if any was missed; the results also go to
+benchmarks/results/viewer.json.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import argparse
 import base64
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,8 @@ async def measure(config: Config, study_uid: str, runs: int) -> dict[str, float]
         }
 
 
-async def main(arguments: argparse.Namespace) -> None:
+async def main(arguments: argparse.Namespace) -> list[str]:
+    """Measure, print the table and the targets, save the results; the names of the targets missed."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dicomweb-mcp-viewer-") as temporary:
         root = Path(temporary)
@@ -205,6 +207,7 @@ async def main(arguments: argparse.Namespace) -> None:
     out = Path("benchmarks/results/viewer.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"arguments": vars(arguments), "results": results, "missed": missed}, indent=2))
+    return missed
 
 
 if __name__ == "__main__":
@@ -213,4 +216,5 @@ if __name__ == "__main__":
     parser.add_argument("--slices", type=int, default=80)
     parser.add_argument("--rtt-ms", type=float, default=40.0)
     parser.add_argument("--conn-mbit", type=float, default=100.0)
-    anyio.run(main, parser.parse_args())
+    # A missed target fails the run, so a script or CI that runs the benchmark notices it.
+    sys.exit(1 if anyio.run(main, parser.parse_args()) else 0)

@@ -3,7 +3,9 @@ bridge, the real server and a real Orthanc. What the person sees is checked on t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import TextResourceContents
+from playwright.async_api import Locator
 from pydicom import dcmread
 
 from dicomweb_mcp import Config
@@ -25,7 +28,7 @@ from tests.support.imaging import ct_dataset, save, uid
 from tests.support.malformed import raw_value, set_raw
 from tests.support.mcp import call, text
 from tests.support.reports import FINDINGS, basic_text_sr
-from tests.support.viewer_host import ViewerPage, viewer_host
+from tests.support.viewer_host import ToolCall, ViewerPage, viewer_host
 
 pytestmark = pytest.mark.anyio
 
@@ -60,6 +63,43 @@ def phantom(slice_index: int) -> np.ndarray:
 def expected_grey(hu: float, preset: str) -> float:
     center, width = PRESETS[preset]
     return 255 * grey_level(hu, Window(center, width))
+
+
+def luminance(css: str) -> float:
+    """The relative luminance (WCAG 2, 0 black to 1 white) of a computed ``rgb(r, g, b)`` colour."""
+    channels = [int(c) / 255 for c in re.findall(r"\d+", css)[:3]]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def asks_for(instance_uid: str, size: int, window: str | None = None) -> Callable[[ToolCall], bool]:
+    """Whether a relayed call is viewer_frame for this instance at this size and window (None: its own)."""
+    return lambda c: (
+        c.name == "viewer_frame"
+        and c.arguments["instance_uid"] == instance_uid
+        and c.arguments["size"] == size
+        and c.arguments.get("window") == window
+    )
+
+
+def contrast(background: str, foreground: str) -> float:
+    """The WCAG contrast ratio of two computed colours (1 to 21)."""
+    light, dark = sorted((luminance(background), luminance(foreground)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def js_round(value: float) -> int:
+    """Math.round, as the page rounds (halves up, where Python's round goes to even)."""
+    return math.floor(value + 0.5)
+
+
+async def tab_to(viewer: ViewerPage, target: Locator, *, backwards: bool = False) -> None:
+    """Move the focus with Tab (or Shift+Tab) alone, no pointer, until it is on ``target``."""
+    for _ in range(30):
+        await viewer.page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        if await target.evaluate("(element) => element === document.activeElement"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
 
 
 @dataclass
@@ -122,13 +162,55 @@ async def opened(session: Client, study: Study, **options: Any) -> AbstractAsync
 async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
     session: Client, study: Study
 ) -> None:
+    overview = (
+        await session.call_tool("get_study_overview", {"study_uid": study.study_uid})
+    ).structured_content
+    assert overview is not None
     async with await opened(session, study) as viewer:
         # The first picture: the middle slice of the only image series, in the image's own window.
-        first = await viewer.shown(index=SLICES // 2 + 1)
-        assert first["instance"] == study.instance_uids[SLICES // 2]
-        assert await viewer.text("#count") == f"{SLICES // 2 + 1} / {SLICES}"
+        middle = SLICES // 2  # from 0
+        first = await viewer.shown(index=middle + 1)
+        assert first["instance"] == study.instance_uids[middle]
+        assert await viewer.text("#count") == f"{middle + 1} / {SLICES}"
         assert "Chest" in await viewer.text("#strip")
         await viewer.screenshot("first-picture")
+
+        # Before any key is pressed, the slices on either side are fetched ahead at the viewport's size.
+        [opening] = [c for c in viewer.calls if c.name == "viewer_series"]
+        size = opening.arguments["size"]
+        for neighbour in (middle + 1, middle - 1):
+            await viewer.relayed(asks_for(study.instance_uids[neighbour], size))
+
+        # The header is the overview's patient and study.
+        patient, described_study = overview["patient"], overview["study"]
+        header = await viewer.text("#patient")
+        assert patient["name"] in header and f"ID {patient['id']}" in header
+        day = described_study["date"]
+        described = await viewer.text("#study")
+        for part in (
+            described_study["description"],
+            f"Acc. {described_study['accession_number']}",
+            f"{day[:4]}-{day[4:6]}-{day[6:]}",
+        ):
+            assert part in described, (part, described)
+
+        # Each image series has a thumbnail that is a decoded picture; the report's series has none.
+        thumbnails = viewer.frame.locator("#strip button:enabled img")
+        await viewer.frame.wait_for_function(
+            "() => [...document.querySelectorAll('#strip button:enabled img')].every((i) => i.naturalWidth > 0)"
+        )
+        assert await thumbnails.count() == sum(1 for s in overview["series"] if s["frames"] > 0) > 0
+        for source in await thumbnails.evaluate_all("(images) => images.map((i) => i.src)"):
+            assert source.startswith("data:image/")
+
+        # The light theme: a light background, and text that reads on it.
+        background, foreground = await viewer.frame.evaluate(
+            "() => { const s = getComputedStyle(document.body); return [s.backgroundColor, s.color]; }"
+        )
+        assert luminance(background) > 0.5 and contrast(background, foreground) >= 4.5, (
+            background,
+            foreground,
+        )
 
         # Two presets: the grey levels of known regions follow the window formula.
         for preset in ("lung", "bone"):
@@ -154,13 +236,53 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
         assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "lung")) <= TOLERANCE
         await viewer.screenshot("slice-7")
 
+        # On one slice and back: the slice shown before is shown again from what the page kept, no new call.
+        kept = asks_for(study.instance_uids[target - 1], size, "lung")
+        asked = sum(1 for c in viewer.calls if kept(c))
+        assert asked == 1
+        await viewer.page.keyboard.press("ArrowDown")
+        await viewer.shown(index=target + 1, window="lung")
+        await viewer.page.keyboard.press("ArrowUp")
+        facts = await viewer.shown(index=target, window="lung")
+        assert facts["instance"] == study.instance_uids[target - 1]
+        assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "lung")) <= TOLERANCE
+        assert sum(1 for c in viewer.calls if kept(c)) == asked
+
+        # The wheel over the picture: 100 px of wheel is a slice, down is on.
+        slider = viewer.frame.locator("#slider")
+        box = await viewer.frame.locator("#view").bounding_box()
+        assert box is not None
+        await viewer.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for delta, position in ((100, target + 1), (-300, target - 2)):
+            await viewer.page.mouse.wheel(0, delta)
+            facts = await viewer.shown(index=position, window="lung")
+            assert facts["instance"] == study.instance_uids[position - 1]
+            assert await viewer.text("#count") == f"{position} / {SLICES}"
+            assert await slider.input_value() == str(position)
+            assert (
+                abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(position - 1), "lung")) <= TOLERANCE
+            )
+
+        # The slider: set to a slice, then stepped with its own arrow key.
+        for position, step in ((2, None), (3, "ArrowRight"), (target - 1, None), (target, "ArrowRight")):
+            if step is None:
+                await slider.fill(str(position))
+            else:
+                await slider.press(step)
+            facts = await viewer.shown(index=position, window="lung")
+            assert facts["instance"] == study.instance_uids[position - 1]
+            assert await viewer.text("#count") == f"{position} / {SLICES}"
+            assert (
+                abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(position - 1), "lung")) <= TOLERANCE
+            )
+
         # The report beside the images, read through the server.
         await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
 
-        # The host was told what is on screen.
+        # The host was told what is on screen, last of all the slice the person stopped on.
         await viewer.page.wait_for_function(
-            "(uid) => window.host.modelContext.some((c) => c.structuredContent.instance_uid === uid"
-            " && c.structuredContent.window.startsWith('lung'))",
+            "(uid) => { const c = window.host.modelContext.at(-1);"
+            " return c && c.structuredContent.instance_uid === uid && c.structuredContent.window.startsWith('lung'); }",
             arg=study.instance_uids[target - 1],
         )
         told = (await viewer.model_context())[-1]
@@ -178,8 +300,14 @@ async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
     async with await opened(session, study, theme="dark", width=400, height=800) as viewer:
         middle = SLICES // 2 + 1
         await viewer.shown(index=middle)
-        background = await viewer.frame.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        background, foreground = await viewer.frame.evaluate(
+            "() => { const s = getComputedStyle(document.body); return [s.backgroundColor, s.color]; }"
+        )
         assert background == "rgb(23, 25, 28)"
+        assert luminance(background) < 0.05 and contrast(background, foreground) >= 4.5, (
+            background,
+            foreground,
+        )
         # Readable at 400 px: nothing wider than the frame.
         assert await viewer.frame.evaluate(
             "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
@@ -235,6 +363,24 @@ async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
             )
         )
         await viewer.screenshot("dragged-window")
+
+        # By keyboard from there, through the drag's rendering: [ ] narrow and widen the window, { } lower
+        # and raise its centre, each by a tenth of the width it has then.
+        for key in ("[", "[", "[", "]", "}", "}", "}", "{"):
+            await viewer.page.keyboard.press(key)
+            step = max(1, js_round(width / 10))
+            width += {"[": -step, "]": step}.get(key, 0)
+            center += {"{": -step, "}": step}.get(key, 0)
+        label = f"custom {center}/{width}"
+        facts = await viewer.shown(window=label)
+        assert facts["window"] == label and label in await viewer.text("#overlay")
+        for region, hu in ((LUNG_REGION, LUNG_HU), (SOFT_REGION, SOFT_HU), (BONE_REGION, BONE_HU)):
+            expected = 255 * grey_level(hu, Window(center, width))
+            assert abs(await viewer.grey(*region) - expected) <= TOLERANCE, (hu, center, width)
+        await viewer.page.wait_for_function(
+            "(label) => { const c = window.host.modelContext.at(-1); return c && c.structuredContent.window === label; }",
+            arg=label,
+        )
         assert viewer.escaped == [] and viewer.from_viewer == [] and viewer.refused == []
 
         # The count is real: a request the page made would be refused by the frame's policy, and counted.
@@ -281,13 +427,21 @@ async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme
     overview = Study(study_uid, "", [])
     async with await opened(session, overview) as viewer:
         await viewer.shown(index=1)
-        await viewer.frame.get_by_role("button", name="lung", exact=True).click()
-        await viewer.shown(index=1, window="lung")
         strip = viewer.frame.locator("#strip button")
+        lung = viewer.frame.get_by_role("button", name="lung", exact=True)
+
+        # By keyboard alone, from the host's page: Tab to the lung preset and Space, then back to the second
+        # series and Enter.
+        await tab_to(viewer, lung)
+        await viewer.page.keyboard.press("Space")
+        await viewer.shown(index=1, window="lung")
+        assert await lung.get_attribute("aria-pressed") == "true"
+        await tab_to(viewer, strip.nth(1), backwards=True)
+        await viewer.page.keyboard.press("Enter")
 
         # The multi-frame instance: each frame is a slice, the middle one first.
-        await strip.nth(1).click()
         facts = await viewer.shown(index=2, window="lung")
+        assert await strip.nth(1).get_attribute("aria-pressed") == "true"
         assert facts["frame"] == "2" and await viewer.text("#count") == "2 / 3"
         assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(1), "lung")) <= TOLERANCE
         await viewer.frame.locator("#view").focus()
