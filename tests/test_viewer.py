@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI, display_order
 from tests.support.imaging import ct_dataset, phantom_hu, save, uid
 from tests.support.mcp import ALL_TOOLS, call, text
+from tests.support.nginx import TOKEN as GATE_TOKEN
+from tests.support.nginx import Nginx
+from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +248,44 @@ async def test_viewer_frame_is_a_picture_of_the_asked_size(orthanc_config: Confi
     assert json.loads(text(result)) == facts
     [picture] = [b for b in larger.content if isinstance(b, ImageContent)]
     assert Image.open(io.BytesIO(base64.b64decode(picture.data))).size == (256, 256)
+
+
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+async def test_the_viewer_reaches_a_secured_archive_with_the_server_s_own_credentials(
+    orthanc: Orthanc, tmp_path: Path, auth: str
+) -> None:
+    """The page holds no credentials: the two tools fetch as the server, with HTTP Basic (an Orthanc that
+    requires it) or a bearer token (nginx's gate in front of Orthanc), and without them are told so."""
+    with ExitStack() as stack:
+        if auth == "basic":
+            secured = Orthanc(tmp_path / "orthanc", users={"ines": "pw-viewer-4411"}).start()
+            stack.callback(secured.stop)
+            url, credentials = secured.dicomweb_url, {"username": "ines", "password": "pw-viewer-4411"}
+        else:
+            orthanc.clear()
+            gate = Nginx(tmp_path / "nginx", orthanc.port).start()
+            stack.callback(gate.stop)
+            url, credentials = gate.url("secured"), {"token": GATE_TOKEN}
+        config = Config.single(url=url, download_dir=tmp_path / "dl", auth=auth, **credentials)  # type: ignore[arg-type]
+        study_uid, series_uid, uids = ct_series(tmp_path / "series", [(1, 10.0), (2, 5.0)])
+        await store(config, tmp_path / "series")
+        anonymous = Config.single(url=url, download_dir=tmp_path / "dl")
+        async with Client(build_server(anonymous), extensions=[RENDERS_APPS]) as client:
+            refused = await client.call_tool(
+                "viewer_series", {"study_uid": study_uid, "series_uid": series_uid}
+            )
+        async with Client(build_server(config), extensions=[RENDERS_APPS]) as client:
+            series = await client.call_tool(
+                "viewer_series", {"study_uid": study_uid, "series_uid": series_uid}
+            )
+            frame = await client.call_tool(
+                "viewer_frame",
+                {"study_uid": study_uid, "series_uid": series_uid, "instance_uid": uids[1], "size": 48},
+            )
+    assert refused.is_error and "HTTP 401" in text(refused)
+    assert not series.is_error, text(series)
+    assert series.structured_content is not None
+    assert [i["uid"] for i in series.structured_content["instances"]] == uids
+    assert not frame.is_error, text(frame)
+    [picture] = [b for b in frame.content if isinstance(b, ImageContent)]
+    assert Image.open(io.BytesIO(base64.b64decode(picture.data))).size == (48, 48)
