@@ -112,6 +112,15 @@ async def test_without_apps_the_tool_list_is_todays_byte_for_byte(tmp_path: Path
         config = offline(tmp_path, **settings)
         today = model_facing(await listed(config.changed(apps=False), apps=False))
         assert model_facing(await listed(config, apps=False)) == today
+        # Whole, as the wire carries it: every field but _meta, which only get_study_overview gains.
+        before = await listed(config.changed(apps=False), apps=False)
+        after = await listed(config, apps=False)
+        assert [t.model_dump_json(by_alias=True, exclude={"meta"}) for t in after] == [
+            t.model_dump_json(by_alias=True, exclude={"meta"}) for t in before
+        ]
+        assert [t.name for t in after if t.meta != next(b for b in before if b.name == t.name).meta] == [
+            "get_study_overview"
+        ]
         # A host that renders apps sees the same model-facing tools, plus the two the host keeps to the app.
         shown = [t for t in await listed(config, apps=True) if t.name not in APP_TOOLS]
         assert model_facing(shown) == today
