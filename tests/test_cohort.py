@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from mcp import Client
 
-from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
+from dicomweb_mcp import Config, DicomWebClient, ServerKind, collect_dicom_files
 from dicomweb_mcp.tools.cohort import cohort_status, start_cohort
 from dicomweb_mcp.tools.cohort_runner import CohortJobs, StudyEvent
 from dicomweb_mcp.tools.context import ToolContext
@@ -28,6 +28,7 @@ from tests.support.counting import CountingTransport
 from tests.support.identified import make_identified_study
 from tests.support.imaging import ct_dataset, phantom_hu, save, uid
 from tests.support.mcp import text, tool_context
+from tests.support.nginx import Recorder
 from tests.support.orthanc import Orthanc
 from tests.support.reports import basic_text_sr
 
@@ -359,3 +360,26 @@ async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Co
     assert sidecar["SeriesDescription"] == "Chest low dose"  # as de-identified: the name cut out
     assert not {"PatientName", "PatientID", "PatientBirthDate"} & set(sidecar)
     assert series_uid not in volume and study_uid not in row["directory"]  # named by the new UIDs
+
+
+async def test_a_throttling_destination_is_waited_for_not_failed(
+    config: Config, studies: list[str], destination: Orthanc, tmp_path: Path
+) -> None:
+    """The destination (behind nginx) refuses what passes 2 requests a second with 429 and Retry-After: 1, as
+    a throttling cloud service does: the job's studies side by side meet it, wait as told, and every study
+    arrives, once."""
+    (tmp_path / "nginx").mkdir()
+    gate = Recorder(tmp_path / "nginx", destination.port, rate=2, throttle=True).start()
+    try:
+        # Behind nginx Orthanc's Server header is gone: its kind is named, so duplicates are looked up.
+        research = replace(config.named["research"], url=gate.url, server_kind=ServerKind.ORTHANC)
+        throttled = replace(config, servers=(config.named["clinical"], research)).changed(job_concurrency=4)
+        async with Client(build_server(throttled)) as client:
+            await call(client, "start_cohort", study_uids=studies, destination="research", server="clinical")
+            status = await call(client, "cohort_status", wait=60)
+    finally:
+        gate.stop()
+    assert status["state"] == "finished" and status["studies"]["done"] == len(studies), status
+    answers = [answer for _, _, answer in gate.requests()]
+    assert "429" in answers  # it did throttle
+    assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY] * len(studies)

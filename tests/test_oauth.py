@@ -172,6 +172,12 @@ BAD_TOKENS: dict[str, tuple[Callable[[IdentityProvider, str], str], int, str, st
         "algorithm HS256 is not accepted",
     ),
     "no exp": (lambda idp, url: idp.sign(idp.claims(url, exp=None)), 401, "invalid_token", "no exp claim"),
+    "an ID token (a nonce, no scope; roles)": (
+        lambda idp, url: idp.sign(idp.claims(url, nonce="n-0S6", scope=None, roles=["dicom.read"])),
+        401,
+        "invalid_token",
+        "an OpenID ID token, not an access token",
+    ),
     "not a JWT": (lambda idp, url: "opaque-garbage", 401, "invalid_token", "not a signed JWT"),
     "no dicom scope": (
         lambda idp, url: idp.token(url, client="nothing"),

@@ -181,10 +181,10 @@ http {{
 
 class Recorder(NginxProcess):
     """nginx in front of an Orthanc that logs every request (method, path, status) and passes at most
-    ``rate`` a second, queueing the rest (none refused): a job through it takes long enough to be stopped
-    midway."""
+    ``rate`` a second: queueing the rest (a job through it takes long enough to be stopped midway), or with
+    ``throttle`` refusing them with 429 and Retry-After: 1, as a throttling cloud service does."""
 
-    def __init__(self, workdir: Path, upstream_port: int, *, rate: int) -> None:
+    def __init__(self, workdir: Path, upstream_port: int, *, rate: int, throttle: bool = False) -> None:
         port = free_port()
         self.access_log = workdir / "access.log"
         proxy = f'proxy_pass http://127.0.0.1:{upstream_port}/; proxy_http_version 1.1; proxy_set_header Connection "";'
@@ -200,11 +200,12 @@ http {{
     client_max_body_size 0;
     log_format recorded '$request_method|$uri|$status';
     access_log {self.access_log} recorded;
-    limit_req_zone $server_name zone=paced:1m rate={rate}r/s;
+    limit_req_zone $binary_remote_addr zone=paced:1m rate={rate}r/s;
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            limit_req zone=paced burst=1000;
+            {"limit_req zone=paced burst=1 nodelay; limit_req_status 429;" if throttle else "limit_req zone=paced burst=1000;"}
+            {"add_header Retry-After 1 always;" if throttle else ""}
             {proxy}
         }}
     }}
