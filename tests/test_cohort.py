@@ -27,7 +27,7 @@ from dicomweb_mcp.tools.server import build_server
 from tests.support.counting import CountingTransport
 from tests.support.identified import make_identified_study
 from tests.support.imaging import ct_dataset, phantom_hu, save, uid
-from tests.support.mcp import text, tool_context
+from tests.support.mcp import answer, text, tool_context
 from tests.support.nginx import Recorder
 from tests.support.orthanc import Orthanc
 from tests.support.reports import basic_text_sr
@@ -92,20 +92,13 @@ def orthanc_studies(orthanc: Orthanc) -> dict[str, tuple[str, int]]:
     return found
 
 
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
 async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patient(
     config: Config, studies: list[str], destination: Orthanc, jobs_database: str | None
 ) -> None:
     source = CountingTransport()
     server = build_server(config.changed(jobs_database=jobs_database), transports={"clinical": source})
     async with Client(server) as client:
-        started = await call(
+        started = await answer(
             client,
             "start_cohort",
             study_uids=studies,
@@ -114,7 +107,7 @@ async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patien
             server="clinical",
         )
         assert (started["state"], started["studies"]["total"]) == ("running", 6)
-        status = await call(client, "cohort_status", job_id=started["job_id"], wait=60)
+        status = await answer(client, "cohort_status", job_id=started["job_id"], wait=60)
     assert status["state"] == "finished", status
     assert status["studies"] == {"total": 6, "done": 6, "failed": 0, "pending": 0, "running": 0}
     rows = manifest(status["manifest"])
@@ -138,8 +131,8 @@ async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patien
 
 async def test_a_cohort_by_filters_to_the_download_directory(config: Config, studies: list[str]) -> None:
     async with Client(build_server(config)) as client:
-        started = await call(client, "start_cohort", filters=["PatientID=PAT-B"], server="clinical")
-        status = await call(client, "cohort_status", wait=60)  # the latest job
+        started = await answer(client, "start_cohort", filters=["PatientID=PAT-B"], server="clinical")
+        status = await answer(client, "cohort_status", wait=60)  # the latest job
     assert status["job_id"] == started["job_id"]
     assert status["state"] == "finished" and status["studies"]["done"] == 2
     assert status["bytes"] > 0
@@ -159,10 +152,10 @@ async def test_a_missing_study_is_recorded_failed_and_the_others_are_done(
 ) -> None:
     missing = "1.2.826.0.1.3680043.8.498.999"
     async with Client(build_server(config)) as client:
-        started = await call(
+        started = await answer(
             client, "start_cohort", study_uids=[studies[0], missing, studies[1]], destination="research"
         )
-        status = await call(client, "cohort_status", job_id=started["job_id"], wait=60)
+        status = await answer(client, "cohort_status", job_id=started["job_id"], wait=60)
     assert status["studies"] == {"total": 3, "done": 2, "failed": 1, "pending": 0, "running": 0}
     assert status["failed"][0]["study_uid"] == missing
     assert "404" in status["failed"][0]["reason"]
@@ -265,7 +258,7 @@ async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
     assert first.stores == 3
 
     async with Client(build_server(config, transports={"research": second})) as client:
-        status = await call(client, "cohort_status", job_id=job.job_id, wait=60)
+        status = await answer(client, "cohort_status", job_id=job.job_id, wait=60)
     assert status["state"] == "finished", status
     assert status["studies"]["done"] == 6
     assert second.stores == 3  # the redone study's instances were looked up, found, and not sent
@@ -341,10 +334,10 @@ async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Co
         files, _ = collect_dicom_files([directory])
         assert len(await client.store_instances(files)) == 6
     async with Client(build_server(config)) as client:
-        await call(
+        await answer(
             client, "start_cohort", study_uids=[study_uid], format="nifti", deidentify=True, server="clinical"
         )
-        status = await call(client, "cohort_status", wait=60)
+        status = await answer(client, "cohort_status", wait=60)
     assert status["state"] == "finished" and status["studies"]["done"] == 1, status
     [row] = manifest(status["manifest"])
     root = config.download_dir.resolve()
@@ -375,8 +368,8 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
         research = replace(config.named["research"], url=gate.url, server_kind=ServerKind.ORTHANC)
         throttled = replace(config, servers=(config.named["clinical"], research)).changed(job_concurrency=4)
         async with Client(build_server(throttled)) as client:
-            await call(client, "start_cohort", study_uids=studies, destination="research", server="clinical")
-            status = await call(client, "cohort_status", wait=60)
+            await answer(client, "start_cohort", study_uids=studies, destination="research", server="clinical")
+            status = await answer(client, "cohort_status", wait=60)
     finally:
         gate.stop()
     assert status["state"] == "finished" and status["studies"]["done"] == len(studies), status

@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -22,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from dicomweb_mcp import Config, DicomWebClient, collect_dicom_files
 from tests.support.identified import make_identified_study
-from tests.support.mcp import text
+from tests.support.mcp import answer
 from tests.support.nginx import Recorder
 from tests.support.orthanc import Orthanc, wait_until
 from tests.support.served import serving_http
@@ -63,13 +62,6 @@ async def session(url: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
 def stores(recorder: Recorder) -> list[str]:
     """The status of each STOW request the destination has answered."""
     return [
@@ -107,7 +99,7 @@ async def test_a_job_killed_midway_is_finished_by_the_next_server_and_nothing_is
         processes: list[subprocess.Popen[bytes]] = []
         with serving_http(env, processes=processes) as url:
             async with session(url) as client:
-                job = await call(
+                job = await answer(
                     client, "start_cohort", study_uids=studies, server="clinical", destination="research"
                 )
                 # Killed as the destination answers the second study's STOW: its record may not be written yet.
@@ -119,7 +111,7 @@ async def test_a_job_killed_midway_is_finished_by_the_next_server_and_nothing_is
         # The lease is 60 s: a job finished within 45 s was taken up without waiting for it.
         with serving_http(env) as url:
             async with session(url) as client:
-                status = await call(client, "cohort_status", job_id=job["job_id"], wait=45)
+                status = await answer(client, "cohort_status", job_id=job["job_id"], wait=45)
         assert status["state"] == "finished", status
         assert (status["studies"]["done"], status["studies"]["failed"]) == (STUDIES, 0)
     finally:

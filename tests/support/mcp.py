@@ -53,3 +53,11 @@ def tool_context(config: Config, *clients: DicomWebClient) -> ToolContext:
 async def call(config: Config, tool: str, arguments: dict[str, Any], **client_options: Any) -> CallToolResult:
     async with Client(build_server(config), **client_options) as client:
         return await client.call_tool(tool, arguments)
+
+
+async def answer(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A call that must succeed: its structured result."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content

@@ -18,21 +18,14 @@ NGINX_BINARY = shutil.which("nginx") or "/usr/sbin/nginx"
 TOKEN = "gate-token-31415"
 
 
-def _config(workdir: Path, port: int, upstream: int, dead: int, rate: int) -> str:
+def _faults(port: int, upstream: int, dead: int, rate: int) -> str:
+    """The fault injector's http block: a bearer gate, a rate limit, a dead upstream and maintenance."""
     proxy = (
         f'proxy_pass http://127.0.0.1:{upstream}/; proxy_http_version 1.1; proxy_set_header Connection ""; '
         "proxy_request_buffering off; proxy_buffering off;"
     )
     return f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log stderr error;
-events {{ worker_connections 512; }}
-http {{
     access_log off;
-    {temp_paths(workdir)}
     client_max_body_size 0;
     limit_req_zone $binary_remote_addr zone=qido:1m rate={rate}r/s;
     limit_req_status 429;
@@ -54,14 +47,14 @@ http {{
             return 503 "down for maintenance";
         }}
     }}
-}}
 """
 
 
 class NginxProcess:
-    """One nginx process in the foreground on ``port`` with the configuration text it is given."""
+    """One nginx process in the foreground on ``port``, its ``http`` block's directives given, its files in
+    ``workdir``."""
 
-    def __init__(self, workdir: Path, port: int, config: str) -> None:
+    def __init__(self, workdir: Path, port: int, http: str) -> None:
         if not Path(NGINX_BINARY).exists():
             raise RuntimeError(
                 "nginx is not installed: apt-get install nginx (the README's test command does this)"
@@ -69,7 +62,12 @@ class NginxProcess:
         self.workdir = workdir
         self.port = port
         self.config_path = workdir / "nginx.conf"
-        self.config_path.write_text(config)
+        self.config_path.write_text(
+            f"daemon off;\nmaster_process off;\nworker_processes 1;\npid {workdir}/nginx.pid;\n"
+            # Only what stops it: an upstream refusing a connection is expected, and stderr is read at start only.
+            "error_log stderr crit;\nevents { worker_connections 1024; }\n"
+            f"http {{\n    {temp_paths(workdir)}\n{http}\n}}\n"
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
@@ -113,7 +111,7 @@ class Nginx(NginxProcess):
     def __init__(self, workdir: Path, upstream_port: int, *, rate: int = 20) -> None:
         self.dead_port = free_port()  # nothing listens here: a stopped upstream
         port = free_port()
-        super().__init__(workdir, port, _config(workdir, port, upstream_port, self.dead_port, rate))
+        super().__init__(workdir, port, _faults(port, upstream_port, self.dead_port, rate))
 
     def url(self, location: str) -> str:
         return f"http://127.0.0.1:{self.port}/{location}/dicom-web"
@@ -136,15 +134,7 @@ class Balancer(NginxProcess):
         servers = "\n        ".join(
             f"server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;" for p in upstream_ports
         )
-        config = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log stderr crit;
-events {{ worker_connections 1024; }}
-http {{
-    {temp_paths(workdir)}
+        http = f"""
     log_format replicas '{BALANCER_LOG}';
     access_log {self.access_log} replicas;
     upstream mcp_replicas {{
@@ -164,9 +154,8 @@ http {{
             proxy_next_upstream error timeout;
         }}
     }}
-}}
 """
-        super().__init__(workdir, port, config)
+        super().__init__(workdir, port, http)
 
     @property
     def url(self) -> str:
@@ -188,15 +177,7 @@ class Recorder(NginxProcess):
         port = free_port()
         self.access_log = workdir / "access.log"
         proxy = f'proxy_pass http://127.0.0.1:{upstream_port}/; proxy_http_version 1.1; proxy_set_header Connection "";'
-        config = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log stderr crit;
-events {{ worker_connections 512; }}
-http {{
-    {temp_paths(workdir)}
+        http = f"""
     client_max_body_size 0;
     log_format recorded '$request_method|$uri|$status';
     access_log {self.access_log} recorded;
@@ -209,9 +190,8 @@ http {{
             {proxy}
         }}
     }}
-}}
 """
-        super().__init__(workdir, port, config)
+        super().__init__(workdir, port, http)
 
     @property
     def url(self) -> str:
