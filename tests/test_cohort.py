@@ -368,7 +368,9 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
         research = replace(config.named["research"], url=gate.url, server_kind=ServerKind.ORTHANC)
         throttled = replace(config, servers=(config.named["clinical"], research)).changed(job_concurrency=4)
         async with Client(build_server(throttled)) as client:
-            await answer(client, "start_cohort", study_uids=studies, destination="research", server="clinical")
+            await answer(
+                client, "start_cohort", study_uids=studies, destination="research", server="clinical"
+            )
             status = await answer(client, "cohort_status", wait=60)
     finally:
         gate.stop()
@@ -376,3 +378,34 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
     answers = [answer for _, _, answer in gate.requests()]
     assert "429" in answers  # it did throttle
     assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY] * len(studies)
+
+
+async def test_a_job_cancelled_on_another_replica_has_a_manifest_of_what_arrived(
+    config: Config, studies: list[str], jobs_database: str | None
+) -> None:
+    """Replica two cancels the job replica one runs, while replica one's third study has reached the
+    destination but is not recorded yet. Replica two writes the manifest at once (the third study not done);
+    replica one then records the third study, and the manifest is written again to say it arrived."""
+    config = config.changed(job_concurrency=1, jobs_database=jobs_database)
+    sent, go_on, recorded = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def hold_third(happened: StudyEvent, job_id: str, position: int) -> None:
+        if happened == "sent" and position == 2:
+            sent.set()
+            await go_on.wait()
+        if happened == "recorded" and position == 2:
+            recorded.set()
+
+    async with runner(config, httpx.AsyncHTTPTransport(), hold_third) as (one, _):
+        job = await start_cohort(one, study_uids=studies, destination="research", server="clinical")
+        await sent.wait()
+        async with runner(config, httpx.AsyncHTTPTransport(), None) as (two, _):
+            cancelled = await cohort_status(two, job_id=job.job_id, cancel=True)
+        assert cancelled.state == "cancelled" and cancelled.manifest is not None
+        assert [row["outcome"] for row in manifest(cancelled.manifest)][:3] == ["done", "done", "cancelled"]
+        go_on.set()
+        with anyio.fail_after(30):
+            await recorded.wait()
+    rows = manifest(cancelled.manifest)
+    assert [row["outcome"] for row in rows] == ["done"] * 3 + ["cancelled"] * 3
+    assert rows[2]["stored"] == PER_STUDY

@@ -288,7 +288,16 @@ class CohortJobs:
                     done.bytes,
                     done.row,
                 )
+        with anyio.CancelScope(shield=True):
+            await self._manifest_again_if_ended(job.job_id)
         await self._hook("recorded", job.job_id, study.position)
+
+    async def _manifest_again_if_ended(self, job_id: str) -> None:
+        """A study recorded after another process cancelled the job and wrote its manifest: the manifest is
+        written again, so that it says what reached the destination."""
+        now = await self.db(JobStore.job, job_id)
+        if now is not None and now.state is JobState.CANCELLED and now.manifest is not None:
+            await self._end(job_id, JobState.CANCELLED)
 
     async def _hook(self, event: StudyEvent, job_id: str, position: int) -> None:
         if self.on_study is not None:
