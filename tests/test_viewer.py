@@ -51,7 +51,7 @@ def model_facing(tools: list[Tool]) -> list[dict[str, Any]]:
 
 
 async def test_the_viewer_page_is_one_small_self_contained_document(tmp_path: Path) -> None:
-    async with Client(build_server(offline(tmp_path))) as client:
+    async with Client(build_server(offline(tmp_path)), extensions=[RENDERS_APPS]) as client:
         resources = (await client.list_resources()).resources
         read = await client.read_resource(VIEWER_URI)
     assert [(str(r.uri), r.mime_type) for r in resources] == [(VIEWER_URI, APP_MIME_TYPE)]
@@ -94,6 +94,13 @@ async def test_the_app_tools_are_listed_only_to_a_client_that_renders_apps(tmp_p
     for name in APP_TOOLS:
         assert with_apps[name].meta == {"ui": {"resourceUri": VIEWER_URI, "visibility": ["app"]}}
         assert with_apps[name].annotations is not None and with_apps[name].annotations.read_only_hint
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_client_without_apps_is_not_offered_the_page(tmp_path: Path, mode: str) -> None:
+    """Its host would offer people a page of HTML to attach to the conversation."""
+    async with Client(build_server(offline(tmp_path)), mode=mode) as client:
+        assert (await client.list_resources()).resources == []
 
 
 @pytest.mark.parametrize("mode", MODES)

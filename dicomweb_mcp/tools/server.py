@@ -19,15 +19,12 @@ from typing import Any
 import anyio
 from mcp.server import MCPServer
 from mcp.server.apps import Apps, client_supports_apps
-from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import (
     CallToolResult,
-    ListToolsResult,
     NotificationParams,
-    PaginatedRequestParams,
     TextContent,
     ToolAnnotations,
 )
@@ -41,12 +38,12 @@ from ..dicomweb.client import DicomWebClient
 from ..dicomweb.transport import BaseTransport
 from ..errors import DicomWebError, local_file_error
 from ..files.store import FileStore
-from . import scopes
 from .audit import Audit, open_audit
 from .cohort import cohort_status, start_cohort
 from .cohort_runner import CohortJobs
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
+from .listing import ListedPerClient, app_only, scope_refusal
 from .look import get_study_overview, read_report, retrieve_rendered
 from .obo import caller_auths
 from .refusals import ToolCrash, argument_error_message, crash_message, unknown_tool_message
@@ -110,7 +107,7 @@ _UNUSED_METHODS = (
 )
 
 
-class DicomWebMCPServer(MCPServer[ToolContext]):
+class DicomWebMCPServer(ListedPerClient):
     """MCPServer whose refusals say what would have worked, and whose tools' errors reach the agent in
     words; served on stdio in both protocol eras."""
 
@@ -126,18 +123,6 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
         warm_first_call()
         return await super().list_tools()
 
-    async def _handle_list_tools(
-        self, ctx: ServerRequestContext[ToolContext], params: PaginatedRequestParams | None
-    ) -> ListToolsResult:
-        """Every tool, but the viewer's own only to a client that renders apps: the others' hosts would
-        hand them to the model, which has no use for them."""
-        tools = await self.list_tools()
-        if not client_supports_apps(ctx):
-            tools = [tool for tool in tools if not _app_only(tool.meta)]
-        # An OAuth caller sees only the tools its token's scopes allow.
-        tools = [tool for tool in tools if _scope_refusal(tool.name) is None]
-        return ListToolsResult(tools=tools)
-
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[ToolContext, Any] | None = None
     ) -> Any:
@@ -151,7 +136,7 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
         apps = context is not None and context._request_context is not None and client_supports_apps(context)
-        if tool is not None and _app_only(tool.meta) and not apps:
+        if tool is not None and app_only(tool.meta) and not apps:
             raise ToolError(
                 f"{name} is called by the study viewer that get_study_overview opens in hosts that render "
                 "MCP Apps, not by the model: this client did not negotiate the extension "
@@ -161,10 +146,10 @@ class DicomWebMCPServer(MCPServer[ToolContext]):
             listed = [
                 t.name
                 for t in self._tool_manager.list_tools()
-                if (apps or not _app_only(t.meta)) and _scope_refusal(t.name) is None
+                if (apps or not app_only(t.meta)) and scope_refusal(t.name) is None
             ]
             raise ToolError(unknown_tool_message(name, listed))
-        refusal = _scope_refusal(name)
+        refusal = scope_refusal(name)
         if refusal:
             raise ToolError(refusal)
         try:
@@ -207,15 +192,6 @@ _FIRST_CALL_MODULES = (
     "dicomweb_mcp.imaging.render",
     "dicomweb_mcp.imaging.sheet",
 )
-
-
-def _scope_refusal(name: str) -> str | None:
-    return scopes.scope_refusal(name, TOOL_SCOPES.get(name, scopes.READ))
-
-
-def _app_only(meta: Mapping[str, Any] | None) -> bool:
-    ui = (meta or {}).get("ui")
-    return isinstance(ui, Mapping) and list(ui.get("visibility") or ()) == ["app"]
 
 
 @functools.cache  # once per process
