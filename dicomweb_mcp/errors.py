@@ -6,6 +6,10 @@ what the server said, and what to do next. The MCP layer turns these into ``Tool
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -30,6 +34,7 @@ __all__ = [
     "UnsupportedOperationError",
     "error_for_status",
     "local_file_error",
+    "parse_retry_after",
 ]
 
 # Server messages can be long HTML pages or stack traces; an agent needs the first line or two.
@@ -92,6 +97,8 @@ class HTTPStatusError(DicomWebError):
     """The server answered with an error status."""
 
     hint = "Check the request and the server's log."
+    # Seconds the server's Retry-After asked for, when it gave one: what a later attempt should wait.
+    retry_after: float | None = None
 
     def __init__(
         self, operation: str, status_code: int, path: str, server_message: str = "", attempts: int = 1
@@ -228,3 +235,19 @@ def local_file_error(exc: OSError, kept: str = "") -> LocalFileError:
             "Check the path, its permissions and the free space (downloads go under DICOMWEB_DOWNLOAD_DIR)."
         )
     return LocalFileError(f"Could not read or write a local file{where}: {reason}. {kept}{advice}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())

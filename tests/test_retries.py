@@ -86,9 +86,10 @@ async def test_retry_after_beyond_the_time_budget_is_not_waited(
 ) -> None:
     with respx.mock(base_url=BASE) as mock:
         route = mock.get("/studies").respond(503, headers={"Retry-After": "3600"})
-        with pytest.raises(ThrottledError):
+        with pytest.raises(ThrottledError) as refused:
             await client.search_studies()
     assert route.call_count == 1 and sleeps.delays == []
+    assert refused.value.retry_after == 3600.0  # what a later attempt (a cohort job's) waits for
 
 
 async def test_connection_failures_are_retried(client: DicomWebClient, sleeps: Sleeps) -> None:

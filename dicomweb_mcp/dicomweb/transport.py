@@ -10,12 +10,9 @@ import json
 import logging
 import random
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,7 +21,13 @@ import httpcore
 import httpx
 
 from ..config import ServerConfig
-from ..errors import DicomWebError, ProtocolError, ServerUnreachableError, error_for_status
+from ..errors import (
+    DicomWebError,
+    ProtocolError,
+    ServerUnreachableError,
+    error_for_status,
+    parse_retry_after,
+)
 from .servers import root_hint
 
 __all__ = [
@@ -215,6 +218,7 @@ class HttpTransport:
             if len(body) >= _MAX_ERROR_BODY:
                 break
         error = error_for_status(operation, response.status_code, response.request.url.path, body, attempts)
+        error.retry_after = parse_retry_after(response.headers.get("retry-after"))
         if response.status_code in (400, 404, 405) and self._root_hint:
             error.add_detail(self._root_hint)
         raise error
@@ -382,19 +386,3 @@ def parse_json_objects(operation: str, response: httpx.Response) -> list[dict[st
     if not isinstance(data, list):
         raise ProtocolError(f"{operation}: expected a JSON array, got {type(data).__name__}.")
     return [item for item in data if isinstance(item, dict)]
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())

@@ -274,6 +274,8 @@ class CohortJobs:
                     await self.db(JobStore.fail, job.job_id, study.position, now, reason)
                 else:
                     wait = backoff_seconds(study.attempts, self.backoff_base, self.backoff_cap)
+                    # A throttled server's Retry-After outlasting the backoff is waited for, not run into.
+                    wait = max(wait, getattr(exc, "retry_after", None) or 0.0)
                     await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
         else:
             await self._hook("sent", job.job_id, study.position)

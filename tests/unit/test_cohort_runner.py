@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from dicomweb_mcp import Config
-from dicomweb_mcp.errors import NotFoundError, ServerUnreachableError
+from dicomweb_mcp.errors import NotFoundError, ServerUnreachableError, ThrottledError
 from dicomweb_mcp.files.jobs import JobSpec
 from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools import cohort_runner
@@ -108,4 +108,31 @@ async def test_studies_at_once_are_bounded_by_the_job_concurrency(
         group.cancel_scope.cancel()
     assert most == concurrency
     assert sorted(started) == sorted(uids)
+    assert jobs_db_job(jobs, job.job_id)["state"] == "finished"
+
+
+async def test_a_throttled_study_waits_as_long_as_the_server_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study whose requests were still throttled after their retries is tried again no sooner than the
+    server's Retry-After, even when the job's own backoff is shorter (here none)."""
+    tried_at: list[float] = []
+
+    async def step(app: ToolContext, job_id: str, spec: JobSpec, study_uid: str, at_once: int) -> StudyDone:
+        tried_at.append(anyio.current_time())
+        if len(tried_at) == 1:
+            throttled = ThrottledError("Retrieve instances", 429, f"/studies/{study_uid}")
+            throttled.retry_after = 0.5
+            raise throttled
+        return StudyDone(1, 10, {"directory": study_uid})
+
+    monkeypatch.setattr(cohort_runner, "run_study", step)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    jobs = CohortJobs(ToolContext({}, FileStore(tmp_path), config), backoff_base=0)
+    async with anyio.create_task_group() as group:
+        await group.start(jobs.run)
+        job = await jobs.start(JobSpec("default", None, False, "dicom"), [FINE])
+        await jobs.wait(job.job_id, 30)
+        group.cancel_scope.cancel()
+    assert len(tried_at) == 2 and tried_at[1] - tried_at[0] >= 0.5
     assert jobs_db_job(jobs, job.job_id)["state"] == "finished"
