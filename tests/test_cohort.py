@@ -362,7 +362,7 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
     a throttling cloud service does: the job's studies side by side meet it, wait as told, and every study
     arrives, once."""
     (tmp_path / "nginx").mkdir()
-    gate = Recorder(tmp_path / "nginx", destination.port, rate=2, throttle=True).start()
+    gate = Recorder(tmp_path / "nginx", destination.port, rate="2r/s", retry_after=1).start()
     try:
         # Behind nginx Orthanc's Server header is gone: its kind is named, so duplicates are looked up.
         research = replace(config.named["research"], url=gate.url, server_kind=ServerKind.ORTHANC)
@@ -375,7 +375,7 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
     finally:
         gate.stop()
     assert status["state"] == "finished" and status["studies"]["done"] == len(studies), status
-    answers = [answer for _, _, answer in gate.requests()]
+    answers = [request.status for request in gate.requests()]
     assert "429" in answers  # it did throttle
     assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY] * len(studies)
 
@@ -409,3 +409,32 @@ async def test_a_job_cancelled_on_another_replica_has_a_manifest_of_what_arrived
     rows = manifest(cancelled.manifest)
     assert [row["outcome"] for row in rows] == ["done"] * 3 + ["cancelled"] * 3
     assert rows[2]["stored"] == PER_STUDY
+
+
+async def test_a_study_the_destination_throttles_is_tried_again_no_sooner_than_it_asked(
+    config: Config, studies: list[str], destination: Orthanc, tmp_path: Path
+) -> None:
+    """The destination (behind nginx) passes one request every 2 s (and one more at once), answering the
+    rest 429 with Retry-After: 4, time enough for the two requests of an attempt; its requests are not
+    retried (max_retries 0). Someone has just used its allowance, so the study's first attempt is refused:
+    it is tried again no sooner than 4 s later, though the job's own backoff is none, and arrives."""
+    (tmp_path / "nginx").mkdir()
+    gate = Recorder(tmp_path / "nginx", destination.port, rate="30r/m", retry_after=4).start()
+    try:
+        research = replace(
+            config.named["research"], url=gate.url, server_kind=ServerKind.ORTHANC, max_retries=0
+        )
+        throttled = replace(config, servers=(config.named["clinical"], research))
+        async with httpx.AsyncClient(timeout=10) as other:
+            assert [(await other.get(f"{gate.url}/studies")).status_code for _ in range(2)] == [200, 200]
+        async with runner(throttled, httpx.AsyncHTTPTransport(), None) as (app, _):
+            job = await start_cohort(app, study_uids=studies[:1], destination="research", server="clinical")
+            status = await cohort_status(app, job_id=job.job_id, wait=60)
+    finally:
+        gate.stop()
+    assert status.state == "finished" and status.studies.done == 1, status
+    assert status.manifest is not None and manifest(status.manifest)[0]["attempts"] == 2
+    requests = gate.requests()[2:]  # the study's own
+    assert [r.status for r in requests] == ["429", "200", "200"]  # refused; then its lookup and STOW
+    assert requests[1].time - requests[0].time >= 3.99
+    assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY]

@@ -48,10 +48,11 @@ class StudyDone:
 class StudyFailed(Exception):
     """A study the step could not complete, in words for the manifest."""
 
-    def __init__(self, reason: str, permanent: bool = False) -> None:
+    def __init__(self, reason: str, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.retry_after = retry_after  # a throttled server's Retry-After: the next attempt waits for it
 
 
 def cohort_directory(app: ToolContext, job_id: str) -> Path:
@@ -123,7 +124,8 @@ async def _to_server(
     if refused > 0:
         first = next((p.reason for p in result.failed if not p.reason.startswith("not de-identified")), "")
         raise StudyFailed(
-            f"{refused} of {counts.retrieved} instances refused by {destination.name!r}: {first}"
+            f"{refused} of {counts.retrieved} instances refused by {destination.name!r}: {first}",
+            retry_after=transfer.retry_after,
         )
     return StudyDone(
         counts.stored + counts.already_present,

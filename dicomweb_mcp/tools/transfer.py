@@ -20,7 +20,7 @@ import anyio
 from ..dicom.reference import Reference
 from ..dicomweb.models import StoreOutcome, StoreStatus
 from ..dicomweb.stow import group_by_status
-from ..errors import DicomWebError
+from ..errors import DicomWebError, HTTPStatusError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore
 from .context import Archive, Progress
@@ -138,6 +138,14 @@ class Transfer:
         self._released.set()
         self._released = anyio.Event()
         await self._report()
+
+    @property
+    def retry_after(self) -> float | None:
+        """The longest wait a throttled destination asked for, in a refusal that failed instances."""
+        asked = [
+            e.retry_after for o in self._stow.outcomes if (e := o.error) and isinstance(e, HTTPStatusError)
+        ]
+        return max((a for a in asked if a is not None), default=None)
 
     def _result(self) -> TransferResult:
         outcomes = [*self.left_out, *self._stow.outcomes]

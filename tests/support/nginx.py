@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 from tests.support.orthanc import free_port, wait_until
 
@@ -168,25 +168,39 @@ class Balancer(NginxProcess):
         return [dict(zip(names, line.split("|"), strict=True)) for line in lines]
 
 
-class Recorder(NginxProcess):
-    """nginx in front of an Orthanc that logs every request (method, path, status) and passes at most
-    ``rate`` a second: queueing the rest (a job through it takes long enough to be stopped midway), or with
-    ``throttle`` refusing them with 429 and Retry-After: 1, as a throttling cloud service does."""
+class Recorded(NamedTuple):
+    method: str
+    path: str
+    status: str
+    time: float  # when nginx answered, in seconds since the epoch
 
-    def __init__(self, workdir: Path, upstream_port: int, *, rate: int, throttle: bool = False) -> None:
+
+class Recorder(NginxProcess):
+    """nginx in front of an Orthanc that logs every request and passes at most ``rate`` (nginx's "4r/s",
+    "20r/m"): queueing the rest (a job through it takes long enough to be stopped midway), or, given
+    ``retry_after``, refusing them with 429 and that Retry-After (seconds), as a throttling cloud service
+    does."""
+
+    def __init__(
+        self, workdir: Path, upstream_port: int, *, rate: str, retry_after: int | None = None
+    ) -> None:
         port = free_port()
         self.access_log = workdir / "access.log"
         proxy = f'proxy_pass http://127.0.0.1:{upstream_port}/; proxy_http_version 1.1; proxy_set_header Connection "";'
+        limit = (
+            "limit_req zone=paced burst=1000;"
+            if retry_after is None
+            else f"limit_req zone=paced burst=1 nodelay; limit_req_status 429; add_header Retry-After {retry_after} always;"
+        )
         http = f"""
     client_max_body_size 0;
-    log_format recorded '$request_method|$uri|$status';
+    log_format recorded '$request_method|$uri|$status|$msec';
     access_log {self.access_log} recorded;
-    limit_req_zone $binary_remote_addr zone=paced:1m rate={rate}r/s;
+    limit_req_zone $binary_remote_addr zone=paced:1m rate={rate};
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            {"limit_req zone=paced burst=1 nodelay; limit_req_status 429;" if throttle else "limit_req zone=paced burst=1000;"}
-            {"add_header Retry-After 1 always;" if throttle else ""}
+            {limit}
             {proxy}
         }}
     }}
@@ -197,7 +211,7 @@ class Recorder(NginxProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/dicom-web"
 
-    def requests(self) -> list[tuple[str, str, str]]:
-        """(method, path, status) of each request answered so far."""
+    def requests(self) -> list[Recorded]:
+        """Each request answered so far, in the order answered."""
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
-        return [(method, path, status) for method, path, status in (line.split("|") for line in lines)]
+        return [Recorded(m, p, s, float(t)) for m, p, s, t in (line.split("|") for line in lines)]
