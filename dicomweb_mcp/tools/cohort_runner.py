@@ -61,16 +61,19 @@ _POLL = 1.0
 
 
 def _process_space() -> str:
-    """This process's PID namespace: containers on one host may share its name (host networking) but never
-    their process IDs' meaning."""
+    """This boot of this machine and this process's PID namespace: host names can repeat (truncated, or
+    shared by containers with host networking), and so does the first namespace's number on every host."""
     try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip().replace("-", "")[:12]
+        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
     except OSError:
         return "-"
+    return f"{boot}.{namespace}"
 
 
 def owner_name() -> str:
-    """This process as a job's owner: its host, PID namespace and process ID (so a successor beside it
+    """This process as a job's owner: its host, boot, PID namespace and process ID (so a successor beside it
     knows at once that it has ended), and a random part (so a reused process ID is never mistaken for it)."""
     return f"{socket.gethostname()[:32]}/{_process_space()}:{os.getpid()}/{uuid.uuid4().hex[:12]}"
 
@@ -114,6 +117,7 @@ class CohortJobs:
         self._group: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._ended: dict[str, anyio.Event] = {}
+        self._manifests = anyio.Lock()  # one manifest written at a time: the last one written is the newest
         # Set once the jobs left unfinished have been taken up: a status asked sooner waits for it.
         self.resumed = anyio.Event()
 
@@ -274,8 +278,9 @@ class CohortJobs:
                     await self.db(JobStore.fail, job.job_id, study.position, now, reason)
                 else:
                     wait = backoff_seconds(study.attempts, self.backoff_base, self.backoff_cap)
-                    # A throttled server's Retry-After outlasting the backoff is waited for, not run into.
-                    wait = max(wait, getattr(exc, "retry_after", None) or 0.0)
+                    # A throttled server's Retry-After outlasting the backoff is waited for (up to the cap).
+                    asked = getattr(exc, "retry_after", None) or 0.0
+                    wait = max(wait, min(asked, self.backoff_cap))
                     await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
         else:
             await self._hook("sent", job.job_id, study.position)
@@ -306,13 +311,22 @@ class CohortJobs:
             await self.on_study(event, job_id, position)
 
     async def _end(self, job_id: str, state: JobState) -> None:
-        """Write the manifest (whole, then renamed) and record the job ended."""
+        """Write the manifest (whole, then renamed) and record the job ended. Its studies are read again once
+        the end is recorded: one another process recorded meanwhile, before it could see the end (and so
+        write the manifest itself), is written in too."""
+        path = cohort_directory(self.app, job_id) / "manifest.jsonl"
         with anyio.CancelScope(shield=True):
-            rows = await self.db(JobStore.studies, job_id)
-            path = cohort_directory(self.app, job_id) / "manifest.jsonl"
-            text = "".join(json.dumps(manifest_row(row, state)) + "\n" for row in rows)
-            await anyio.to_thread.run_sync(self._write, path, text)
-            await self.db(JobStore.end, job_id, state, time.time(), str(path))
+            async with self._manifests:
+                rows = await self.db(JobStore.studies, job_id)
+                await self._write_manifest(path, rows, state)
+                await self.db(JobStore.end, job_id, state, time.time(), str(path))
+                again = await self.db(JobStore.studies, job_id)
+                if again != rows:
+                    await self._write_manifest(path, again, state)
+
+    async def _write_manifest(self, path: Path, rows: list[StudyRow], state: JobState) -> None:
+        text = "".join(json.dumps(manifest_row(row, state)) + "\n" for row in rows)
+        await anyio.to_thread.run_sync(self._write, path, text)
 
     def _write(self, path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

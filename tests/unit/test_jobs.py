@@ -159,6 +159,8 @@ def test_an_owner_on_this_host_has_ended_only_when_its_process_is_gone() -> None
     # A container beside this one under the same host name (host networking): its process IDs are its own.
     host, space, rest = gone.split("/")
     assert not stopped_here(f"{host}/{space.replace(':', '0:', 1)}/{rest}")
+    # Another machine of the same (truncated) name, in its first PID namespace as this one: another boot.
+    assert not stopped_here(f"{host}/{'f' * 12}{space[12:]}/{rest}")
     assert not stopped_here("3f2a9c0d1e4b")  # an owner named before hosts and processes were
 
 
