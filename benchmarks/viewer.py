@@ -44,7 +44,7 @@ from benchmarks.wanproxy import WanProxy
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI
-from tests.support.imaging import ct_dataset, phantom_hu, save, uid
+from tests.support.imaging import axial_ct, phantom_hu, save, uid
 from tests.support.orthanc import Orthanc  # run as python -m benchmarks.viewer from the repository
 from tests.support.viewer_host import ViewerPage, viewer_host
 
@@ -62,14 +62,14 @@ TARGETS = {
 def make_series(directory: Path, slices: int) -> str:
     study_uid, series_uid = uid(), uid()
     for k in range(slices):
-        ds = ct_dataset(
+        ds = axial_ct(
             phantom_hu(512, seed=k, level=k % 7),
             study_uid=study_uid,
             series_uid=series_uid,
-            InstanceNumber=k + 1,
-            ImagePositionPatient=[-250, -250, 2.5 * k],
-            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-            PixelSpacing=[0.98, 0.98],
+            number=k + 1,
+            z=2.5 * k,
+            origin=(-250, -250),
+            spacing=0.98,
             SliceThickness=2.5,
             SeriesDescription="Chest 2.5 mm",
             SeriesNumber=3,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,21 @@ def empty_orthanc(orthanc: Orthanc) -> Orthanc:
 @pytest.fixture
 def orthanc_config(empty_orthanc: Orthanc, tmp_path: Path) -> Config:
     return Config.single(url=empty_orthanc.dicomweb_url, download_dir=tmp_path / "downloads", timeout=30)
+
+
+@pytest.fixture
+def destination(second_orthanc: Orthanc) -> Orthanc:
+    """The second Orthanc, emptied: where transfers and cohort jobs send."""
+    second_orthanc.clear()
+    return second_orthanc
+
+
+@pytest.fixture
+def clinical_and_research(orthanc_config: Config, destination: Orthanc) -> Config:
+    """Two named servers: "clinical" (the first Orthanc, emptied) and "research" (the destination)."""
+    clinical = replace(orthanc_config.server, name="clinical")
+    research = replace(orthanc_config.server, name="research", url=destination.dicomweb_url)
+    return replace(orthanc_config, servers=(clinical, research))
 
 
 @pytest.fixture

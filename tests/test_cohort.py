@@ -26,7 +26,7 @@ from dicomweb_mcp.tools.context import ToolContext
 from dicomweb_mcp.tools.server import build_server
 from tests.support.counting import CountingTransport
 from tests.support.identified import make_identified_study
-from tests.support.imaging import ct_dataset, phantom_hu, save, uid
+from tests.support.imaging import axial_ct, phantom_hu, save, uid
 from tests.support.mcp import answer, text, tool_context
 from tests.support.nginx import Recorder
 from tests.support.orthanc import Orthanc
@@ -40,16 +40,8 @@ PER_STUDY = 2  # instances: one STOW request carries a whole study
 
 
 @pytest.fixture
-def destination(second_orthanc: Orthanc) -> Orthanc:
-    second_orthanc.clear()
-    return second_orthanc
-
-
-@pytest.fixture
-def config(orthanc_config: Config, destination: Orthanc) -> Config:
-    clinical = replace(orthanc_config.server, name="clinical")
-    research = replace(orthanc_config.server, name="research", url=destination.dicomweb_url)
-    return replace(orthanc_config, servers=(clinical, research))
+def config(clinical_and_research: Config) -> Config:
+    return clinical_and_research
 
 
 @pytest.fixture
@@ -317,14 +309,14 @@ async def test_a_cohort_as_volumes_one_per_image_series_de_identified(config: Co
     directory = tmp_path / "volume-study"
     slices = []
     for k in (3, 0, 4, 1, 2):
-        ds = ct_dataset(
+        ds = axial_ct(
             phantom_hu(32, seed=k),
             study_uid=study_uid,
             series_uid=series_uid,
-            InstanceNumber=k + 1,
-            ImagePositionPatient=[-100.0, -80.0, 2.5 * k],
-            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-            PixelSpacing=[0.5, 0.5],
+            number=k + 1,
+            z=2.5 * k,
+            origin=(-100.0, -80.0),
+            spacing=0.5,
             PatientName="Volunteer^Ines",
             SeriesDescription="Chest Volunteer low dose",  # names the patient: cut by de-identification
         )

@@ -38,12 +38,6 @@ PACE = 4
 
 
 @pytest.fixture
-def destination(second_orthanc: Orthanc) -> Orthanc:
-    second_orthanc.clear()
-    return second_orthanc
-
-
-@pytest.fixture
 async def studies(orthanc_config: Config, tmp_path: Path) -> list[str]:
     made = [
         make_identified_study(tmp_path / f"study{seed}", series=1, per_series=PER_STUDY, seed=100 + seed)

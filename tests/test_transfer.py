@@ -30,16 +30,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def destination(second_orthanc: Orthanc) -> Orthanc:
-    second_orthanc.clear()
-    return second_orthanc
-
-
-@pytest.fixture
-def config(orthanc_config: Config, destination: Orthanc) -> Config:
-    clinical = replace(orthanc_config.server, name="clinical")
-    research = replace(orthanc_config.server, name="research", url=destination.dicomweb_url)
-    return replace(orthanc_config, servers=(clinical, research))
+def config(clinical_and_research: Config) -> Config:
+    return clinical_and_research
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from dicomweb_mcp import Config
 from dicomweb_mcp.errors import ConfigError
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI, display_order
-from tests.support.imaging import ct_dataset, phantom_hu, save, uid
+from tests.support.imaging import axial_ct, phantom_hu, save, uid
 from tests.support.mcp import ALL_TOOLS, call, text
 from tests.support.nginx import TOKEN as GATE_TOKEN
 from tests.support.nginx import Nginx
@@ -191,14 +191,14 @@ def ct_series(
     study_uid, series_uid = uid(), uid()
     uids = []
     for number, z in numbers_and_z:
-        ds = ct_dataset(
+        ds = axial_ct(
             phantom_hu(size, seed=number),
             study_uid=study_uid,
             series_uid=series_uid,
-            InstanceNumber=number,
-            ImagePositionPatient=[-160, -160, z],
-            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-            PixelSpacing=[5, 5],
+            number=number,
+            z=z,
+            origin=(-160, -160),
+            spacing=5,
         )
         uids.append(save(ds, directory).instance_uid)
     return study_uid, series_uid, uids

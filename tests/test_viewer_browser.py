@@ -24,7 +24,7 @@ from dicomweb_mcp import Config
 from dicomweb_mcp.dicom.windows import PRESETS, Window, grey_level
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI
-from tests.support.imaging import ct_dataset, save, uid
+from tests.support.imaging import axial_ct, ct_dataset, save, uid
 from tests.support.malformed import raw_value, set_raw
 from tests.support.mcp import call, text
 from tests.support.reports import FINDINGS, basic_text_sr
@@ -116,15 +116,14 @@ async def stored_study(config: Config, directory: Path) -> Study:
     rng = np.random.default_rng(7)
     uids = []
     for k in range(SLICES):
-        ds = ct_dataset(
+        ds = axial_ct(
             phantom(k),
             study_uid=study_uid,
             series_uid=series_uid,
+            number=k + 1,
+            z=5.0 * k,
+            origin=(-128, -128),
             window=None,
-            InstanceNumber=k + 1,
-            ImagePositionPatient=[-128, -128, 5.0 * k],
-            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-            PixelSpacing=[1, 1],
             SliceThickness=5,
             SeriesDescription="Chest",
             SeriesNumber=2,

@@ -139,6 +139,31 @@ def ct_dataset(
     return ds
 
 
+def axial_ct(
+    hu: np.ndarray,
+    *,
+    study_uid: str,
+    series_uid: str,
+    number: int,
+    z: float,
+    origin: tuple[float, float] = (0.0, 0.0),
+    spacing: float = 1.0,
+    **attributes: Any,
+) -> Dataset:
+    """``ct_dataset`` as the ``number``th axial slice of a series: its first pixel at ``(*origin, z)``
+    in the patient's coordinates, pixels ``spacing`` mm apart."""
+    return ct_dataset(
+        hu,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        InstanceNumber=number,
+        ImagePositionPatient=[*origin, z],
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+        PixelSpacing=[spacing, spacing],
+        **attributes,
+    )
+
+
 def ct_slice(
     directory: Path, *, study_uid: str | None = None, series_uid: str | None = None, **kw: Any
 ) -> Instance:
