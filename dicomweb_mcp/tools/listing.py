@@ -18,12 +18,12 @@ from . import scopes
 from .context import ToolContext
 from .scopes import TOOL_SCOPES
 
-__all__ = ["ListedPerClient", "app_only", "scope_refusal"]
+__all__ = ["ListedPerClient", "app_only", "scope_refusal", "shown"]
 
 
 def scope_refusal(name: str) -> str | None:
     """Why the current caller's token may not use tool ``name``, or None when it may."""
-    return scopes.scope_refusal(name, TOOL_SCOPES.get(name, scopes.READ))
+    return scopes.scope_refusal(name, TOOL_SCOPES[name])
 
 
 def app_only(meta: Mapping[str, Any] | None) -> bool:
@@ -32,16 +32,19 @@ def app_only(meta: Mapping[str, Any] | None) -> bool:
     return isinstance(ui, Mapping) and list(ui.get("visibility") or ()) == ["app"]
 
 
+def shown(name: str, meta: Mapping[str, Any] | None, apps: bool) -> bool:
+    """Whether a client is shown tool ``name``: the viewer's own only to one that renders apps (the others'
+    hosts would hand them to the model, which has no use for them), and only what the caller's scopes
+    allow."""
+    return (apps or not app_only(meta)) and scope_refusal(name) is None
+
+
 class ListedPerClient(MCPServer[ToolContext]):
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[ToolContext], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        """Every tool, but the viewer's own only to a client that renders apps (the others' hosts would
-        hand them to the model, which has no use for them), and only those the caller's scopes allow."""
-        tools = await self.list_tools()
-        if not client_supports_apps(ctx):
-            tools = [tool for tool in tools if not app_only(tool.meta)]
-        return ListToolsResult(tools=[tool for tool in tools if scope_refusal(tool.name) is None])
+        apps = client_supports_apps(ctx)
+        return ListToolsResult(tools=[t for t in await self.list_tools() if shown(t.name, t.meta, apps)])
 
     async def _handle_list_resources(
         self, ctx: ServerRequestContext[ToolContext], params: PaginatedRequestParams | None

@@ -155,7 +155,8 @@ async def render(
 
 
 # An instance's metadata, kept a while per client: a viewer scrolling back and forth, or changing the
-# window, renders each slice several times, and what is stored under a SOP Instance UID does not change.
+# window, renders each slice several times. Kept five minutes only, as an instance can be deleted and
+# stored again under its UID.
 _METADATA_SECONDS = 300.0
 _METADATA_KEPT = 2048
 _metadata: WeakKeyDictionary[DicomWebClient, OrderedDict[str, tuple[float, Mapping[str, Any]]]] = (
@@ -164,6 +165,10 @@ _metadata: WeakKeyDictionary[DicomWebClient, OrderedDict[str, tuple[float, Mappi
 
 
 async def _instance_metadata(client: DicomWebClient, instance: Reference) -> Mapping[str, Any]:
+    if client.config.on_behalf_of:
+        # One client serves every person, each allowed what the archive grants them: nothing is shared.
+        datasets = await client.retrieve_metadata(instance)
+        return datasets[0] if datasets else {}
     kept = _metadata.setdefault(client, OrderedDict())
     key, now = instance.path, time.monotonic()
     if key in kept and now - kept[key][0] < _METADATA_SECONDS:

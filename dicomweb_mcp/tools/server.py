@@ -43,7 +43,7 @@ from .cohort import cohort_status, start_cohort
 from .cohort_runner import CohortJobs
 from .context import Archive, ToolContext
 from .deidentification import sweep_spools
-from .listing import ListedPerClient, app_only, scope_refusal
+from .listing import ListedPerClient, app_only, scope_refusal, shown
 from .look import get_study_overview, read_report, retrieve_rendered
 from .obo import caller_auths
 from .refusals import ToolCrash, argument_error_message, crash_message, unknown_tool_message
@@ -143,11 +143,7 @@ class DicomWebMCPServer(ListedPerClient):
                 "(io.modelcontextprotocol/ui). Look at an image with retrieve_rendered."
             )
         if tool is None:
-            listed = [
-                t.name
-                for t in self._tool_manager.list_tools()
-                if (apps or not app_only(t.meta)) and scope_refusal(t.name) is None
-            ]
+            listed = [t.name for t in self._tool_manager.list_tools() if shown(t.name, t.meta, apps)]
             raise ToolError(unknown_tool_message(name, listed))
         refusal = scope_refusal(name)
         if refusal:
@@ -270,7 +266,7 @@ def build_server(
     # The study viewer, for hosts that render MCP Apps: get_study_overview opens it, and it calls its own
     # two tools (hidden from the model).
     opens_viewer = {"ui": {"resourceUri": VIEWER_URI}} if config.apps else None
-    app_only = {"ui": {"resourceUri": VIEWER_URI, "visibility": ["app"]}}
+    for_the_app = {"ui": {"resourceUri": VIEWER_URI, "visibility": ["app"]}}
     specs: list[tuple[Callable[..., Any], str, ToolAnnotations, dict[str, Any] | None]] = [
         (search_studies, "Search studies", READ_ONLY, None),
         (get_study_overview, "Study overview", SAVES_FILES, opens_viewer),
@@ -294,8 +290,8 @@ def build_server(
         specs.append((delete_instances, "Delete instances", DELETE, None))
     extensions: list[Apps] = []
     if config.apps:
-        specs.append((viewer_series, "Viewer: series", READ_ONLY, app_only))
-        specs.append((viewer_frame, "Viewer: frame", READ_ONLY, app_only))
+        specs.append((viewer_series, "Viewer: series", READ_ONLY, for_the_app))
+        specs.append((viewer_frame, "Viewer: frame", READ_ONLY, for_the_app))
         apps = Apps()
         apps.add_html_resource(VIEWER_URI, viewer_html(), name="viewer", title="Study viewer")
         extensions.append(apps)

@@ -19,7 +19,9 @@ from pydantic import Field
 
 from ..dicom.dicomjson import element_value, element_values
 from ..dicom.reference import Reference
-from ..errors import InvalidInputError
+from ..dicomweb.client import DicomWebClient
+from ..errors import DicomWebError, InvalidInputError
+from ..files.store import FileStore
 from ..records import Record
 from .arguments import InstanceUid, SeriesUid, ServerName, StudyUid, Text
 from .context import App
@@ -113,9 +115,9 @@ async def viewer_series(
         instance_uid, frame = slices[len(slices) // 2]
         try:
             picture, facts = await _frame(
-                app, Reference(study_uid, series_uid, instance_uid), frame, size, None, server
+                client, app.store, Reference(study_uid, series_uid, instance_uid), frame, size, None
             )
-        except Exception as exc:  # the list still stands; the page asks viewer_frame, which says why
+        except DicomWebError as exc:  # the list still stands; the page asks viewer_frame, which says why
             warnings.append(f"The middle slice could not be shown: {exc}")
         else:
             first = ViewerFirstPicture(instance_uid=instance_uid, frame=frame, **facts.model_dump())
@@ -201,16 +203,19 @@ async def viewer_frame(
 ) -> Annotated[CallToolResult, ViewerFrameResult]:
     """One frame as a JPEG picture at the viewport's size (for the study viewer)."""
     instance = Reference(study_uid, series_uid, instance_uid)
-    content, result = await _frame(app, instance, frame, size, window, server)
+    content, result = await _frame(app.archive(server).client, app.store, instance, frame, size, window)
     return with_picture(result, content, "image/jpeg")
 
 
 async def _frame(
-    app: App, instance: Reference, frame: int | None, size: int, window: str | None, server: str | None
+    client: DicomWebClient,
+    store: FileStore,
+    instance: Reference,
+    frame: int | None,
+    size: int,
+    window: str | None,
 ) -> tuple[bytes, ViewerFrameResult]:
-    rendered = await render(
-        app.archive(server).client, app.store, instance, frame=frame, size=size, window=window
-    )
+    rendered = await render(client, store, instance, frame=frame, size=size, window=window)
     content = await anyio.to_thread.run_sync(rendered.encoded, "image/jpeg", None)
     facts = ViewerFrameResult(
         width=rendered.width, height=rendered.height, window=rendered.label, renderer=rendered.renderer
