@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DicomWebError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = ["ImageShape", "MalformedImageError", "RenderError", "check_image", "count_value", "pixel_bytes"]
 
@@ -125,3 +128,30 @@ def pixel_bytes(shape: ImageShape) -> int | None:
     if shape.bits is None:
         return None
     return (shape.rows * shape.columns * shape.samples * shape.frames * shape.bits + 7) // 8
+
+
+def header_value(header: Dataset, keyword: str) -> Any:
+    """An attribute's value, or its bytes as stored when pydicom cannot read them as its VR says (so that a
+    check can name the malformed value rather than call it missing)."""
+    try:
+        return header.get(keyword)
+    except Exception:  # pydicom raises several kinds for a value it cannot convert
+        from pydicom.datadict import tag_for_keyword
+        from pydicom.tag import Tag
+
+        tag = tag_for_keyword(keyword)
+        raw = header._dict.get(Tag(tag)) if tag is not None else None
+        return getattr(raw, "value", None)
+
+
+def frame_groups(header: Dataset, frame: int | None) -> list[Dataset]:
+    """The functional groups that describe frame ``frame`` (0-based) of an enhanced multi-frame object, the
+    frame's own first and then the shared one; none for other objects."""
+    groups: list[Dataset] = []
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if frame is not None and per_frame and frame < len(per_frame):
+        groups.append(per_frame[frame])
+    shared = header.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    return groups

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dicom.sopclass import sop_class_name
 from ..errors import InvalidInputError
-from .checks import MalformedImageError, check_image
+from .checks import MalformedImageError, check_image, frame_groups, header_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,10 +90,10 @@ def read_slices(path: Path, header: Dataset) -> list[Slice]:
         )
     # The same checks as a picture's: a malformed Rows or Number of Frames is refused by name.
     try:
-        shape = check_image(partial(_value, header), name)
+        shape = check_image(partial(header_value, header), name)
     except MalformedImageError as exc:
         raise NotAVolumeError(f"{name}'s {exc.keyword} is {exc.value!r}: no volume is made of it.") from None
-    photometric = str(_value(header, "PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+    photometric = str(header_value(header, "PhotometricInterpretation") or "MONOCHROME2").strip().upper()
     if not photometric.startswith("MONOCHROME"):
         raise NotAVolumeError(
             f"{name} holds {photometric} pixels: volumes are made of grey (MONOCHROME) images."
@@ -142,24 +142,9 @@ def read_slices(path: Path, header: Dataset) -> list[Slice]:
     return result
 
 
-def _value(header: Dataset, keyword: str) -> Any:
-    """An attribute's value, or None when pydicom cannot read it as its VR says (checks then refuse it)."""
-    try:
-        return header.get(keyword)
-    except Exception:  # pydicom raises several kinds for a value it cannot convert
-        return None
-
-
 def _frame_value(header: Dataset, frame: int | None, sequence: str, keyword: str) -> Any:
     """``keyword`` from the frame's functional group, the shared group, or the top level, in that order."""
-    groups: list[Dataset] = []
-    per_frame = header.get("PerFrameFunctionalGroupsSequence")
-    if frame is not None and per_frame and frame < len(per_frame):
-        groups.append(per_frame[frame])
-    shared = header.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    for group in groups:
+    for group in frame_groups(header, frame):
         items = group.get(sequence)
         if items and keyword in items[0]:
             return items[0].get(keyword)

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..dicom.sopclass import sop_class_name
 from ..dicom.windows import Window
 from ..errors import InvalidInputError
-from .checks import STILL_WORKS, MalformedImageError, RenderError, check_image, pixel_bytes
+from .checks import (
+    STILL_WORKS,
+    MalformedImageError,
+    RenderError,
+    check_image,
+    frame_groups,
+    header_value,
+    pixel_bytes,
+)
 from .pictures import Picture
 
 if TYPE_CHECKING:
@@ -104,14 +112,14 @@ def render_file(
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many kinds for a damaged file
         raise RenderError(f"The instance could not be read as DICOM ({exc}).") from None
-    uid = str(_header_value(header, "SOPInstanceUID") or "(no SOP Instance UID)")
+    uid = str(header_value(header, "SOPInstanceUID") or "(no SOP Instance UID)")
     length = _pixel_data_length(path)
     if length is None:
         raise NotAnImageError(_not_an_image(header))
     for keyword in ("Rows", "Columns"):
         if keyword not in header:
             raise MalformedImageError(uid, keyword, None, "it is missing, yet the instance has pixel data")
-    shape = check_image(partial(_header_value, header), uid)
+    shape = check_image(partial(header_value, header), uid)
     frames = shape.frames
     number = frame or 1
     if number > frames:
@@ -165,19 +173,6 @@ def render_file(
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def _header_value(header: Dataset, keyword: str) -> Any:
-    """An attribute's value, or its bytes as stored when pydicom cannot read them as its VR says."""
-    try:
-        return header.get(keyword)
-    except Exception:  # pydicom raises several kinds for a value it cannot convert
-        from pydicom.datadict import tag_for_keyword
-        from pydicom.tag import Tag
-
-        tag = tag_for_keyword(keyword)
-        raw = header._dict.get(Tag(tag)) if tag is not None else None
-        return getattr(raw, "value", None)
-
-
 def _pixel_data_length(path: Path) -> int | None:
     """The length of the file's Pixel Data element, read without its value; None when it has none."""
     import pydicom
@@ -210,14 +205,7 @@ def _frame_attributes(header: Dataset, index: int) -> Dataset:
     for keyword in _PIXEL_KEYWORDS:
         if keyword in header:
             setattr(view, keyword, header.get(keyword))
-    groups = []
-    per_frame = header.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and index < len(per_frame):
-        groups.append(per_frame[index])
-    shared = header.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    for group in groups:
+    for group in frame_groups(header, index):
         for sequence, keywords in _FRAME_GROUPS.items():
             items = group.get(sequence)
             if not items:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import __version__
 from ..errors import InvalidInputError, local_file_error
 from ..records import Record
-from .checks import RenderError
+from .checks import RenderError, frame_groups
 from .geometry import NotAVolumeError, Stack, read_slices, stack_slices
 
 if TYPE_CHECKING:
@@ -248,16 +248,11 @@ def _sidecar(header: Dataset, stack: Stack, data_type: str) -> dict[str, Any]:
 
 
 def _find(header: Dataset, keyword: str) -> Any:
-    """``keyword`` at the top level, else in the shared or first frame's functional groups (enhanced MR
+    """``keyword`` at the top level, else in the first frame's or the shared functional groups (enhanced MR
     keeps echo and repetition times there)."""
     if keyword in header:
         return header.get(keyword)
-    groups = [
-        items[0]
-        for sequence in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
-        if (items := header.get(sequence))
-    ]
-    for group in groups:
+    for group in frame_groups(header, 0):
         for element in group:
             if element.VR == "SQ" and element.value and keyword in element.value[0]:
                 return element.value[0].get(keyword)
