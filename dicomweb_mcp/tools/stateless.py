@@ -140,7 +140,9 @@ class StatelessSessions(StreamableHTTPSessionManager):
         receive: Receive,
         send: Send,
     ) -> None:
-        """The SDK's stateless request, its connection born with the capabilities the session ID carried."""
+        """The SDK's stateless request, its connection born with the capabilities the session ID carried.
+        Follows StreamableHTTPSessionManager._handle_stateless_request of mcp 2.3.0 (which has no hook for
+        the connection it makes): compare with it when the SDK is upgraded."""
         http_transport = StreamableHTTPServerTransport(
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
