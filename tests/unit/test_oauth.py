@@ -10,8 +10,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -21,8 +20,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from mcp import Client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
 from dicomweb_mcp import Config
@@ -33,6 +30,7 @@ from dicomweb_mcp.tools.http import RequireOAuthToken, json_answer
 from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
 from dicomweb_mcp.tools.scopes import OAuthAccess, granted_scopes
 from dicomweb_mcp.tools.server import TOOL_SCOPES, build_server
+from tests.support.entra import signed_in
 
 ISSUER = "https://login.example.org/tenant-1/v2.0"
 RESOURCE = "https://mcp.example.org/mcp"
@@ -149,19 +147,13 @@ def full_config(*, read_only: bool = False, allow_delete: bool = True) -> Config
     return Config(servers)
 
 
-@contextmanager
-def caller(*scopes: str, prefix: str = "") -> Iterator[None]:
+def caller(*scopes: str, prefix: str = "") -> AbstractContextManager[None]:
     """Requests made inside come from the bearer of a token granting ``scopes``, as over HTTP with OAuth,
     verified by a server whose scope names begin with ``prefix``."""
     granted: dict[str, Any] = {"token": "t", "client_id": "c", "scopes": list(scopes)}
     # The SDK's own token when there is no prefix: a refusal must not need this package's subclass.
     access = OAuthAccess(**granted, scope_prefix=prefix) if prefix else AccessToken(**granted)
-    user = AuthenticatedUser(access)
-    token = auth_context_var.set(user)
-    try:
-        yield
-    finally:
-        auth_context_var.reset(token)
+    return signed_in(access)
 
 
 def test_every_tool_has_a_scope() -> None:
