@@ -10,7 +10,6 @@ bind, the names clients use to reach the server go in DICOMWEB_MCP_ALLOWED_HOSTS
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import ConfigError
+from ..oauth_settings import is_loopback
 from .oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
 from .scopes import SCOPES, published_scopes
 
@@ -190,15 +190,6 @@ async def json_answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def transport_security(
     host: str, port: int, extra_hosts: Sequence[str] = (), extra_origins: Sequence[str] = ()
 ) -> TransportSecuritySettings:
@@ -219,7 +210,7 @@ def transport_security(
 def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) -> None:
     """Serve ``server`` at ``http://{host}:{port}/mcp`` until interrupted."""
     token = config.mcp_token
-    if not token and not config.oauth_issuer and not _is_loopback(host):
+    if not token and not config.oauth_issuer and not is_loopback(host):
         raise ConfigError(
             f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN or DICOMWEB_MCP_OAUTH_ISSUER: anyone "
             "who can reach this port could read and change patient data. Set one, or bind 127.0.0.1."

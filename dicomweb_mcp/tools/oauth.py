@@ -24,6 +24,7 @@ import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
 
+from ..oauth_settings import is_loopback
 from .scopes import OAuthAccess, granted_scopes
 
 __all__ = ["ALGORITHMS", "IssuerKeys", "IssuerUnreachable", "JwtVerifier", "TokenRefused"]
@@ -293,9 +294,7 @@ def _signing_keys(keys: list[Any]) -> dict[str | None, dict[str, Any]]:
 def _safe_url(url: str) -> bool:
     """https, or http on loopback (a local issuer, as in tests)."""
     parts = urlsplit(url)
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
-    )
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))
 
 
 async def _json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:

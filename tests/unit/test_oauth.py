@@ -26,8 +26,9 @@ from dicomweb_mcp import Config
 from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.environment import read_config
 from dicomweb_mcp.errors import ConfigError
+from dicomweb_mcp.oauth_settings import is_loopback, oauth_url
 from dicomweb_mcp.tools.http import RequireOAuthToken, json_answer
-from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
+from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused, _safe_url
 from dicomweb_mcp.tools.scopes import OAuthAccess, granted_scopes
 from dicomweb_mcp.tools.server import TOOL_SCOPES, build_server
 from tests.support.entra import signed_in
@@ -402,6 +403,37 @@ def test_oauth_settings() -> None:
     with pytest.raises(ConfigError, match="not a URL"):
         read_config({**oauth, "DICOMWEB_MCP_PUBLIC_URL": "https://mcp.example.org/mcp?x=1"})
     assert "secret-token" not in repr(read_config({**base, "DICOMWEB_MCP_TOKEN": "secret-token"}))
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.7", False),
+        ("localhost.example.org", False),
+        ("login.example.org", False),
+    ],
+)
+def test_one_loopback_rule_for_urls_and_binds(host: str, loopback: bool) -> None:
+    """Plain HTTP is for this machine only, by one rule: a bind without a token (tools/http.py), an issuer
+    or public URL (the settings), and the JWKS an issuer names (tools/oauth.py)."""
+    assert is_loopback(host) is loopback
+    bare = host.strip("[]")
+    url = f"http://{f'[{bare}]' if ':' in bare else bare}:8000/mcp"
+    assert _safe_url(url) is loopback
+    if loopback:
+        assert oauth_url("DICOMWEB_MCP_PUBLIC_URL", url) == url
+    else:
+        with pytest.raises(ConfigError, match="must use https"):
+            oauth_url("DICOMWEB_MCP_PUBLIC_URL", url)
+    assert _safe_url(url.replace("http:", "https:"))
 
 
 def test_scope_prefix_setting() -> None:
