@@ -188,10 +188,12 @@ class JwtVerifier:
     async def check(self, token: str) -> OAuthAccess:
         """The verified token's identity and scopes; raise ``TokenRefused`` saying why not."""
         try:
-            header = jwt.get_unverified_header(token)
+            # Read once unverified, for what picks the key and refuses early; the signature is checked below.
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenRefused("the token is not a signed JWT") from None
-        _check_access_token(token, header)
+        header: dict[str, Any] = unverified["header"]
+        _check_access_token(header, unverified["payload"])
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             shown = "".join(c for c in str(alg) if c.isascii() and c.isalnum())[:16]
@@ -245,7 +247,7 @@ class JwtVerifier:
         return "the token is malformed"
 
 
-def _check_access_token(token: str, header: dict[str, Any]) -> None:
+def _check_access_token(header: dict[str, Any], claims: dict[str, Any]) -> None:
     """Refuse a JWT that says it is something else than an access token: a ``typ`` other than a JWT or
     an access token (RFC 9068), or an OpenID ID token's ``nonce`` without the scopes access tokens carry.
     Read before the signature is checked: a refusal needs no proof, and an ID token is told as such, not
@@ -257,10 +259,6 @@ def _check_access_token(token: str, header: dict[str, Any]) -> None:
         raise TokenRefused(
             f"the token's type {shown or '?'} is not an access token's (typ must be JWT or at+jwt)"
         )
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return  # the checked decode says what is wrong with it
     # Keycloak before 25 copies the nonce into access tokens too, which carry delegated scopes; an ID
     # token never does (Entra ID's may carry roles, hence the check).
     if "nonce" in claims and not ({"scope", "scp"} & claims.keys()):

@@ -269,6 +269,19 @@ async def test_only_asymmetric_signatures_with_their_own_key(verifier: JwtVerifi
     assert "not a signed JWT" in await refused(verifier, "not-a-token")
 
 
+@pytest.mark.anyio
+async def test_a_token_that_does_not_parse_fetches_no_keys(issuer: Issuer, verifier: JwtVerifier) -> None:
+    """Header and claims are read once, before the key is looked up: a payload that is no JSON object is
+    refused then, so a flood of such tokens naming unknown keys costs no JWKS fetch."""
+    head = b64(json.dumps({"alg": "RS256", "kid": "unknown-1"}).encode())
+    for payload in (b"[1, 2]", b"not json"):
+        token = f"{head}.{b64(payload)}.{b64(b'sig')}"
+        assert "not a signed JWT" in await refused(verifier, token)
+    issuer.now += 31  # past the cooldown: a lookup of the unknown key would fetch
+    assert "not a signed JWT" in await refused(verifier, token)
+    assert issuer.jwks_fetches == 1  # the start's only
+
+
 def typed(typ: Any, payload: dict[str, Any] | None = None) -> str:
     """A token signed with the issuer's key whose JOSE header says ``typ`` (None: no typ at all)."""
     return jwt.encode(payload or claims(), RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1", "typ": typ})
