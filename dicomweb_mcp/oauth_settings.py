@@ -16,15 +16,14 @@ __all__ = ["is_loopback", "oauth_url", "scope_prefix"]
 _SCOPE_CHARACTERS = frozenset(map(chr, range(0x21, 0x7F))) - {'"', "\\"}
 
 
-def oauth_url(name: str, url: str) -> str:
-    """An issuer or public URL: https, or http on a loopback host only (a token on the wire in clear is
-    anyone's); no query or fragment."""
+def oauth_url(name: str, url: str) -> None:
+    """``ConfigError`` unless ``url``, the setting ``name``, is an issuer or public URL: https, or http on a
+    loopback host only (a token on the wire in clear is anyone's); no query or fragment."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"{name} {url!r} is not a URL like https://host/path (no query or fragment).")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"{name} {url!r} must use https: tokens would cross the network in clear.")
-    return url
 
 
 def is_loopback(host: str) -> bool:
@@ -40,13 +39,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def scope_prefix(prefix: str) -> str:
-    """``prefix`` (empty: none) if it can begin every scope name this server publishes: the characters of
-    a scope (RFC 6749), ending with '/' as Entra ID's Application ID URI does before each scope's name, since
-    a full scope name in a token is read up to its last '/'."""
+def scope_prefix(prefix: str) -> None:
+    """``ConfigError`` unless ``prefix`` (empty: none) can begin every scope name this server publishes: the
+    characters of a scope (RFC 6749), ending with '/' as Entra ID's Application ID URI does before each
+    scope's name, since a full scope name in a token is read up to its last '/'."""
     name = "DICOMWEB_MCP_OAUTH_SCOPE_PREFIX"
     if not prefix:
-        return prefix
+        return
     if not set(prefix) <= _SCOPE_CHARACTERS:
         raise ConfigError(
             f"{name} {prefix!r} cannot begin a scope name: spaces, quotes, backslashes and non-ASCII "
@@ -58,4 +57,3 @@ def scope_prefix(prefix: str) -> str:
             "with '/', e.g. api://dicomweb-mcp/ for api://dicomweb-mcp/dicom.read (for Entra ID, the "
             "Application ID URI followed by '/')."
         )
-    return prefix

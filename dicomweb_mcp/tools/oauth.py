@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import jwt
-from mcp.server.auth.provider import AccessToken
 
 from ..oauth_settings import is_loopback
 from .scopes import OAuthAccess, granted_scopes
@@ -160,7 +159,7 @@ class IssuerKeys:
 
 
 class JwtVerifier:
-    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``;
+    """A JWT access token from ``keys``' issuer, for one of ``audiences``, checked for RequireOAuthToken;
     ``scope_prefix`` begins the scope names this server publishes (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX)."""
 
     def __init__(
@@ -177,13 +176,6 @@ class JwtVerifier:
         self._audiences = list(audiences)
         self._resource = resource
         self._skew = skew
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            return await self.check(token)
-        except TokenRefused as exc:
-            log.info("bearer token refused: %s", exc)
-            return None
 
     async def check(self, token: str) -> OAuthAccess:
         """The verified token's identity and scopes; raise ``TokenRefused`` saying why not."""
