@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import respx
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import main
@@ -13,7 +15,16 @@ from dicomweb_mcp.errors import ConfigError, PolicyError
 from dicomweb_mcp.tools.obo import CallerAuth
 from dicomweb_mcp.tools.server import build_server
 from tests.support.azure import BASE
-from tests.support.entra import CLIENT_ID, CLIENT_SECRET, ISSUER, TENANT, acting_server, user
+from tests.support.entra import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    TENANT,
+    TOKEN_URL,
+    Entra,
+    acting_server,
+    user,
+)
 
 OAUTH = {"DICOMWEB_MCP_OAUTH_ISSUER": ISSUER, "DICOMWEB_MCP_PUBLIC_URL": "https://mcp.example.org/mcp"}
 SERVERS = f"""
@@ -154,3 +165,23 @@ def test_expired_assertions_are_forgotten() -> None:
 def test_no_caller_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(PolicyError, match="carries no signed-in user"):
         CallerAuth(acting_server()).for_caller(None)
+
+
+@pytest.mark.anyio
+async def test_the_callers_flow_is_driven_whole_a_401_asks_once_more() -> None:
+    """httpx drives the caller's own flow (CallerAuth hands it over): the header set, and after a 401 one
+    more request with a token fetched anew, still in that caller's name."""
+    alice = user("alice")
+    entra = Entra()
+    entra.accept(alice)
+    auth = CallerAuth(acting_server(), caller=lambda: alice)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(TOKEN_URL).mock(side_effect=entra)
+        studies = mock.get(f"{BASE}/studies").mock(side_effect=[httpx.Response(401), httpx.Response(204)])
+        async with httpx.AsyncClient(auth=auth) as http:
+            response = await http.get(f"{BASE}/studies")
+    assert response.status_code == 204 and studies.call_count == 2
+    sent = [call.request.headers["authorization"] for call in studies.calls]
+    assert all(header.startswith("Bearer dicom-token-alice-") for header in sent), sent
+    assert all(form["assertion"] == alice.token for form in entra.forms) and entra.forms
+    assert auth.credentials_made == 1
