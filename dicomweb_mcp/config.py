@@ -327,8 +327,8 @@ class Config:
                 "DICOMWEB_MCP_OAUTH_ISSUER needs DICOMWEB_MCP_PUBLIC_URL: this server's MCP endpoint as "
                 "clients reach it, for example https://mcp.example.org/mcp (tokens must be issued for it)."
             )
-        object.__setattr__(self, "oauth_issuer", oauth_url("DICOMWEB_MCP_OAUTH_ISSUER", self.oauth_issuer))
-        object.__setattr__(self, "public_url", oauth_url("DICOMWEB_MCP_PUBLIC_URL", self.public_url))
+        oauth_url("DICOMWEB_MCP_OAUTH_ISSUER", self.oauth_issuer)
+        oauth_url("DICOMWEB_MCP_PUBLIC_URL", self.public_url)
         scope_prefix(self.oauth_scope_prefix)
 
     @property

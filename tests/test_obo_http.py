@@ -26,9 +26,8 @@ from mcp.server.auth.provider import AccessToken
 from dicomweb_mcp.tools.http import RequireOAuthToken, transport_security
 from dicomweb_mcp.tools.oauth import TokenRefused
 from dicomweb_mcp.tools.server import build_server
-from tests.support.entra import ISSUER, Entra, user
+from tests.support.entra import ISSUER, Entra, acting_config, mocked, user
 from tests.support.orthanc import free_port
-from tests.test_obo import acting_config, mocked
 
 pytestmark = pytest.mark.anyio
 

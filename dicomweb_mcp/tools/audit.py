@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
@@ -87,7 +88,7 @@ def open_audit(config: Config) -> Audit | None:
     if config.audit_log is None:
         return None
     writer = AuditLog(config.audit_log, max_bytes=config.audit_max_bytes, keep=config.audit_keep)
-    audit = Audit(writer, next(iter(config.named)))
+    audit = Audit(writer, config.server.name)
     try:
         writer.check()
         writer.write(
@@ -127,7 +128,7 @@ class Audit:
             "time": now(),
             "event": "call",
             "id": os.urandom(8).hex(),  # pairs a change's call_start line with its call line
-            "user": user(context),
+            "user": user(),
             "client": client(context),
             "tool": name,
             **servers(arguments, self.default_server),
@@ -294,18 +295,19 @@ def result_counts(result: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def user(context: Context[Any, Any] | None) -> dict[str, str]:
-    """The person: the OAuth token's subject and name when the request carried one, else the OS user."""
-    token = _access_token(context)
+def user() -> dict[str, str]:
+    """The person: the OAuth token's subject and name when the request carried one, else the OS user. The
+    SDK hands each message's handler the context of the request that brought it, token included."""
+    token = get_access_token()
     if token is None:
         return os_user()
-    claims = getattr(token, "claims", None) or {}
+    claims = token.claims or {}
     name = next((claims[c] for c in _CLAIMS_FOR_NAME if isinstance(claims.get(c), str)), None)
     found = {
         "source": "oauth",
-        "subject": getattr(token, "subject", None),
+        "subject": token.subject,
         "name": name,
-        "client_id": getattr(token, "client_id", None),
+        "client_id": token.client_id,
         "issuer": claims.get("iss") if isinstance(claims.get("iss"), str) else None,
     }
     return {key: _text(value) for key, value in found.items() if value}
@@ -337,19 +339,6 @@ def client(context: Context[Any, Any] | None) -> dict[str, str]:
     if peer is not None and getattr(peer, "host", None):
         found["address"] = _text(peer.host)
     return found
-
-
-def _access_token(context: Context[Any, Any] | None) -> Any:
-    """The SDK's authenticated token for this request: the request's own user (per request, whatever
-    task serves it), else the SDK's context variable; ``None`` without OAuth."""
-    request = getattr(getattr(context, "_request_context", None), "request", None)
-    scope = getattr(request, "scope", None)
-    token = getattr(scope.get("user"), "access_token", None) if isinstance(scope, Mapping) else None
-    if token is not None:
-        return token
-    from mcp.server.auth.middleware.auth_context import get_access_token  # loaded on a first call only
-
-    return get_access_token()
 
 
 def _text(value: Any) -> str:

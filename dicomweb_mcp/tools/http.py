@@ -10,16 +10,16 @@ bind, the names clients use to reach the server go in DICOMWEB_MCP_ALLOWED_HOSTS
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
+import anyio
 import uvicorn
 from mcp.server import MCPServer
-from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.transport_security import TransportSecuritySettings
@@ -30,10 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..errors import ConfigError
+from ..oauth_settings import is_loopback
+from .oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
 from .scopes import SCOPES, published_scopes
-
-if TYPE_CHECKING:
-    from .oauth import JwtVerifier
 
 __all__ = ["RequireBearerToken", "RequireOAuthToken", "json_answer", "serve_http", "transport_security"]
 
@@ -80,7 +79,7 @@ class RequireOAuthToken:
     def __init__(
         self, app: ASGIApp, verifier: JwtVerifier, *, public_url: str, issuer: str, scope_prefix: str = ""
     ) -> None:
-        self._app = app
+        self._app = AuthContextMiddleware(app)  # the SDK's: the verified user in its context variable
         self._verifier = verifier
         # The issuer exactly as configured: clients compare it with the issuer's own metadata, and a
         # trailing slash added to a path-less URL would not match.
@@ -139,8 +138,6 @@ class RequireOAuthToken:
         if len(given) > 1 or scheme.lower() != "bearer" or not token.strip():
             await self._refuse(send, 401, "invalid_request", "send one header: Authorization: Bearer <token>")
             return
-        from .oauth import TokenRefused
-
         try:
             access = await self._verifier.check(token.strip())
         except TokenRefused as exc:
@@ -150,13 +147,8 @@ class RequireOAuthToken:
             needed = " or ".join(self._published)
             await self._refuse(send, 403, "insufficient_scope", f"the token grants none of {needed}")
             return
-        user = AuthenticatedUser(access)
-        inner = {**scope, "user": user, "auth": AuthCredentials(access.scopes)}
-        reset = auth_context_var.set(user)
-        try:
-            await self._app(inner, receive, send)
-        finally:
-            auth_context_var.reset(reset)
+        inner = {**scope, "user": AuthenticatedUser(access), "auth": AuthCredentials(access.scopes)}
+        await self._app(inner, receive, send)
 
     async def _refuse(self, send: Send, status: int, error: str, description: str) -> None:
         log.info("refused a request: %s (%s)", error, description)
@@ -198,15 +190,6 @@ async def json_answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def transport_security(
     host: str, port: int, extra_hosts: Sequence[str] = (), extra_origins: Sequence[str] = ()
 ) -> TransportSecuritySettings:
@@ -227,7 +210,7 @@ def transport_security(
 def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) -> None:
     """Serve ``server`` at ``http://{host}:{port}/mcp`` until interrupted."""
     token = config.mcp_token
-    if not token and not config.oauth_issuer and not _is_loopback(host):
+    if not token and not config.oauth_issuer and not is_loopback(host):
         raise ConfigError(
             f"Refusing to serve on {host} without DICOMWEB_MCP_TOKEN or DICOMWEB_MCP_OAUTH_ISSUER: anyone "
             "who can reach this port could read and change patient data. Set one, or bind 127.0.0.1."
@@ -241,11 +224,12 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
         app = stateless_app(server, security, config.mcp_state_keys)
     else:
         app = server.streamable_http_app(host=host, transport_security=security)
-    if config.oauth_issuer and config.public_url:
+    if config.oauth_issuer:
+        public_url = cast(str, config.public_url)  # Config._check_oauth: always set with the issuer
         app = RequireOAuthToken(
             app,
-            _verifier(config),
-            public_url=config.public_url,
+            _verifier(config, config.oauth_issuer, public_url),
+            public_url=public_url,
             issuer=config.oauth_issuer,
             scope_prefix=config.oauth_scope_prefix,
         )
@@ -255,23 +239,18 @@ def serve_http(server: MCPServer[Any], config: Config, *, host: str, port: int) 
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
-def _verifier(config: Config) -> JwtVerifier:
+def _verifier(config: Config, issuer: str, public_url: str) -> JwtVerifier:
     """The token verifier for the configured issuer, its keys read now: a wrong issuer URL stops the start
     with a message, not every request later."""
-    import anyio
-
-    from .oauth import IssuerKeys, IssuerUnreachable, JwtVerifier
-
-    assert config.oauth_issuer and config.public_url
-    keys = IssuerKeys(config.oauth_issuer)
+    keys = IssuerKeys(issuer)
     try:
         anyio.run(keys.load)
     except IssuerUnreachable as exc:
         raise ConfigError(
-            f"DICOMWEB_MCP_OAUTH_ISSUER {config.oauth_issuer!r}: the issuer's keys could not be read "
+            f"DICOMWEB_MCP_OAUTH_ISSUER {issuer!r}: the issuer's keys could not be read "
             f"({exc}). Check the URL (for Entra ID: https://login.microsoftonline.com/<tenant id>/v2.0) "
             "and that this host can reach it."
         ) from None
     return JwtVerifier(
-        keys, config.accepted_audiences, resource=config.public_url, scope_prefix=config.oauth_scope_prefix
+        keys, config.accepted_audiences, resource=public_url, scope_prefix=config.oauth_scope_prefix
     )

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import jwt
-from mcp.server.auth.provider import AccessToken
 
+from ..oauth_settings import is_loopback
 from .scopes import OAuthAccess, granted_scopes
 
 __all__ = ["ALGORITHMS", "IssuerKeys", "IssuerUnreachable", "JwtVerifier", "TokenRefused"]
@@ -159,7 +159,7 @@ class IssuerKeys:
 
 
 class JwtVerifier:
-    """The SDK's ``TokenVerifier``: a JWT access token from ``keys``' issuer, for one of ``audiences``;
+    """A JWT access token from ``keys``' issuer, for one of ``audiences``, checked for RequireOAuthToken;
     ``scope_prefix`` begins the scope names this server publishes (DICOMWEB_MCP_OAUTH_SCOPE_PREFIX)."""
 
     def __init__(
@@ -177,20 +177,15 @@ class JwtVerifier:
         self._resource = resource
         self._skew = skew
 
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            return await self.check(token)
-        except TokenRefused as exc:
-            log.info("bearer token refused: %s", exc)
-            return None
-
     async def check(self, token: str) -> OAuthAccess:
         """The verified token's identity and scopes; raise ``TokenRefused`` saying why not."""
         try:
-            header = jwt.get_unverified_header(token)
+            # Read once unverified, for what picks the key and refuses early; the signature is checked below.
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenRefused("the token is not a signed JWT") from None
-        _check_access_token(token, header)
+        header: dict[str, Any] = unverified["header"]
+        _check_access_token(header, unverified["payload"])
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             shown = "".join(c for c in str(alg) if c.isascii() and c.isalnum())[:16]
@@ -244,7 +239,7 @@ class JwtVerifier:
         return "the token is malformed"
 
 
-def _check_access_token(token: str, header: dict[str, Any]) -> None:
+def _check_access_token(header: dict[str, Any], claims: dict[str, Any]) -> None:
     """Refuse a JWT that says it is something else than an access token: a ``typ`` other than a JWT or
     an access token (RFC 9068), or an OpenID ID token's ``nonce`` without the scopes access tokens carry.
     Read before the signature is checked: a refusal needs no proof, and an ID token is told as such, not
@@ -256,10 +251,6 @@ def _check_access_token(token: str, header: dict[str, Any]) -> None:
         raise TokenRefused(
             f"the token's type {shown or '?'} is not an access token's (typ must be JWT or at+jwt)"
         )
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return  # the checked decode says what is wrong with it
     # Keycloak before 25 copies the nonce into access tokens too, which carry delegated scopes; an ID
     # token never does (Entra ID's may carry roles, hence the check).
     if "nonce" in claims and not ({"scope", "scp"} & claims.keys()):
@@ -293,9 +284,7 @@ def _signing_keys(keys: list[Any]) -> dict[str | None, dict[str, Any]]:
 def _safe_url(url: str) -> bool:
     """https, or http on loopback (a local issuer, as in tests)."""
     parts = urlsplit(url)
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
-    )
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))
 
 
 async def _json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:

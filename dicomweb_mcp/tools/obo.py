@@ -6,8 +6,9 @@ DICOM service token Microsoft Entra ID gave in that user's name. The user's own 
 the assertion and nowhere else; the archive sees only the exchanged one. One client and one connection pool
 per server serve every user: only the Authorization header differs, chosen per request.
 
-Credentials are kept per user assertion (the token's subject, its expiry and a digest of it) in a bounded
-LRU, so a user's second call reuses the token of the first, and a refreshed sign-in gets a new exchange.
+Credentials are kept per user assertion (a digest of the token, and its expiry to forget it by) in a
+bounded LRU, so a user's second call reuses the token of the first, and a refreshed sign-in gets a new
+exchange.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class CallerAuth(httpx.Auth):
         self._clock = clock
         self._caller = caller  # the SDK's authenticated user of the request being served
         self._certificate = _certificate(server)
-        self._users: OrderedDict[tuple[str, int, str], AzureTokenAuth] = OrderedDict()
+        self._users: OrderedDict[tuple[int, str], AzureTokenAuth] = OrderedDict()
         self.credentials_made = 0  # one per user assertion seen
 
     def __repr__(self) -> str:
@@ -63,16 +64,9 @@ class CallerAuth(httpx.Auth):
         raise RuntimeError("CallerAuth works with httpx.AsyncClient only")
         yield request  # pragma: no cover - makes this a generator
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        flow = self.for_caller(self._caller()).async_auth_flow(request)
-        # The caller's flow, step by step: it sets the header, and may ask again once after a 401.
-        sent = await flow.__anext__()
-        while True:
-            response = yield sent
-            try:
-                sent = await flow.asend(response)
-            except StopAsyncIteration:
-                return
+    def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The current caller's own flow: it sets the header, and may ask again once after a 401."""
+        return self.for_caller(self._caller()).async_auth_flow(request)
 
     def for_caller(self, caller: AccessToken | None) -> AzureTokenAuth:
         """The auth flow in ``caller``'s name: the one made for this very token if it is still held."""
@@ -82,9 +76,8 @@ class CallerAuth(httpx.Auth):
                 "carries no signed-in user (no OAuth access token): it is refused rather than made with the "
                 "MCP server's own identity. Call it through serve --transport http with OAuth."
             )
-        expires = int(caller.expires_at or 0)
-        digest = hashlib.sha256(caller.token.encode()).hexdigest()
-        key = (caller.subject or caller.client_id, expires, digest)
+        # The digest tells assertions (and so their users) apart; the expiry says when to forget one.
+        key = (int(caller.expires_at or 0), hashlib.sha256(caller.token.encode()).hexdigest())
         found = self._users.get(key)
         if found is not None:
             self._users.move_to_end(key)
@@ -104,7 +97,7 @@ class CallerAuth(httpx.Auth):
     def _forget_expired(self) -> None:
         """Drop the credentials of assertions that have expired: Entra ID exchanges no expired token."""
         now = self._clock()
-        for key in [key for key in self._users if key[1] and key[1] <= now]:
+        for key in [key for key in self._users if key[0] and key[0] <= now]:
             del self._users[key]
 
 

@@ -24,7 +24,6 @@ __all__ = [
     "WRITE",
     "OAuthAccess",
     "granted_scopes",
-    "missing_scope",
     "published_scopes",
     "scope_refusal",
 ]
@@ -79,21 +78,14 @@ def granted_scopes(claims: Mapping[str, Any], prefix: str = "") -> frozenset[str
     return frozenset(name for name in bare if name and "/" not in name)
 
 
-def missing_scope(required: str) -> str | None:
-    """``required`` if the current request's OAuth token does not grant it; None when it does, or when the
-    request carries no OAuth token (stdio, the static token: no scopes to check)."""
+def scope_refusal(tool: str, required: str) -> str | None:
+    """Why the current OAuth caller may not call ``tool``, which needs ``required``; None when it may, or
+    when the request carries no OAuth token (stdio, the static token: no scopes to check)."""
     token = get_access_token()
     if token is None or required in token.scopes:
         return None
-    return required
-
-
-def scope_refusal(tool: str, required: str) -> str | None:
-    """Why the current OAuth caller may not call ``tool``, which needs ``required``; None when it may."""
-    scope = missing_scope(required)
-    if scope is None:
-        return None
-    scope = getattr(get_access_token(), "scope_prefix", "") + scope
+    # OAuthAccess says how hosts must name the scope; another verifier's AccessToken names it bare.
+    scope = getattr(token, "scope_prefix", "") + required
     return (
         f"{tool} needs the OAuth scope {scope}, which your access token does not grant. Ask the "
         f"administrator of your identity provider for {scope}, then sign in again."

@@ -1,4 +1,5 @@
-"""Microsoft Entra ID's v2.0 token endpoint answering the on-behalf-of request (for respx-mocked tests).
+"""Microsoft Entra ID's v2.0 token endpoint answering the on-behalf-of request (for respx-mocked tests), the
+settings of a server acting on behalf of its callers, and a caller signed in as the OAuth middleware does.
 
 Shaped as Microsoft documents the flow: the middle tier POSTs a form with grant_type
 urn:ietf:params:oauth:grant-type:jwt-bearer, client_id, client_secret, assertion (the user's access
@@ -10,12 +11,22 @@ trace_id and correlation_id (and suberror for consent).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import respx
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+
+from dicomweb_mcp import Config
+from dicomweb_mcp.config import ServerConfig
+from tests.support.azure import BASE, DICOM_JSON
 
 TENANT = "5f0c2a4e-8d3b-4c1a-9e7f-2b6d8a0c4e11"
 CLIENT_ID = "0e9b7c3d-1a2f-4b5c-8d6e-7f8091a2b3c4"
@@ -110,3 +121,69 @@ class Entra:
                 "access_token": f"dicom-token-{name}-{len(self.forms)}",
             },
         )
+
+
+STUDY = {
+    "0020000D": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.1"]},
+    "00100020": {"vr": "LO", "Value": ["PAT-1"]},
+    "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},
+    "00080020": {"vr": "DA", "Value": ["20240101"]},
+    "00080061": {"vr": "CS", "Value": ["CT"]},
+}
+
+
+def acting_server(**settings: Any) -> ServerConfig:
+    """An Azure DICOM server acting on behalf of its callers, as this app registration; ``settings`` change it."""
+    given: dict[str, Any] = {
+        "url": BASE,
+        "auth": "azure",
+        "on_behalf_of": True,
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
+    return ServerConfig(**{**given, **settings})
+
+
+def acting_config(tmp_path: Path, **settings: Any) -> Config:
+    return Config(
+        (acting_server(),),
+        download_dir=tmp_path,
+        oauth_issuer=ISSUER,
+        public_url="https://mcp.example.org/mcp",
+        **settings,
+    )
+
+
+@contextmanager
+def signed_in(token: AccessToken | None) -> Iterator[None]:
+    """Requests made inside come from ``token``'s bearer (none: no signed-in user), as the OAuth middleware
+    (tools/http.py RequireOAuthToken) hands each request on: the SDK's authenticated-user context variable."""
+    reset = auth_context_var.set(AuthenticatedUser(token) if token is not None else None)
+    try:
+        yield
+    finally:
+        auth_context_var.reset(reset)
+
+
+class Archive:
+    """The Azure DICOM service's QIDO answer; records the Authorization header of every request."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.authorizations.append(request.headers.get("authorization", ""))
+        return httpx.Response(200, json=[STUDY], headers=DICOM_JSON)
+
+
+@contextmanager
+def mocked(entra: Entra) -> Iterator[tuple[respx.MockRouter, Archive]]:
+    """Entra ID's token endpoint (its calls counted in ``entra.forms``) and the archive's QIDO."""
+    archive = Archive()
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(TOKEN_URL).mock(side_effect=entra)
+        mock.get(f"{BASE}/studies").mock(side_effect=archive)
+        yield mock, archive

@@ -12,8 +12,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
@@ -24,6 +22,7 @@ from dicomweb_mcp.errors import ConfigError, InvalidInputError, PolicyError, Ser
 from dicomweb_mcp.files.audit import AuditLog
 from dicomweb_mcp.tools import audit
 from dicomweb_mcp.tools.refusals import ToolCrash
+from tests.support.entra import signed_in
 
 URL = "http://pacs.example:8042/dicom-web"
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -241,12 +240,9 @@ def test_outcome_of_an_error(error: ToolError, expected: str) -> None:
     assert audit.outcome(error) == expected
 
 
-def _context(*, token: AccessToken | None = None, host: str | None = None, name: str | None = None) -> Any:
+def _context(*, host: str | None = None, name: str | None = None) -> Any:
     """What the audit reads of the SDK's context: the request (HTTP) and the session's client params."""
-    request = None
-    if host is not None:
-        scope = {"user": AuthenticatedUser(token)} if token else {}
-        request = SimpleNamespace(scope=scope, client=SimpleNamespace(host=host, port=50123))
+    request = SimpleNamespace(client=SimpleNamespace(host=host, port=50123)) if host is not None else None
     info = SimpleNamespace(name=name, version="2.0") if name else None
     session = SimpleNamespace(client_params=SimpleNamespace(client_info=info) if info else None)
     return SimpleNamespace(_request_context=SimpleNamespace(request=request, session=session))
@@ -262,7 +258,9 @@ TOKEN = AccessToken(
 
 
 def test_the_user_is_the_tokens_subject_and_name_when_oauth_is_on() -> None:
-    found = audit.user(_context(token=TOKEN, host="10.0.0.7"))
+    """The token of the request being served, as the SDK hands it to the message's handler."""
+    with signed_in(TOKEN):
+        found = audit.user()
     assert found == {
         "source": "oauth",
         "subject": "f3b1c0de-subject",
@@ -273,18 +271,11 @@ def test_the_user_is_the_tokens_subject_and_name_when_oauth_is_on() -> None:
     assert TOKEN.token not in json.dumps(found)
 
 
-def test_the_user_from_the_sdks_context_variable() -> None:
-    reset = auth_context_var.set(AuthenticatedUser(TOKEN))
-    try:
-        assert audit.user(None)["subject"] == "f3b1c0de-subject"
-    finally:
-        auth_context_var.reset(reset)
-
-
 def test_the_user_is_the_os_user_without_a_token() -> None:
-    found = audit.user(_context(host="127.0.0.1"))
+    found = audit.user()
     assert found["source"] == "os" and found["name"]
-    assert audit.user(None) == found
+    with signed_in(None):
+        assert audit.user() == found
 
 
 def test_the_client_is_its_name_version_and_address() -> None:

@@ -10,8 +10,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -21,18 +20,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from mcp import Client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.environment import read_config
 from dicomweb_mcp.errors import ConfigError
+from dicomweb_mcp.oauth_settings import is_loopback, oauth_url
 from dicomweb_mcp.tools.http import RequireOAuthToken, json_answer
-from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused
+from dicomweb_mcp.tools.oauth import IssuerKeys, IssuerUnreachable, JwtVerifier, TokenRefused, _safe_url
 from dicomweb_mcp.tools.scopes import OAuthAccess, granted_scopes
 from dicomweb_mcp.tools.server import TOOL_SCOPES, build_server
+from tests.support.entra import signed_in
 
 ISSUER = "https://login.example.org/tenant-1/v2.0"
 RESOURCE = "https://mcp.example.org/mcp"
@@ -110,7 +109,6 @@ def b64(data: bytes) -> str:
 async def refused(verifier: JwtVerifier, token: str) -> str:
     with pytest.raises(TokenRefused) as caught:
         await verifier.check(token)
-    assert await verifier.verify_token(token) is None
     return str(caught.value)
 
 
@@ -149,19 +147,13 @@ def full_config(*, read_only: bool = False, allow_delete: bool = True) -> Config
     return Config(servers)
 
 
-@contextmanager
-def caller(*scopes: str, prefix: str = "") -> Iterator[None]:
+def caller(*scopes: str, prefix: str = "") -> AbstractContextManager[None]:
     """Requests made inside come from the bearer of a token granting ``scopes``, as over HTTP with OAuth,
     verified by a server whose scope names begin with ``prefix``."""
     granted: dict[str, Any] = {"token": "t", "client_id": "c", "scopes": list(scopes)}
     # The SDK's own token when there is no prefix: a refusal must not need this package's subclass.
     access = OAuthAccess(**granted, scope_prefix=prefix) if prefix else AccessToken(**granted)
-    user = AuthenticatedUser(access)
-    token = auth_context_var.set(user)
-    try:
-        yield
-    finally:
-        auth_context_var.reset(token)
+    return signed_in(access)
 
 
 def test_every_tool_has_a_scope() -> None:
@@ -274,6 +266,19 @@ async def test_only_asymmetric_signatures_with_their_own_key(verifier: JwtVerifi
     forged = f"{head}.{b64(json.dumps(tampered).encode())}.{signature}"
     assert "signature does not verify" in await refused(verifier, forged)
     assert "not a signed JWT" in await refused(verifier, "not-a-token")
+
+
+@pytest.mark.anyio
+async def test_a_token_that_does_not_parse_fetches_no_keys(issuer: Issuer, verifier: JwtVerifier) -> None:
+    """Header and claims are read once, before the key is looked up: a payload that is no JSON object is
+    refused then, so a flood of such tokens naming unknown keys costs no JWKS fetch."""
+    head = b64(json.dumps({"alg": "RS256", "kid": "unknown-1"}).encode())
+    for payload in (b"[1, 2]", b"not json"):
+        token = f"{head}.{b64(payload)}.{b64(b'sig')}"
+        assert "not a signed JWT" in await refused(verifier, token)
+    issuer.now += 31  # past the cooldown: a lookup of the unknown key would fetch
+    assert "not a signed JWT" in await refused(verifier, token)
+    assert issuer.jwks_fetches == 1  # the start's only
 
 
 def typed(typ: Any, payload: dict[str, Any] | None = None) -> str:
@@ -410,6 +415,37 @@ def test_oauth_settings() -> None:
     with pytest.raises(ConfigError, match="not a URL"):
         read_config({**oauth, "DICOMWEB_MCP_PUBLIC_URL": "https://mcp.example.org/mcp?x=1"})
     assert "secret-token" not in repr(read_config({**base, "DICOMWEB_MCP_TOKEN": "secret-token"}))
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LocalHost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.7", False),
+        ("localhost.example.org", False),
+        ("login.example.org", False),
+    ],
+)
+def test_one_loopback_rule_for_urls_and_binds(host: str, loopback: bool) -> None:
+    """Plain HTTP is for this machine only, by one rule: a bind without a token (tools/http.py), an issuer
+    or public URL (the settings), and the JWKS an issuer names (tools/oauth.py)."""
+    assert is_loopback(host) is loopback
+    bare = host.strip("[]")
+    url = f"http://{f'[{bare}]' if ':' in bare else bare}:8000/mcp"
+    assert _safe_url(url) is loopback
+    if loopback:
+        oauth_url("DICOMWEB_MCP_PUBLIC_URL", url)
+    else:
+        with pytest.raises(ConfigError, match="must use https"):
+            oauth_url("DICOMWEB_MCP_PUBLIC_URL", url)
+    assert _safe_url(url.replace("http:", "https:"))
 
 
 def test_scope_prefix_setting() -> None:

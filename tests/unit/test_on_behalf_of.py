@@ -5,16 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import respx
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.cli import main
-from dicomweb_mcp.config import ServerConfig
 from dicomweb_mcp.errors import ConfigError, PolicyError
 from dicomweb_mcp.tools.obo import CallerAuth
 from dicomweb_mcp.tools.server import build_server
 from tests.support.azure import BASE
-from tests.support.entra import CLIENT_ID, CLIENT_SECRET, ISSUER, TENANT, user
+from tests.support.entra import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    TENANT,
+    TOKEN_URL,
+    Entra,
+    acting_server,
+    user,
+)
 
 OAUTH = {"DICOMWEB_MCP_OAUTH_ISSUER": ISSUER, "DICOMWEB_MCP_PUBLIC_URL": "https://mcp.example.org/mcp"}
 SERVERS = f"""
@@ -31,18 +41,6 @@ def servers_env(tmp_path: Path, text: str = SERVERS, **extra: str) -> dict[str, 
     path = tmp_path / "servers.toml"
     path.write_text(text)
     return {"DICOMWEB_SERVERS": str(path), "DICOMWEB_APP_SECRET": CLIENT_SECRET, **OAUTH, **extra}
-
-
-def acting(**settings: Any) -> ServerConfig:
-    given: dict[str, Any] = {
-        "url": BASE,
-        "auth": "azure",
-        "on_behalf_of": True,
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-    }
-    return ServerConfig(**{**given, **settings})
 
 
 def test_the_servers_file_names_the_app_and_the_variable_holding_its_secret(tmp_path: Path) -> None:
@@ -126,11 +124,11 @@ def test_over_stdio_the_server_does_not_start(
 )
 def test_the_app_registration_is_checked(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        acting(name="azure", **settings)
+        acting_server(name="azure", **settings)
 
 
 def test_an_unreadable_certificate_stops_the_start(tmp_path: Path) -> None:
-    server = acting(client_secret=None, client_certificate=tmp_path / "missing.pem")
+    server = acting_server(client_secret=None, client_certificate=tmp_path / "missing.pem")
     config = Config((server,), oauth_issuer=ISSUER, public_url="https://mcp.example.org/mcp")
     with pytest.raises(ConfigError, match=r"client_certificate .*missing\.pem.* cannot be read"):
         build_server(config)
@@ -138,7 +136,7 @@ def test_an_unreadable_certificate_stops_the_start(tmp_path: Path) -> None:
 
 def test_credentials_are_kept_per_assertion_in_a_bounded_lru() -> None:
     now = [1_000.0]
-    auth = CallerAuth(acting(), max_users=2, clock=lambda: now[0])
+    auth = CallerAuth(acting_server(), max_users=2, clock=lambda: now[0])
     alice, bob, carol = user("alice"), user("bob"), user("carol")
     first = auth.for_caller(alice)
     assert auth.for_caller(alice) is first  # the same assertion: the same credential, its tokens cached
@@ -156,7 +154,7 @@ def test_credentials_are_kept_per_assertion_in_a_bounded_lru() -> None:
 
 def test_expired_assertions_are_forgotten() -> None:
     now = [0.0]
-    auth = CallerAuth(acting(), clock=lambda: now[0])
+    auth = CallerAuth(acting_server(), clock=lambda: now[0])
     short = user("alice", lifetime=60)
     auth.for_caller(short)
     now[0] = float(short.expires_at or 0) + 1
@@ -166,4 +164,24 @@ def test_expired_assertions_are_forgotten() -> None:
 
 def test_no_caller_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(PolicyError, match="carries no signed-in user"):
-        CallerAuth(acting()).for_caller(None)
+        CallerAuth(acting_server()).for_caller(None)
+
+
+@pytest.mark.anyio
+async def test_the_callers_flow_is_driven_whole_a_401_asks_once_more() -> None:
+    """httpx drives the caller's own flow (CallerAuth hands it over): the header set, and after a 401 one
+    more request with a token fetched anew, still in that caller's name."""
+    alice = user("alice")
+    entra = Entra()
+    entra.accept(alice)
+    auth = CallerAuth(acting_server(), caller=lambda: alice)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(TOKEN_URL).mock(side_effect=entra)
+        studies = mock.get(f"{BASE}/studies").mock(side_effect=[httpx.Response(401), httpx.Response(204)])
+        async with httpx.AsyncClient(auth=auth) as http:
+            response = await http.get(f"{BASE}/studies")
+    assert response.status_code == 204 and studies.call_count == 2
+    sent = [call.request.headers["authorization"] for call in studies.calls]
+    assert all(header.startswith("Bearer dicom-token-alice-") for header in sent), sent
+    assert all(form["assertion"] == alice.token for form in entra.forms) and entra.forms
+    assert auth.credentials_made == 1
