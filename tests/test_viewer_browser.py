@@ -233,6 +233,11 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
         await viewer.frame.get_by_role("button", name="lung", exact=True).click()
         await viewer.shown(index=target, window="lung")
         assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "lung")) <= TOLERANCE
+        # The report beside the images, read through the server once the first picture was on screen:
+        # after the neighbours' prefetch, which starts as it is drawn.
+        await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
+        assert viewer.asked.index("read_report") > viewer.asked.index("viewer_frame")
+        assert viewer.asked.count("read_report") == 1
         await viewer.screenshot("slice-7")
 
         # On one slice and back: the slice shown before is shown again from what the page kept, no new call.
@@ -274,9 +279,6 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
             assert (
                 abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(position - 1), "lung")) <= TOLERANCE
             )
-
-        # The report beside the images, read through the server.
-        await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
 
         # The host was told what is on screen, last of all the slice the person stopped on.
         await viewer.page.wait_for_function(

@@ -95,7 +95,8 @@ class ViewerPage:
 
     page: Page
     frame: Frame
-    calls: list[ToolCall] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)  # in the order they came back
+    asked: list[str] = field(default_factory=list)  # the tools' names, in the order the page called them
     # Requests the browser made other than the host page's own files: none is expected.
     escaped: list[str] = field(default_factory=list)
     # Requests made from inside the viewer's frame, whatever their address (data: URLs are not requests).
@@ -215,6 +216,7 @@ async def viewer_host(
                     viewer.from_viewer.append(request.url)
 
             async def call_tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+                viewer.asked.append(name)
                 started, clock = time.time() * 1000, time.perf_counter()
                 result = await client.call_tool(name, arguments)
                 elapsed = (time.perf_counter() - clock) * 1000
