@@ -481,7 +481,8 @@ async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme
         await viewer.frame.wait_for_function(
             "() => getComputedStyle(document.body).backgroundColor === 'rgb(1, 2, 3)'"
         )
-        assert await viewer.frame.evaluate("() => getComputedStyle(document.body).fontFamily") == "serif"
+        for element in ("document.body", "document.getElementById('report-text')"):
+            assert await viewer.frame.evaluate(f"() => getComputedStyle({element}).fontFamily") == "serif"
 
         # The frame is as tall as the content, and the content does not grow with the frame (no loop).
         height = "() => Math.ceil(document.body.getBoundingClientRect().height)"
