@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import ImageContent, TextResourceContents, Tool
 from PIL import Image
@@ -23,15 +22,13 @@ from dicomweb_mcp.errors import ConfigError
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI, display_order
 from tests.support.imaging import axial_ct, phantom_hu, save, uid
-from tests.support.mcp import ALL_TOOLS, call, text
+from tests.support.mcp import ALL_TOOLS, RENDERS_APPS, call, text
 from tests.support.nginx import TOKEN as GATE_TOKEN
 from tests.support.nginx import Nginx
 from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.anyio
 
-# What a host that renders apps declares (the SDK's client_supports_apps wants the MIME type listed).
-RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 APP_TOOLS = {"viewer_series", "viewer_frame"}
 MODES = ["legacy", "2026-07-28"]
 MAX_VIEWER_BYTES = 250_000
