@@ -36,19 +36,17 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.client.extension import advertise
-from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.types import ImageContent, TextResourceContents
+from mcp.types import ImageContent
 
 from benchmarks.wanproxy import WanProxy
 from dicomweb_mcp import Config
 from dicomweb_mcp.tools.server import build_server
-from dicomweb_mcp.tools.viewer import VIEWER_URI
+from dicomweb_mcp.tools.viewer import viewer_html
 from tests.support.imaging import axial_ct, phantom_hu, save, uid
+from tests.support.mcp import RENDERS_APPS
 from tests.support.orthanc import Orthanc  # run as python -m benchmarks.viewer from the repository
-from tests.support.viewer_host import ViewerPage, viewer_host
+from tests.support.viewer_host import ViewerPage, opened_viewer
 
-RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 SCROLL_STEPS = 30
 TARGETS = {
     "loopback first picture ms": ("<=", 500),
@@ -91,11 +89,8 @@ async def press(viewer: ViewerPage, key: str) -> float:
     return pressed
 
 
-async def one_page(session: Client, html: str, study_uid: str, order: list[str]) -> dict[str, float]:
-    arguments = {"study_uid": study_uid}
-    overview = await session.call_tool("get_study_overview", arguments)
-    assert not overview.is_error
-    async with viewer_host(session, arguments, overview, html) as viewer:
+async def one_page(session: Client, study_uid: str, order: list[str]) -> dict[str, float]:
+    async with opened_viewer(session, study_uid) as viewer:
         middle = len(order) // 2
         await viewer.shown(index=middle + 1)
         times = await viewer.timestamps()
@@ -141,8 +136,6 @@ async def slice_bytes(session: Client, study_uid: str, series_uid: str, instance
 
 async def measure(config: Config, study_uid: str, runs: int) -> dict[str, float]:
     async with Client(build_server(config), extensions=[RENDERS_APPS]) as session:
-        [page] = (await session.read_resource(VIEWER_URI)).contents
-        assert isinstance(page, TextResourceContents)
         overview = await session.call_tool("get_study_overview", {"study_uid": study_uid})
         series_uid = overview.structured_content["series"][0]["series_uid"]
         listed = await session.call_tool("viewer_series", {"study_uid": study_uid, "series_uid": series_uid})
@@ -151,7 +144,7 @@ async def measure(config: Config, study_uid: str, runs: int) -> dict[str, float]
         for _ in range(runs):
             # A fresh server each page: nothing it kept (connections, metadata) from the page before.
             async with Client(build_server(config), extensions=[RENDERS_APPS]) as fresh:
-                pages.append(await one_page(fresh, page.text, study_uid, order))
+                pages.append(await one_page(fresh, study_uid, order))
         middle = order[len(order) // 2]
         viewport = int(pages[0]["viewport size"])
         return {
@@ -162,7 +155,7 @@ async def measure(config: Config, study_uid: str, runs: int) -> dict[str, float]
             "viewport size px": viewport,
             "512x512 slice KB": await slice_bytes(session, study_uid, series_uid, middle, 512) / 1000,
             "viewport slice KB": await slice_bytes(session, study_uid, series_uid, middle, viewport) / 1000,
-            "page KB": len(page.text.encode()) / 1000,
+            "page KB": len(viewer_html().encode()) / 1000,
         }
 
 

@@ -10,11 +10,11 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from mcp.server.apps import APP_MIME_TYPE
 
 from dicomweb_mcp import Config
+from tests.support.mcp import RENDERS_APPS
 from tests.support.orthanc import free_port
 from tests.support.served import COMMAND, initialize, serving_http
 
@@ -112,12 +112,11 @@ def test_host_checks_cover_every_bind_address() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_the_viewer_over_http_in_both_eras(http_server: str, mode: str) -> None:
-    renders_apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
     listed: dict[bool, set[str]] = {}
     for apps in (False, True):
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         transport = streamable_http_client(http_server, http_client=http)
-        async with http, Client(transport, mode=mode, extensions=[renders_apps] if apps else []) as client:
+        async with http, Client(transport, mode=mode, extensions=[RENDERS_APPS] if apps else []) as client:
             listed[apps] = {t.name for t in (await client.list_tools()).tools}
             page = await client.read_resource("ui://dicomweb-mcp/viewer.html")
             series = await client.call_tool("viewer_series", {"study_uid": "1.2.3", "series_uid": "1.2.3.4"})

@@ -22,7 +22,6 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, Implementation
@@ -30,6 +29,7 @@ from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, Impleme
 from dicomweb_mcp import Config
 from dicomweb_mcp.dicomweb.client import DicomWebClient
 from dicomweb_mcp.tools.stateless import read_session_id, session_id_for
+from tests.support.mcp import RENDERS_APPS
 from tests.support.nginx import Balancer
 from tests.support.orthanc import free_port
 from tests.support.samples import Samples
@@ -224,11 +224,10 @@ async def progress_through_the_balancer(pair: Replicas, samples: Samples) -> Non
 async def viewer_through_the_balancer(pair: Replicas, samples: Samples) -> None:
     """A host that renders apps gets the viewer's tools in both eras, whichever replica answers: in the
     2025 era its handshake's capabilities travel in the session ID."""
-    renders_apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
     arguments = {"study_uid": samples.study_uid, "series_uid": samples.blue.series_uid}
     for mode in ERAS:
         before = pair.calls()
-        http, client = connect(pair.balancer.url, mode, extensions=[renders_apps])
+        http, client = connect(pair.balancer.url, mode, extensions=[RENDERS_APPS])
         async with http, client:
             listed = {tool.name for tool in (await client.list_tools()).tools}
             series = [await client.call_tool("viewer_series", arguments) for _ in range(2)]

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import ImageContent, TextResourceContents, Tool
 from PIL import Image
@@ -23,15 +22,13 @@ from dicomweb_mcp.errors import ConfigError
 from dicomweb_mcp.tools.server import build_server
 from dicomweb_mcp.tools.viewer import VIEWER_URI, display_order
 from tests.support.imaging import axial_ct, phantom_hu, save, uid
-from tests.support.mcp import ALL_TOOLS, call, text
+from tests.support.mcp import ALL_TOOLS, RENDERS_APPS, call, text
 from tests.support.nginx import TOKEN as GATE_TOKEN
 from tests.support.nginx import Nginx
 from tests.support.orthanc import Orthanc
 
 pytestmark = pytest.mark.anyio
 
-# What a host that renders apps declares (the SDK's client_supports_apps wants the MIME type listed).
-RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 APP_TOOLS = {"viewer_series", "viewer_frame"}
 MODES = ["legacy", "2026-07-28"]
 MAX_VIEWER_BYTES = 250_000
@@ -243,6 +240,7 @@ async def test_viewer_series_brings_the_middle_slice_it_opens_on(
     assert middle == uids[2]
     assert found["first"]["instance_uid"] == middle and "frame" not in found["first"]
     assert (found["first"]["width"], found["first"]["height"]) == (48, 48) and found["first"]["renderer"]
+    assert (found["first"]["window_center"], found["first"]["window_width"]) == (40, 400)
     [picture] = [b for b in result.content if isinstance(b, ImageContent)]
     assert Image.open(io.BytesIO(base64.b64decode(picture.data))).size == (48, 48)
 
@@ -254,6 +252,7 @@ async def test_viewer_frame_is_a_picture_of_the_asked_size(orthanc_config: Confi
     async with Client(build_server(orthanc_config), extensions=[RENDERS_APPS]) as client:
         result = await client.call_tool("viewer_frame", {**arguments, "size": 48, "window": "lung"})
         larger = await client.call_tool("viewer_frame", {**arguments, "size": 256})
+        auto = await client.call_tool("viewer_frame", {**arguments, "size": 48, "window": "auto"})
     assert not result.is_error, text(result)
     [picture] = [b for b in result.content if isinstance(b, ImageContent)]
     assert picture.mime_type == "image/jpeg"
@@ -261,9 +260,18 @@ async def test_viewer_frame_is_a_picture_of_the_asked_size(orthanc_config: Confi
     facts = result.structured_content
     assert facts is not None and (facts["width"], facts["height"]) == (48, 48)
     assert facts["window"].startswith("lung") and facts["renderer"]
+    # The window's numbers, for the page to start a drag from; the image's own window has them too.
+    assert (facts["window_center"], facts["window_width"]) == (-600, 1500)
     assert json.loads(text(result)) == facts
     [picture] = [b for b in larger.content if isinstance(b, ImageContent)]
     assert Image.open(io.BytesIO(base64.b64decode(picture.data))).size == (256, 256)
+    own = larger.structured_content
+    assert own is not None and own["window"] == "instance 40/400"
+    assert (own["window_center"], own["window_width"]) == (40, 400)
+    # Windowed min-max by the server: no numbers are known.
+    assert auto.structured_content is not None and auto.structured_content["renderer"] == "server"
+    assert auto.structured_content["window"] == "auto"
+    assert "window_center" not in auto.structured_content and "window_width" not in auto.structured_content
 
 
 @pytest.mark.parametrize("auth", ["basic", "bearer"])

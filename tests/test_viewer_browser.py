@@ -6,33 +6,26 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
-from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.types import TextResourceContents
 from playwright.async_api import Locator
 from pydicom import dcmread
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.dicom.windows import PRESETS, Window, grey_level
 from dicomweb_mcp.tools.server import build_server
-from dicomweb_mcp.tools.viewer import VIEWER_URI
 from tests.support.imaging import axial_ct, ct_dataset, save, uid
 from tests.support.malformed import raw_value, set_raw
-from tests.support.mcp import call, text
+from tests.support.mcp import RENDERS_APPS, call, text
 from tests.support.reports import FINDINGS, basic_text_sr
-from tests.support.viewer_host import ToolCall, ViewerPage, viewer_host
+from tests.support.viewer_host import ToolCall, ViewerPage, opened_viewer
 
 pytestmark = pytest.mark.anyio
 
-RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 SLICES = 10
 SIZE = 256
 # Regions of the picture (fractions of its width and height: a square's centre) and their Hounsfield units.
@@ -148,24 +141,11 @@ async def session(orthanc_config: Config) -> AsyncIterator[Client]:
         yield client
 
 
-async def opened(session: Client, study: Study, **options: Any) -> AbstractAsyncContextManager[ViewerPage]:
-    """The viewer as a host opens it: the page read from the server, the overview's input and result."""
-    [page] = (await session.read_resource(VIEWER_URI)).contents
-    assert isinstance(page, TextResourceContents)
-    arguments = {"study_uid": study.study_uid}
-    overview = await session.call_tool("get_study_overview", arguments)
-    assert not overview.is_error, text(overview)
-    return viewer_host(session, arguments, overview, page.text, **options)
-
-
 async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
     session: Client, study: Study
 ) -> None:
-    overview = (
-        await session.call_tool("get_study_overview", {"study_uid": study.study_uid})
-    ).structured_content
-    assert overview is not None
-    async with await opened(session, study) as viewer:
+    async with opened_viewer(session, study.study_uid) as viewer:
+        overview = viewer.overview
         # The first picture: the middle slice of the only image series, in the image's own window.
         middle = SLICES // 2  # from 0
         first = await viewer.shown(index=middle + 1)
@@ -233,6 +213,11 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
         await viewer.frame.get_by_role("button", name="lung", exact=True).click()
         await viewer.shown(index=target, window="lung")
         assert abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(target - 1), "lung")) <= TOLERANCE
+        # The report beside the images, read through the server once the first picture was on screen:
+        # after the neighbours' prefetch, which starts as it is drawn.
+        await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
+        assert viewer.asked.index("read_report") > viewer.asked.index("viewer_frame")
+        assert viewer.asked.count("read_report") == 1
         await viewer.screenshot("slice-7")
 
         # On one slice and back: the slice shown before is shown again from what the page kept, no new call.
@@ -275,9 +260,6 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
                 abs(await viewer.grey(*MARKER) - expected_grey(marker_hu(position - 1), "lung")) <= TOLERANCE
             )
 
-        # The report beside the images, read through the server.
-        await viewer.frame.locator("#report-text").get_by_text(FINDINGS[:30]).wait_for()
-
         # The host was told what is on screen, last of all the slice the person stopped on.
         await viewer.page.wait_for_function(
             "(uid) => { const c = window.host.modelContext.at(-1);"
@@ -296,7 +278,7 @@ async def test_the_viewer_shows_the_study_as_the_person_scrolls_and_windows(
 async def test_the_person_zooms_pans_and_drags_the_window_at_400_px_in_the_dark(
     session: Client, study: Study
 ) -> None:
-    async with await opened(session, study, theme="dark", width=400, height=800) as viewer:
+    async with opened_viewer(session, study.study_uid, theme="dark", width=400, height=800) as viewer:
         middle = SLICES // 2 + 1
         await viewer.shown(index=middle)
         background, foreground = await viewer.frame.evaluate(
@@ -423,8 +405,7 @@ async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme
     session: Client, orthanc_config: Config, tmp_path: Path
 ) -> None:
     study_uid, [broken] = await stored_mixed_study(orthanc_config, tmp_path / "mixed")
-    overview = Study(study_uid, "", [])
-    async with await opened(session, overview) as viewer:
+    async with opened_viewer(session, study_uid) as viewer:
         await viewer.shown(index=1)
         strip = viewer.frame.locator("#strip button")
         lung = viewer.frame.get_by_role("button", name="lung", exact=True)
@@ -479,7 +460,8 @@ async def test_frames_a_broken_slice_a_series_switch_and_the_host_changing_theme
         await viewer.frame.wait_for_function(
             "() => getComputedStyle(document.body).backgroundColor === 'rgb(1, 2, 3)'"
         )
-        assert await viewer.frame.evaluate("() => getComputedStyle(document.body).fontFamily") == "serif"
+        for element in ("document.body", "document.getElementById('report-text')"):
+            assert await viewer.frame.evaluate(f"() => getComputedStyle({element}).fontFamily") == "serif"
 
         # The frame is as tall as the content, and the content does not grow with the frame (no loop).
         height = "() => Math.ceil(document.body.getBoundingClientRect().height)"

@@ -32,7 +32,9 @@ class Picture:
     height: int
     # The window applied, for a result ("lung -600/1500", "auto", "instance VOI LUT"); None for colour.
     label: str | None = None
-    window: Window | None = None  # the window applied here, when one was
+    # Its numbers, here or asked of the server; None when none is known (the server's own min-max, a VOI
+    # LUT, colour).
+    window: Window | None = None
     frames: int | None = None  # the instance's frame count, when it was read here
     notes: tuple[str, ...] = ()
     image: Image | None = None

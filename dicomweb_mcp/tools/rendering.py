@@ -54,7 +54,7 @@ def _has(metadata: Mapping[str, Any], *keywords: str) -> bool:
 @dataclass(frozen=True)
 class _ServerPlan:
     viewport: tuple[int, int] | None
-    window: tuple[float, float, str] | None
+    window: Window | None  # None: the server's own min-max ("auto"), or colour
     label: str | None
     expected: tuple[int, int]
 
@@ -102,7 +102,7 @@ def _server_plan(
     expected = fitted_size(columns, rows, size)
     return _ServerPlan(
         viewport=expected if expected != (columns, rows) else None,
-        window=(window.center, window.width, window.function) if window else None,
+        window=window,
         label=label,
         expected=expected,
     )
@@ -131,6 +131,7 @@ async def render(
         metadata = await _instance_metadata(client, instance)
         plan = _server_plan(metadata, frame, size, choice, instance.instance_uid or "")
         if plan is not None:
+            asked = plan.window
             try:
                 picture = await client.retrieve_rendered(
                     instance,
@@ -138,7 +139,7 @@ async def render(
                     media_type=media_type,
                     quality=quality,
                     viewport=plan.viewport,
-                    window=plan.window,
+                    window=(asked.center, asked.width, asked.function) if asked else None,
                 )
             except HTTPStatusError as exc:
                 if exc.status_code in (401, 403):
@@ -146,7 +147,7 @@ async def render(
                 notes.append(f"the server could not render it (HTTP {exc.status_code}): rendered here")
             else:
                 if (picture.width, picture.height) == plan.expected:
-                    return replace(picture, label=plan.label)
+                    return replace(picture, label=plan.label, window=asked)
                 notes.append("the server did not size the picture as asked: rendered here")
     picture = await _render_here(
         client, store, instance, partial(render_file, frame=frame, size=size, window=choice), notes

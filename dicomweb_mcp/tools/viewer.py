@@ -60,6 +60,11 @@ class ViewerFrameResult(Record):
     width: int
     height: int
     window: str | None = None
+    window_center: float | None = Field(
+        default=None,
+        description="With window_width: in modality units; absent for the server's min-max, a VOI LUT.",
+    )
+    window_width: float | None = None
     renderer: str
 
 
@@ -217,7 +222,13 @@ async def _frame(
 ) -> tuple[bytes, ViewerFrameResult]:
     rendered = await render(client, store, instance, frame=frame, size=size, window=window)
     content = await anyio.to_thread.run_sync(rendered.encoded, "image/jpeg", None)
+    applied = rendered.window
     facts = ViewerFrameResult(
-        width=rendered.width, height=rendered.height, window=rendered.label, renderer=rendered.renderer
+        width=rendered.width,
+        height=rendered.height,
+        window=rendered.label,
+        window_center=applied.center if applied else None,
+        window_width=applied.width if applied else None,
+        renderer=rendered.renderer,
     )
     return content, facts

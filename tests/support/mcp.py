@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mcp import Client
+from mcp.client.extension import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import CallToolResult
 
 from dicomweb_mcp import Config, DicomWebClient, FileStore
@@ -16,6 +18,9 @@ from dicomweb_mcp.tools.server import build_server
 # servers add a server enum to every tool and transfer_instances: the operator's choice, measured in
 # benchmarks/contract.py.
 MODEL_FACING_BYTES_PER_TOOL = 600
+
+# What a host that renders apps declares (the SDK's client_supports_apps wants the MIME type listed).
+RENDERS_APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 
 ALL_TOOLS = {
     "search_studies",

@@ -23,8 +23,11 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextResourceContents
 from playwright.async_api import Frame, Page, Route, async_playwright
+
+from dicomweb_mcp.tools.viewer import VIEWER_URI
+from tests.support.mcp import text
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 ARTIFACTS = Path(
@@ -86,7 +89,6 @@ class ToolCall:
     arguments: dict[str, Any]
     milliseconds: float
     error: bool
-    started: float  # ms since the epoch, as the page's clock counts
 
 
 @dataclass
@@ -95,7 +97,9 @@ class ViewerPage:
 
     page: Page
     frame: Frame
-    calls: list[ToolCall] = field(default_factory=list)
+    overview: dict[str, Any]  # get_study_overview's structured result, which opened the viewer
+    calls: list[ToolCall] = field(default_factory=list)  # in the order they came back
+    asked: list[str] = field(default_factory=list)  # the tools' names, in the order the page called them
     # Requests the browser made other than the host page's own files: none is expected.
     escaped: list[str] = field(default_factory=list)
     # Requests made from inside the viewer's frame, whatever their address (data: URLs are not requests).
@@ -198,7 +202,7 @@ async def viewer_host(
             context = await browser.new_context(viewport={"width": width, "height": height})
             page = await context.new_page()
             # Filled in once the viewer's frame exists; requests before then come from the host page.
-            viewer = ViewerPage(page=page, frame=page.main_frame)
+            viewer = ViewerPage(page=page, frame=page.main_frame, overview=overview.structured_content or {})
 
             async def route(route: Route) -> None:
                 url = route.request.url
@@ -215,10 +219,11 @@ async def viewer_host(
                     viewer.from_viewer.append(request.url)
 
             async def call_tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-                started, clock = time.time() * 1000, time.perf_counter()
+                viewer.asked.append(name)
+                clock = time.perf_counter()
                 result = await client.call_tool(name, arguments)
                 elapsed = (time.perf_counter() - clock) * 1000
-                viewer.record(ToolCall(name, arguments, elapsed, result.is_error, started))
+                viewer.record(ToolCall(name, arguments, elapsed, result.is_error))
                 return result_json(result)
 
             def on_console(message: Any) -> None:
@@ -246,3 +251,16 @@ async def viewer_host(
             yield viewer
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def opened_viewer(session: Client, study_uid: str, **options: Any) -> AsyncIterator[ViewerPage]:
+    """The viewer as a host opens it on a study: the page read from the server, get_study_overview's input
+    and result (kept as ``overview``); ``options`` as ``viewer_host`` takes them."""
+    [page] = (await session.read_resource(VIEWER_URI)).contents
+    assert isinstance(page, TextResourceContents)
+    arguments = {"study_uid": study_uid}
+    overview = await session.call_tool("get_study_overview", arguments)
+    assert not overview.is_error and overview.structured_content is not None, text(overview)
+    async with viewer_host(session, arguments, overview, page.text, **options) as viewer:
+        yield viewer
