@@ -40,7 +40,7 @@ from ..files.jobs import (
     manifest_row,
     new_job_id,
 )
-from .cohort_steps import cohort_directory, describe_failure, run_study
+from .cohort_steps import cohort_directory, describe_failure, run_study, unexpected
 from .context import ToolContext
 
 __all__ = ["CohortJobs", "StudyEvent", "owner_name", "stopped_here"]
@@ -266,12 +266,10 @@ class CohortJobs:
             done = await run_study(self.app, job.job_id, job.spec, study.study_uid, workers)
         except Exception as exc:
             reason, permanent = describe_failure(exc)
-            if (
-                not permanent
-                and not isinstance(exc, OSError | ValueError | RuntimeError)
-                and reason.startswith("unexpected")
-            ):
-                log.error("cohort job %s: unexpected failure", job.job_id, exc_info=exc)
+            if unexpected(exc):
+                log.error(
+                    "cohort job %s, study %s: %s", job.job_id, study.study_uid, reason, exc_info=exc
+                )
             now = time.time()
             with anyio.CancelScope(shield=True):
                 if after_failure(study.attempts, self.max_attempts, permanent) is StudyState.FAILED:

@@ -32,6 +32,7 @@ __all__ = [
     "cohort_directory",
     "describe_failure",
     "run_study",
+    "unexpected",
 ]
 
 # Failures another attempt would meet again: the study is recorded failed at once.
@@ -58,6 +59,12 @@ class StudyFailed(Exception):
 def cohort_directory(app: ToolContext, job_id: str) -> Path:
     """Where a job's manifest and saved studies go: ``{download_dir}/cohorts/{job_id}`` (a checked id)."""
     return app.store.directory() / "cohorts" / job_id
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether a failure is none of those a step is known to meet (a bug, most likely): it is logged with
+    its traceback, and its study recorded failed at once."""
+    return not isinstance(exc, StudyFailed | DicomWebError | OSError)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, bool]:

@@ -5,6 +5,7 @@ written when no study is left."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -136,3 +137,34 @@ async def test_a_throttled_study_waits_as_long_as_the_server_asked(
         group.cancel_scope.cancel()
     assert len(tried_at) == 2 and tried_at[1] - tried_at[0] >= 0.5
     assert jobs_db_job(jobs, job.job_id)["state"] == "finished"
+
+
+async def test_an_unexpected_failure_is_logged_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A step raising what no step is known to raise (a bug): the study fails at once, and the log has the
+    traceback, which the manifest's "unexpected KeyError" alone would not say."""
+    tries: Counter[str] = Counter()
+
+    async def step(app: ToolContext, job_id: str, spec: JobSpec, study_uid: str, at_once: int) -> StudyDone:
+        tries[study_uid] += 1
+        raise KeyError("instances")
+
+    monkeypatch.setattr(cohort_runner, "run_study", step)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    jobs = CohortJobs(ToolContext({}, FileStore(tmp_path), config), backoff_base=0)
+    with caplog.at_level(logging.ERROR, logger="dicomweb_mcp"):
+        async with anyio.create_task_group() as group:
+            await group.start(jobs.run)
+            job = await jobs.start(JobSpec("default", None, False, "dicom"), [FINE])
+            await jobs.wait(job.job_id, 30)
+            group.cancel_scope.cancel()
+    assert tries == {FINE: 1}
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "dicomweb_mcp"]
+    assert job.job_id in record.getMessage() and FINE in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert "in step" in caplog.text and "Traceback" in caplog.text
+    ended = jobs_db_job(jobs, job.job_id)
+    assert ended["state"] == "finished"
+    [row] = [json.loads(line) for line in Path(ended["manifest"]).read_text().splitlines()]
+    assert (row["outcome"], row["reason"]) == ("failed", "unexpected KeyError")
