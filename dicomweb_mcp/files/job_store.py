@@ -8,7 +8,8 @@ WHERE``, no ``INSERT OR REPLACE``, no functions of one database), written with `
 PostgreSQL store turns into psycopg's ``%s``. A job belongs to one runner at a time through a lease
 (``owner``, ``lease_until``): a runner that stops without releasing it (a crash) loses it when the lease
 expires. Where two runners may race, the statement that decides is conditional (an ``UPDATE ... WHERE``
-whose row count says who won) and, in PostgreSQL, the job's row is locked while a study is claimed.
+whose row count says who won) and, in PostgreSQL, the job's row is locked while a study is claimed or
+recorded.
 """
 
 from __future__ import annotations
@@ -367,24 +368,45 @@ class JobStore:
 
     def done(
         self, job_id: str, position: int, now: float, instances: int, size: int, result: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """The study reached its destination. True when the job had been cancelled and its manifest
+        written meanwhile (by any process): the manifest is to be written again, to name this study."""
         with self._transaction() as db:
+            rewrite = self._cancelled_with_manifest(db, job_id)
             db.execute(
                 "UPDATE studies SET state = ?, finished_at = ?, instances = ?, bytes = ?, result = ?, "
                 "reason = NULL WHERE job_id = ? AND position = ?",
                 (StudyState.DONE.value, now, instances, size, json.dumps(result), job_id, position),
             )
+        return rewrite
 
-    def retry(self, job_id: str, position: int, reason: str, not_before: float) -> None:
+    def retry(self, job_id: str, position: int, reason: str, not_before: float) -> bool:
+        """The study is tried again after ``not_before``; True as for ``done``."""
         with self._transaction() as db:
+            rewrite = self._cancelled_with_manifest(db, job_id)
             db.execute(
                 "UPDATE studies SET state = ?, not_before = ?, reason = ? WHERE job_id = ? AND position = ?",
                 (StudyState.PENDING.value, not_before, reason, job_id, position),
             )
+        return rewrite
 
-    def fail(self, job_id: str, position: int, now: float, reason: str) -> None:
+    def fail(self, job_id: str, position: int, now: float, reason: str) -> bool:
+        """The study failed for good; True as for ``done``."""
         with self._transaction() as db:
+            rewrite = self._cancelled_with_manifest(db, job_id)
             db.execute(
                 "UPDATE studies SET state = ?, finished_at = ?, reason = ? WHERE job_id = ? AND position = ?",
                 (StudyState.FAILED.value, now, reason, job_id, position),
             )
+        return rewrite
+
+    def _cancelled_with_manifest(self, db: Session, job_id: str) -> bool:
+        """Whether the job has ended cancelled, its manifest written. Read first, the job's row locked in
+        PostgreSQL, so that the study's outcome is recorded either before the end (the process writing the
+        manifest reads the studies again once the end is recorded, and sees it) or after it (seen here):
+        never missed by both. Locking the job's row before the study's, as claim and adopt do, keeps the
+        order of locks the same everywhere."""
+        row = db.execute(
+            "SELECT state, manifest FROM jobs WHERE job_id = ?" + self.lock_row, (job_id,)
+        ).fetchone()
+        return row is not None and row["state"] == JobState.CANCELLED.value and row["manifest"] is not None

@@ -267,24 +267,22 @@ class CohortJobs:
         except Exception as exc:
             reason, permanent = describe_failure(exc)
             if unexpected(exc):
-                log.error(
-                    "cohort job %s, study %s: %s", job.job_id, study.study_uid, reason, exc_info=exc
-                )
+                log.error("cohort job %s, study %s: %s", job.job_id, study.study_uid, reason, exc_info=exc)
             now = time.time()
             with anyio.CancelScope(shield=True):
                 if after_failure(study.attempts, self.max_attempts, permanent) is StudyState.FAILED:
-                    await self.db(JobStore.fail, job.job_id, study.position, now, reason)
+                    rewrite = await self.db(JobStore.fail, job.job_id, study.position, now, reason)
                 else:
                     wait = backoff_seconds(study.attempts, self.backoff_base, self.backoff_cap)
                     # A throttled server's Retry-After outlasting the backoff is waited for (up to the cap).
                     asked = getattr(exc, "retry_after", None) or 0.0
                     wait = max(wait, min(asked, self.backoff_cap))
-                    await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
+                    rewrite = await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
         else:
             await self._hook("sent", job.job_id, study.position)
             # Recorded even when the job is being stopped this instant: the destination has the study.
             with anyio.CancelScope(shield=True):
-                await self.db(
+                rewrite = await self.db(
                     JobStore.done,
                     job.job_id,
                     study.position,
@@ -293,16 +291,11 @@ class CohortJobs:
                     done.bytes,
                     done.row,
                 )
-        with anyio.CancelScope(shield=True):
-            await self._manifest_again_if_ended(job.job_id)
+        if rewrite:
+            # Recorded after another process cancelled the job and wrote its manifest: the manifest is
+            # written again, so that it says what reached the destination.
+            await self._end(job.job_id, JobState.CANCELLED)
         await self._hook("recorded", job.job_id, study.position)
-
-    async def _manifest_again_if_ended(self, job_id: str) -> None:
-        """A study recorded after another process cancelled the job and wrote its manifest: the manifest is
-        written again, so that it says what reached the destination."""
-        now = await self.db(JobStore.job, job_id)
-        if now is not None and now.state is JobState.CANCELLED and now.manifest is not None:
-            await self._end(job_id, JobState.CANCELLED)
 
     async def _hook(self, event: StudyEvent, job_id: str, position: int) -> None:
         if self.on_study is not None:

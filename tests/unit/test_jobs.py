@@ -120,6 +120,23 @@ def test_a_retried_study_waits_for_its_time(store: JobStore) -> None:
     assert (counts.done, counts.bytes, counts.instances) == (1, 1000, 6)
 
 
+def test_a_study_recorded_after_the_cancelled_job_s_manifest_says_to_write_it_again(store: JobStore) -> None:
+    """done, retry and fail say, from their own transaction, whether the job ended cancelled with its
+    manifest written: only then has the runner that recorded the study to write the manifest again."""
+    job = store.create("f" * 12, SPEC, UIDS, "me", now=100.0, lease=60)
+    first, second, third = (store.claim(job.job_id, "me", 100.0) for _ in UIDS)
+    assert first is not None and second is not None and third is not None
+    assert store.done(job.job_id, first.position, 101.0, instances=2, size=10, result={}) is False
+    assert store.cancel(job.job_id)
+    # Cancelled, but no manifest yet: whoever writes it reads this study then.
+    assert store.retry(job.job_id, second.position, "HTTP 503", not_before=110.0) is False
+    store.end(job.job_id, JobState.CANCELLED, 102.0, "/manifest.jsonl")
+    assert store.fail(job.job_id, third.position, 103.0, "HTTP 404") is True
+    assert store.done(job.job_id, second.position, 104.0, instances=2, size=10, result={}) is True
+    counts = store.counts(job.job_id)
+    assert (counts.done, counts.failed, counts.pending, counts.running) == (2, 1, 0, 0)
+
+
 def test_a_crashed_owner_s_job_is_adopted_once_its_lease_expires(store: JobStore) -> None:
     job = store.create("c" * 12, SPEC, UIDS, "crashed", now=100.0, lease=60)
     in_flight = store.claim(job.job_id, "crashed", 100.0)
