@@ -15,14 +15,24 @@ recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .jobs import Job, JobCounts, JobProgress, JobSpec, JobState, StudyRow, StudyState
+from .jobs import (
+    Job,
+    JobCounts,
+    JobProgress,
+    JobSpec,
+    JobState,
+    StudyRow,
+    StudyState,
+    job_from_row,
+    study_from_row,
+)
 
 __all__ = ["JobStore", "Session", "masked_url", "open_job_store", "sqlite_path"]
 
@@ -105,37 +115,6 @@ class Session:
         self.connection.cursor().executemany(self._sql(statement), rows)
 
 
-def _job(row: Mapping[str, Any]) -> Job:
-    spec = JobSpec(row["source"], row["destination"], bool(row["deidentify"]), row["format"])
-    return Job(
-        row["job_id"],
-        JobState(row["state"]),
-        spec,
-        row["total"],
-        row["created_at"],
-        row["finished_at"],
-        row["manifest"],
-        row["owner"],
-        row["lease_until"],
-    )
-
-
-def _study(row: Mapping[str, Any]) -> StudyRow:
-    return StudyRow(
-        row["job_id"],
-        row["position"],
-        row["study_uid"],
-        StudyState(row["state"]),
-        row["attempts"],
-        row["started_at"],
-        row["finished_at"],
-        row["instances"],
-        row["bytes"],
-        json.loads(row["result"]) if row["result"] else None,
-        row["reason"],
-    )
-
-
 class JobStore:
     """The jobs, in whichever database: every statement is here; a subclass gives the connections."""
 
@@ -198,12 +177,12 @@ class JobStore:
     def job(self, job_id: str) -> Job | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def latest(self) -> Job | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def counts(self, job_id: str) -> JobCounts:
         with self._read() as db:
@@ -226,14 +205,14 @@ class JobStore:
                 "SELECT * FROM studies WHERE job_id = ? AND state = ? ORDER BY position LIMIT ?",
                 (job_id, StudyState.FAILED.value, limit),
             ).fetchall()
-        return [_study(row) for row in rows]
+        return [study_from_row(row) for row in rows]
 
     def studies(self, job_id: str) -> list[StudyRow]:
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? ORDER BY position", (job_id,)
             ).fetchall()
-        return [_study(row) for row in rows]
+        return [study_from_row(row) for row in rows]
 
     def end(self, job_id: str, state: JobState, now: float, manifest: str | None) -> None:
         """The job has ended (finished or cancelled); nobody owns it any more. A job cancelled meanwhile
@@ -341,7 +320,7 @@ class JobStore:
             claimed = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? AND position = ?", (job_id, row["position"])
             ).fetchone()
-        return _study(claimed)
+        return study_from_row(claimed)
 
     def progress(self, job_id: str, since: float) -> JobProgress:
         """The studies ended (done or failed) since ``since``, by whichever runner: what a rate and a time
@@ -371,42 +350,32 @@ class JobStore:
     ) -> bool:
         """The study reached its destination. True when the job had been cancelled and its manifest
         written meanwhile (by any process): the manifest is to be written again, to name this study."""
-        with self._transaction() as db:
-            rewrite = self._cancelled_with_manifest(db, job_id)
-            db.execute(
-                "UPDATE studies SET state = ?, finished_at = ?, instances = ?, bytes = ?, result = ?, "
-                "reason = NULL WHERE job_id = ? AND position = ?",
-                (StudyState.DONE.value, now, instances, size, json.dumps(result), job_id, position),
-            )
-        return rewrite
+        values = (StudyState.DONE.value, now, instances, size, json.dumps(result))
+        return self._record(
+            job_id, position, "finished_at = ?, instances = ?, bytes = ?, result = ?, reason = NULL", values
+        )
 
     def retry(self, job_id: str, position: int, reason: str, not_before: float) -> bool:
         """The study is tried again after ``not_before``; True as for ``done``."""
-        with self._transaction() as db:
-            rewrite = self._cancelled_with_manifest(db, job_id)
-            db.execute(
-                "UPDATE studies SET state = ?, not_before = ?, reason = ? WHERE job_id = ? AND position = ?",
-                (StudyState.PENDING.value, not_before, reason, job_id, position),
-            )
-        return rewrite
+        values = (StudyState.PENDING.value, not_before, reason)
+        return self._record(job_id, position, "not_before = ?, reason = ?", values)
 
     def fail(self, job_id: str, position: int, now: float, reason: str) -> bool:
         """The study failed for good; True as for ``done``."""
-        with self._transaction() as db:
-            rewrite = self._cancelled_with_manifest(db, job_id)
-            db.execute(
-                "UPDATE studies SET state = ?, finished_at = ?, reason = ? WHERE job_id = ? AND position = ?",
-                (StudyState.FAILED.value, now, reason, job_id, position),
-            )
-        return rewrite
+        values = (StudyState.FAILED.value, now, reason)
+        return self._record(job_id, position, "finished_at = ?, reason = ?", values)
 
-    def _cancelled_with_manifest(self, db: Session, job_id: str) -> bool:
-        """Whether the job has ended cancelled, its manifest written. Read first, the job's row locked in
-        PostgreSQL, so that the study's outcome is recorded either before the end (the process writing the
-        manifest reads the studies again once the end is recorded, and sees it) or after it (seen here):
-        never missed by both. Locking the job's row before the study's, as claim and adopt do, keeps the
-        order of locks the same everywhere."""
-        row = db.execute(
-            "SELECT state, manifest FROM jobs WHERE job_id = ?" + self.lock_row, (job_id,)
-        ).fetchone()
-        return row is not None and row["state"] == JobState.CANCELLED.value and row["manifest"] is not None
+    def _record(self, job_id: str, position: int, columns: str, values: Sequence[Any]) -> bool:
+        """Set the study's state and ``columns``; whether its job has ended cancelled, its manifest written.
+        The job's row is read first, locked in PostgreSQL (before the study's, as claim and adopt do), so
+        that the study is recorded either before the end (the process writing the manifest reads the studies
+        again once the end is recorded, and sees it) or after it (seen here): never missed by both."""
+        with self._transaction() as db:
+            job = db.execute(
+                "SELECT state, manifest FROM jobs WHERE job_id = ?" + self.lock_row, (job_id,)
+            ).fetchone()
+            db.execute(
+                f"UPDATE studies SET state = ?, {columns} WHERE job_id = ? AND position = ?",
+                (*values, job_id, position),
+            )
+        return job is not None and job["state"] == JobState.CANCELLED.value and job["manifest"] is not None
