@@ -28,6 +28,7 @@ from .jobs import (
     JobProgress,
     JobSpec,
     JobState,
+    JobStatus,
     StudyRow,
     StudyState,
     job_from_row,
@@ -115,6 +116,31 @@ class Session:
         self.connection.cursor().executemany(self._sql(statement), rows)
 
 
+def _counts(db: Session, job_id: str) -> JobCounts:
+    rows = db.execute(
+        "SELECT state, COUNT(*) AS n, SUM(bytes) AS b, SUM(instances) AS i FROM studies "
+        "WHERE job_id = ? GROUP BY state",
+        (job_id,),
+    ).fetchall()
+    by_state = {row["state"]: row for row in rows}
+    done = by_state.get(StudyState.DONE.value)
+    return JobCounts(
+        **{state.value: by_state[state.value]["n"] for state in StudyState if state.value in by_state},
+        bytes=int(done["b"] or 0) if done else 0,
+        instances=int(done["i"] or 0) if done else 0,
+    )
+
+
+def _progress(db: Session, job_id: str, since: float) -> JobProgress:
+    row = db.execute(
+        "SELECT COUNT(*) AS n, SUM(bytes) AS b, MIN(started_at) AS t FROM studies "
+        "WHERE job_id = ? AND state IN (?, ?) AND finished_at >= ?",
+        (job_id, StudyState.DONE.value, StudyState.FAILED.value, since),
+    ).fetchone()
+    first = row["t"]
+    return JobProgress(int(row["n"]), int(row["b"] or 0), float(first) if first is not None else None)
+
+
 class JobStore:
     """The jobs, in whichever database: every statement is here; a subclass gives the connections."""
 
@@ -186,26 +212,18 @@ class JobStore:
 
     def counts(self, job_id: str) -> JobCounts:
         with self._read() as db:
-            rows = db.execute(
-                "SELECT state, COUNT(*) AS n, SUM(bytes) AS b, SUM(instances) AS i FROM studies "
-                "WHERE job_id = ? GROUP BY state",
-                (job_id,),
-            ).fetchall()
-        by_state = {row["state"]: row for row in rows}
-        done = by_state.get(StudyState.DONE.value)
-        return JobCounts(
-            **{state.value: by_state[state.value]["n"] for state in StudyState if state.value in by_state},
-            bytes=int(done["b"] or 0) if done else 0,
-            instances=int(done["i"] or 0) if done else 0,
-        )
+            return _counts(db, job_id)
 
-    def failures(self, job_id: str, limit: int) -> list[StudyRow]:
+    def status(self, job_id: str, failures: int, since: float | None) -> JobStatus:
+        """What a status reports, in one read: the job's counts, its first ``failures`` failed studies and,
+        with ``since``, its pace since then (``progress``)."""
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? AND state = ? ORDER BY position LIMIT ?",
-                (job_id, StudyState.FAILED.value, limit),
+                (job_id, StudyState.FAILED.value, failures),
             ).fetchall()
-        return [study_from_row(row) for row in rows]
+            pace = _progress(db, job_id, since) if since is not None else None
+            return JobStatus(_counts(db, job_id), [study_from_row(row) for row in rows], pace)
 
     def studies(self, job_id: str) -> list[StudyRow]:
         with self._read() as db:
@@ -326,13 +344,7 @@ class JobStore:
         """The studies ended (done or failed) since ``since``, by whichever runner: what a rate and a time
         left are computed from, the same on every replica."""
         with self._read() as db:
-            row = db.execute(
-                "SELECT COUNT(*) AS n, SUM(bytes) AS b, MIN(started_at) AS t FROM studies "
-                "WHERE job_id = ? AND state IN (?, ?) AND finished_at >= ?",
-                (job_id, StudyState.DONE.value, StudyState.FAILED.value, since),
-            ).fetchone()
-        first = row["t"]
-        return JobProgress(int(row["n"]), int(row["b"] or 0), float(first) if first is not None else None)
+            return _progress(db, job_id, since)
 
     def next_retry(self, job_id: str) -> float | None:
         """When the earliest pending study may be tried (0 for one that may be tried now); None when

@@ -53,8 +53,14 @@ class SqliteJobStore(JobStore):
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
+        """A read transaction (deferred: it takes no write lock), so that the statements of one read see
+        the same moment."""
         with self._lock:
-            yield Session(self._db)
+            self._db.execute("BEGIN")
+            try:
+                yield Session(self._db)
+            finally:
+                self._db.execute("COMMIT")
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "JobProgress",
     "JobSpec",
     "JobState",
+    "JobStatus",
     "StudyRow",
     "StudyState",
     "after_failure",
@@ -111,6 +112,15 @@ class JobProgress:
         """At the pace of these studies, the time the ``remaining`` ones take."""
         elapsed = now - self.first_started if self.first_started is not None else 0
         return remaining * elapsed / self.studies if self.studies and elapsed > 0 else None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a job's status reports beside the job's own row, read at once."""
+
+    counts: JobCounts
+    failures: list[StudyRow]  # the first few failed studies, in order
+    pace: JobProgress | None  # of the studies ended lately; None when not asked (a job that has ended)
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:

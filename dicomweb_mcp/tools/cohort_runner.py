@@ -29,8 +29,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..files.job_store import JobStore, masked_url, open_job_store, sqlite_path
 from ..files.jobs import (
     Job,
-    JobCounts,
-    JobProgress,
     JobSpec,
     JobState,
     StudyRow,
@@ -54,8 +52,6 @@ StudyEvent = Literal["sent", "recorded"]
 Hook = Callable[[StudyEvent, str, int], Awaitable[None]]
 
 
-# Rate and time left are those of the studies ended in this window: the current pace, on every replica.
-_PACE_WINDOW = 600.0
 # How often a status waiting for a job run by another replica looks at the store again.
 _POLL = 1.0
 
@@ -322,10 +318,3 @@ class CohortJobs:
     def _write(self, path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.app.store.write_bytes(path, text.encode("utf-8"))
-
-    async def counts(self, job_id: str) -> JobCounts:
-        return await self.db(JobStore.counts, job_id)
-
-    async def pace(self, job_id: str) -> JobProgress:
-        """The studies ended lately, by whichever replica: the job's rate and time left."""
-        return await self.db(JobStore.progress, job_id, time.time() - _PACE_WINDOW)

@@ -265,6 +265,26 @@ def test_progress_is_the_pace_of_the_studies_ended_lately(store: JobStore) -> No
     assert store.progress(job.job_id, since=200.0).rate(now=200.0) is None
 
 
+def test_a_status_reads_counts_failures_and_pace_at_once(store: JobStore) -> None:
+    job = store.create("b2" * 6, SPEC, UIDS, "me", now=100.0, lease=60)
+    first, second = store.claim(job.job_id, "me", 100.0), store.claim(job.job_id, "me", 110.0)
+    assert first is not None and second is not None
+    store.done(job.job_id, first.position, 120.0, instances=2, size=3000, result={})
+    store.fail(job.job_id, second.position, 130.0, "HTTP 404")
+    status = store.status(job.job_id, failures=5, since=0.0)
+    assert status.counts == store.counts(job.job_id)
+    assert (status.counts.done, status.counts.failed, status.counts.pending, status.counts.bytes) == (
+        1,
+        1,
+        1,
+        3000,
+    )
+    assert [(f.study_uid, f.reason) for f in status.failures] == [(UIDS[1], "HTTP 404")]
+    assert status.pace == store.progress(job.job_id, since=0.0)
+    assert store.status(job.job_id, failures=0, since=None).failures == []
+    assert store.status(job.job_id, failures=5, since=None).pace is None
+
+
 def test_manifest_rows_say_how_each_study_ended() -> None:
     done = StudyRow(
         "j", 0, "1.2.3.1", StudyState.DONE, 1, instances=6, bytes=900, result={"new_study_uid": "2.25.1"}
