@@ -228,7 +228,7 @@ class CohortJobs:
                 workers = max(1, min(self.app.config.job_concurrency, job.total))
                 async with anyio.create_task_group() as group:
                     for _ in range(workers):
-                        group.start_soon(self._worker, job)
+                        group.start_soon(self._worker, job, workers)
                 counts = await self.db(JobStore.counts, job_id)
                 if counts.pending == 0 and counts.running == 0:
                     await self._end(job_id, JobState.FINISHED)
@@ -244,7 +244,7 @@ class CohortJobs:
                 except Exception:  # the lease expires by itself
                     log.warning("cohort job %s: its lease could not be released", job_id)
 
-    async def _worker(self, job: Job) -> None:
+    async def _worker(self, job: Job, workers: int) -> None:
         while True:
             now = time.time()
             study = await self.db(JobStore.claim, job.job_id, self.owner, now)
@@ -254,10 +254,10 @@ class CohortJobs:
                     return  # nothing left to start, or the job is no longer this runner's
                 await anyio.sleep(due - now)  # a retried study's backoff
                 continue
-            await self._attempt(job, study)
+            await self._attempt(job, study, workers)
 
-    async def _attempt(self, job: Job, study: StudyRow) -> None:
-        workers = self.app.config.job_concurrency
+    async def _attempt(self, job: Job, study: StudyRow, workers: int) -> None:
+        """Do one study; ``workers``, the job's studies done at once, share the temporary disk."""
         try:
             done = await run_study(self.app, job.job_id, job.spec, study.study_uid, workers)
         except Exception as exc:
