@@ -144,8 +144,6 @@ def _progress(db: Session, job_id: str, since: float) -> JobProgress:
 class JobStore:
     """The jobs, in whichever database: every statement is here; a subclass gives the connections."""
 
-    # Where the rows are, for messages (never a password).
-    where: str = ""
     # Appended to the statement that reads a job's row before a study is claimed: PostgreSQL locks the row
     # there, so that claims of one job (two workers, or an adoption) follow each other. SQLite's write
     # transactions already do.

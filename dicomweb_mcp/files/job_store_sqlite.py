@@ -24,7 +24,6 @@ class SqliteJobStore(JobStore):
         # The rows name studies: readable by the owner only (SQLite gives its -wal and -shm files the same).
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.path = path
-        self.where = str(path)
         self._lock = threading.Lock()
         # Autocommit mode: each method opens its own transaction (BEGIN IMMEDIATE) and ends it.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)

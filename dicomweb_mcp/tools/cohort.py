@@ -136,9 +136,7 @@ async def _matching(source: Archive, filters: list[str]) -> list[str]:
         offset += len(result.datasets)
     if not found:
         raise InvalidInputError(f"No study on {source.name!r} matches the filters: nothing to do.")
-    for uid in found:
-        Reference(uid)  # a UID the server sent names files and requests: checked like the caller's
-    return list(found)
+    return _checked(list(found))  # a UID the server sent names files and requests: checked like the caller's
 
 
 async def _status(jobs: CohortJobs, job: Job) -> CohortJobResult:

@@ -110,6 +110,7 @@ class CohortJobs:
         self.database = self.app.config.jobs_database
         self.path = sqlite_path(self.app.config.download_dir)
         self._store: JobStore | None = None
+        self._opening = anyio.Lock()  # two first calls at once open one store, not two (a pool each)
         self._group: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._ended: dict[str, anyio.Event] = {}
@@ -122,9 +123,11 @@ class CohortJobs:
     async def db(self, method: Callable[..., _T], *args: Any) -> _T:
         """``method`` of the job store (``JobStore.claim``...) run in a worker thread."""
         if self._store is None:
-            self._store = await anyio.to_thread.run_sync(
-                open_job_store, self.database, self.app.config.download_dir
-            )
+            async with self._opening:
+                if self._store is None:
+                    self._store = await anyio.to_thread.run_sync(
+                        open_job_store, self.database, self.app.config.download_dir
+                    )
         return await anyio.to_thread.run_sync(method, self._store, *args)
 
     def has_jobs(self) -> bool:

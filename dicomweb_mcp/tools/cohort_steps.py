@@ -16,6 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from ..dicom.reference import Reference
 from ..errors import DicomWebError, HTTPStatusError, InvalidInputError, NotFoundError, PolicyError
 from ..files.jobs import JobSpec
@@ -201,8 +203,6 @@ async def _to_volumes(
 ) -> StudyDone:
     """Each image series of the study as a volume under the job's directory; the DICOM files wait in a
     spool removed at the end."""
-    import anyio
-
     spool = app.store.directory() / SPOOLS[0] / uuid.uuid4().hex
     try:
         download = await _download(app, spec, study_uid, deidentification, spool / "files")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from dicomweb_mcp import Config
 from dicomweb_mcp.errors import NotFoundError, ServerUnreachableError, ThrottledError
+from dicomweb_mcp.files.job_store import JobStore, open_job_store
 from dicomweb_mcp.files.jobs import JobSpec
 from dicomweb_mcp.files.store import FileStore
 from dicomweb_mcp.tools import cohort_runner
@@ -170,3 +172,29 @@ async def test_an_unexpected_failure_is_logged_with_its_traceback(
     assert ended["state"] == "finished"
     [row] = [json.loads(line) for line in Path(ended["manifest"]).read_text().splitlines()]
     assert (row["outcome"], row["reason"]) == ("failed", "unexpected KeyError")
+
+
+async def test_two_first_calls_at_once_open_one_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is opened on first use: two status calls arriving together must not each open one (on
+    PostgreSQL, a pool each, one never closed)."""
+    opened: list[JobStore] = []
+
+    def open_counted(database: str | None, download_dir: Path) -> JobStore:
+        time.sleep(0.2)  # a slow connection: the second call arrives while the first is opening
+        opened.append(open_job_store(database, download_dir))
+        return opened[-1]
+
+    monkeypatch.setattr(cohort_runner, "open_job_store", open_counted)
+    config = Config.single(url="http://dicomweb.invalid/dicom-web", download_dir=tmp_path)
+    jobs = CohortJobs(ToolContext({}, FileStore(tmp_path), config))
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(jobs.db, JobStore.latest)
+        assert len(opened) == 1
+    finally:
+        jobs.close()
+        for store in opened[1:]:  # opened beside the one kept, were the lock gone
+            store.close()
