@@ -109,14 +109,7 @@ class Orthanc:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process(process, signal.SIGTERM, 20)
 
     def kill(self) -> None:
         """Stop at once, as a crash would."""
@@ -166,6 +159,19 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, stop: signal.Signals, timeout: float) -> None:
+    """Send a server ``stop`` (its own orderly shutdown) by its PID; SIGKILL when it has not ended after
+    ``timeout`` seconds. Nothing when it has ended already."""
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, stop)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def follow_log(stream: IO[bytes], lines: list[str], ready: str, started: threading.Event) -> None:
