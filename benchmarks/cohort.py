@@ -129,20 +129,8 @@ async def prepare(workdir: Path, source: Orthanc, args: argparse.Namespace) -> t
     return uids, args.instances, sum(f.size for f in files)
 
 
-def arrived(orthanc: Orthanc) -> dict[str, int]:
-    """At ``orthanc``: instances by Study Instance UID (two requests, whatever the number of studies)."""
-    with httpx.Client(base_url=orthanc.root, timeout=120) as http:
-        studies = {
-            s["ID"]: s["MainDicomTags"]["StudyInstanceUID"] for s in http.get("/studies?expand").json()
-        }
-        counts = dict.fromkeys(studies.values(), 0)
-        for series in http.get("/series?expand").json():
-            counts[studies[series["ParentStudy"]]] += len(series["Instances"])
-    return counts
-
-
 def check_whole(orthanc: Orthanc, uids: list[str], per_study: int) -> dict[str, int]:
-    counts = arrived(orthanc)
+    counts = {uid: count for uid, (_, count) in orthanc.held_studies().items()}
     wrong = {uid: counts.get(uid, 0) for uid in uids if counts.get(uid, 0) != per_study}
     extra = set(counts) - set(uids)
     if wrong or extra:

@@ -71,19 +71,6 @@ def manifest(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-def orthanc_studies(orthanc: Orthanc) -> dict[str, tuple[str, int]]:
-    """At the destination, by Study Instance UID: the patient ID and the number of instances."""
-    found = {}
-    with httpx.Client(base_url=orthanc.root, timeout=10) as http:
-        for study in http.get("/studies", params={"expand": "1"}).json():
-            instances = http.get(f"/studies/{study['ID']}/instances").json()
-            found[study["MainDicomTags"]["StudyInstanceUID"]] = (
-                study["PatientMainDicomTags"]["PatientID"],
-                len(instances),
-            )
-    return found
-
-
 async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patient(
     config: Config, studies: list[str], destination: Orthanc, jobs_database: str | None
 ) -> None:
@@ -109,7 +96,7 @@ async def test_a_deidentified_cohort_arrives_whole_with_one_pseudonym_per_patien
     assert all(uid.startswith("2.25.") for uid in new_uids) and len(set(new_uids)) == 6
     assert [row["destination_study_uids"] for row in rows] == [[uid] for uid in new_uids]
     # At the destination: the new UIDs only, every instance, and each patient's two studies under one pseudonym.
-    arrived = orthanc_studies(destination)
+    arrived = destination.held_studies()
     assert set(arrived) == set(new_uids)
     assert all(count == PER_STUDY for _, count in arrived.values())
     pseudonyms = [arrived[uid][0] for uid in new_uids]
@@ -257,7 +244,7 @@ async def test_a_restarted_server_finishes_the_job_and_sends_no_study_twice(
     rows = manifest(status["manifest"])
     assert [row["outcome"] for row in rows] == ["done"] * 6
     assert rows[2]["already_present"] == (PER_STUDY if redone else 0)
-    arrived = orthanc_studies(destination)
+    arrived = destination.held_studies()
     assert sorted(arrived) == sorted(row["new_study_uid"] for row in rows)
     assert all(count == PER_STUDY for _, count in arrived.values())
     assert destination.statistics()["CountInstances"] == 6 * PER_STUDY
@@ -369,7 +356,7 @@ async def test_a_throttling_destination_is_waited_for_not_failed(
     assert status["state"] == "finished" and status["studies"]["done"] == len(studies), status
     answers = [request.status for request in gate.requests()]
     assert "429" in answers  # it did throttle
-    assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY] * len(studies)
+    assert sorted(count for _, count in destination.held_studies().values()) == [PER_STUDY] * len(studies)
 
 
 async def test_a_job_cancelled_on_another_replica_has_a_manifest_of_what_arrived(
@@ -429,4 +416,4 @@ async def test_a_study_the_destination_throttles_is_tried_again_no_sooner_than_i
     requests = gate.requests()[2:]  # the study's own
     assert [r.status for r in requests] == ["429", "200", "200"]  # refused; then its lookup and STOW
     assert requests[1].time - requests[0].time >= 3.99
-    assert sorted(count for _, count in orthanc_studies(destination).values()) == [PER_STUDY]
+    assert sorted(count for _, count in destination.held_studies().values()) == [PER_STUDY]

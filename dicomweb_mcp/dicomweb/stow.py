@@ -108,14 +108,13 @@ def outcomes_from_response(
     dataset: Mapping[str, Any],
     sent: Sequence[DicomFile],
     *,
-    known_before: Iterable[str] = (),
     retried: bool = False,
 ) -> list[StoreOutcome]:
     """One outcome per file in ``sent``, in order.
 
-    ``known_before``: SOP instance UIDs the server had before this request. ``retried``: the request was
-    sent more than once, so "already stored" may be this request's own earlier attempt; it counts as
-    stored unless the UID was known before.
+    ``retried``: the request was sent more than once, so "already stored" may be this request's own earlier
+    attempt; it counts as stored. (Instances a lookup found on the server before are not sent at all:
+    ``Stow`` reports them already present itself.)
     """
     referenced = {_uid(item): item for item in sequence_items(dataset, "ReferencedSOPSequence")}
     failed: dict[str, Mapping[str, Any]] = {}
@@ -126,14 +125,13 @@ def outcomes_from_response(
             failed[uid] = item
         else:
             anonymous_failures.extend(_codes(item, "FailureReason"))
-    already = set(known_before)
     outcomes = []
     for file in sent:
         uid = file.instance_uid
         if uid in failed:
             codes = _codes(failed[uid], "FailureReason")
             code = codes[0] if codes else None
-            if code == ALREADY_STORED and retried and uid not in already:
+            if code == ALREADY_STORED and retried:
                 outcomes.append(StoreOutcome(file, StoreStatus.STORED))
             elif code == ALREADY_STORED:
                 outcomes.append(StoreOutcome(file, StoreStatus.ALREADY_PRESENT, code, FAILURE_REASONS[code]))
@@ -142,8 +140,7 @@ def outcomes_from_response(
                 outcomes.append(StoreOutcome(file, StoreStatus.FAILED, code, reason))
         elif uid in referenced:
             warnings = [_describe(c, WARNING_REASONS) for c in _codes(referenced[uid], "WarningReason")]
-            status = StoreStatus.ALREADY_PRESENT if uid in already else StoreStatus.STORED
-            outcomes.append(StoreOutcome(file, status, warnings=warnings))
+            outcomes.append(StoreOutcome(file, StoreStatus.STORED, warnings=warnings))
         else:
             reason = (
                 "the server did not acknowledge this instance, so it was not stored "
@@ -294,7 +291,7 @@ class Stow:
         resumed cohort study, a transfer called again) and are reported already present."""
         unknown = [file for file in batch if file.instance_uid not in known]
         answered = iter(
-            await _store_batch(self._http, self._url, unknown, self._single_part, known, self._on_sent)
+            await _store_batch(self._http, self._url, unknown, self._single_part, self._on_sent)
             if unknown
             else []
         )
@@ -311,7 +308,6 @@ async def _store_batch(
     url: str,
     batch: Sequence[DicomFile],
     single_part: bool,
-    known: set[str],
     on_sent: OnFileSent | None,
 ) -> list[StoreOutcome]:
     async def part_sent(index: int) -> None:
@@ -355,4 +351,4 @@ async def _store_batch(
             "DICOM JSON dataset, so the outcome of each file is unknown."
         )
     # If an earlier attempt may have been carried out, "already stored" can be its doing: stored.
-    return outcomes_from_response(dataset, batch, known_before=known, retried=sent.maybe_done)
+    return outcomes_from_response(dataset, batch, retried=sent.maybe_done)

@@ -8,20 +8,32 @@ WHERE``, no ``INSERT OR REPLACE``, no functions of one database), written with `
 PostgreSQL store turns into psycopg's ``%s``. A job belongs to one runner at a time through a lease
 (``owner``, ``lease_until``): a runner that stops without releasing it (a crash) loses it when the lease
 expires. Where two runners may race, the statement that decides is conditional (an ``UPDATE ... WHERE``
-whose row count says who won) and, in PostgreSQL, the job's row is locked while a study is claimed.
+whose row count says who won) and, in PostgreSQL, the job's row is locked while a study is claimed or
+recorded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .jobs import Job, JobCounts, JobProgress, JobSpec, JobState, StudyRow, StudyState
+from .jobs import (
+    Job,
+    JobCounts,
+    JobProgress,
+    JobSpec,
+    JobState,
+    JobStatus,
+    StudyRow,
+    StudyState,
+    job_from_row,
+    study_from_row,
+)
 
 __all__ = ["JobStore", "Session", "masked_url", "open_job_store", "sqlite_path"]
 
@@ -104,42 +116,34 @@ class Session:
         self.connection.cursor().executemany(self._sql(statement), rows)
 
 
-def _job(row: Mapping[str, Any]) -> Job:
-    spec = JobSpec(row["source"], row["destination"], bool(row["deidentify"]), row["format"])
-    return Job(
-        row["job_id"],
-        JobState(row["state"]),
-        spec,
-        row["total"],
-        row["created_at"],
-        row["finished_at"],
-        row["manifest"],
-        row["owner"],
-        row["lease_until"],
+def _counts(db: Session, job_id: str) -> JobCounts:
+    rows = db.execute(
+        "SELECT state, COUNT(*) AS n, SUM(bytes) AS b, SUM(instances) AS i FROM studies "
+        "WHERE job_id = ? GROUP BY state",
+        (job_id,),
+    ).fetchall()
+    by_state = {row["state"]: row for row in rows}
+    done = by_state.get(StudyState.DONE.value)
+    return JobCounts(
+        **{state.value: by_state[state.value]["n"] for state in StudyState if state.value in by_state},
+        bytes=int(done["b"] or 0) if done else 0,
+        instances=int(done["i"] or 0) if done else 0,
     )
 
 
-def _study(row: Mapping[str, Any]) -> StudyRow:
-    return StudyRow(
-        row["job_id"],
-        row["position"],
-        row["study_uid"],
-        StudyState(row["state"]),
-        row["attempts"],
-        row["started_at"],
-        row["finished_at"],
-        row["instances"],
-        row["bytes"],
-        json.loads(row["result"]) if row["result"] else None,
-        row["reason"],
-    )
+def _progress(db: Session, job_id: str, since: float) -> JobProgress:
+    row = db.execute(
+        "SELECT COUNT(*) AS n, SUM(bytes) AS b, MIN(started_at) AS t FROM studies "
+        "WHERE job_id = ? AND state IN (?, ?) AND finished_at >= ?",
+        (job_id, StudyState.DONE.value, StudyState.FAILED.value, since),
+    ).fetchone()
+    first = row["t"]
+    return JobProgress(int(row["n"]), int(row["b"] or 0), float(first) if first is not None else None)
 
 
 class JobStore:
     """The jobs, in whichever database: every statement is here; a subclass gives the connections."""
 
-    # Where the rows are, for messages (never a password).
-    where: str = ""
     # Appended to the statement that reads a job's row before a study is claimed: PostgreSQL locks the row
     # there, so that claims of one job (two workers, or an adoption) follow each other. SQLite's write
     # transactions already do.
@@ -197,42 +201,34 @@ class JobStore:
     def job(self, job_id: str) -> Job | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def latest(self) -> Job | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def counts(self, job_id: str) -> JobCounts:
         with self._read() as db:
-            rows = db.execute(
-                "SELECT state, COUNT(*) AS n, SUM(bytes) AS b, SUM(instances) AS i FROM studies "
-                "WHERE job_id = ? GROUP BY state",
-                (job_id,),
-            ).fetchall()
-        by_state = {row["state"]: row for row in rows}
-        done = by_state.get(StudyState.DONE.value)
-        return JobCounts(
-            **{state.value: by_state[state.value]["n"] for state in StudyState if state.value in by_state},
-            bytes=int(done["b"] or 0) if done else 0,
-            instances=int(done["i"] or 0) if done else 0,
-        )
+            return _counts(db, job_id)
 
-    def failures(self, job_id: str, limit: int) -> list[StudyRow]:
+    def status(self, job_id: str, failures: int, since: float | None) -> JobStatus:
+        """What a status reports, in one read: the job's counts, its first ``failures`` failed studies and,
+        with ``since``, its pace since then (``progress``)."""
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? AND state = ? ORDER BY position LIMIT ?",
-                (job_id, StudyState.FAILED.value, limit),
+                (job_id, StudyState.FAILED.value, failures),
             ).fetchall()
-        return [_study(row) for row in rows]
+            pace = _progress(db, job_id, since) if since is not None else None
+            return JobStatus(_counts(db, job_id), [study_from_row(row) for row in rows], pace)
 
     def studies(self, job_id: str) -> list[StudyRow]:
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? ORDER BY position", (job_id,)
             ).fetchall()
-        return [_study(row) for row in rows]
+        return [study_from_row(row) for row in rows]
 
     def end(self, job_id: str, state: JobState, now: float, manifest: str | None) -> None:
         """The job has ended (finished or cancelled); nobody owns it any more. A job cancelled meanwhile
@@ -340,19 +336,13 @@ class JobStore:
             claimed = db.execute(
                 "SELECT * FROM studies WHERE job_id = ? AND position = ?", (job_id, row["position"])
             ).fetchone()
-        return _study(claimed)
+        return study_from_row(claimed)
 
     def progress(self, job_id: str, since: float) -> JobProgress:
         """The studies ended (done or failed) since ``since``, by whichever runner: what a rate and a time
         left are computed from, the same on every replica."""
         with self._read() as db:
-            row = db.execute(
-                "SELECT COUNT(*) AS n, SUM(bytes) AS b, MIN(started_at) AS t FROM studies "
-                "WHERE job_id = ? AND state IN (?, ?) AND finished_at >= ?",
-                (job_id, StudyState.DONE.value, StudyState.FAILED.value, since),
-            ).fetchone()
-        first = row["t"]
-        return JobProgress(int(row["n"]), int(row["b"] or 0), float(first) if first is not None else None)
+            return _progress(db, job_id, since)
 
     def next_retry(self, job_id: str) -> float | None:
         """When the earliest pending study may be tried (0 for one that may be tried now); None when
@@ -367,24 +357,35 @@ class JobStore:
 
     def done(
         self, job_id: str, position: int, now: float, instances: int, size: int, result: dict[str, Any]
-    ) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE studies SET state = ?, finished_at = ?, instances = ?, bytes = ?, result = ?, "
-                "reason = NULL WHERE job_id = ? AND position = ?",
-                (StudyState.DONE.value, now, instances, size, json.dumps(result), job_id, position),
-            )
+    ) -> bool:
+        """The study reached its destination. True when the job had been cancelled and its manifest
+        written meanwhile (by any process): the manifest is to be written again, to name this study."""
+        values = (StudyState.DONE.value, now, instances, size, json.dumps(result))
+        return self._record(
+            job_id, position, "finished_at = ?, instances = ?, bytes = ?, result = ?, reason = NULL", values
+        )
 
-    def retry(self, job_id: str, position: int, reason: str, not_before: float) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE studies SET state = ?, not_before = ?, reason = ? WHERE job_id = ? AND position = ?",
-                (StudyState.PENDING.value, not_before, reason, job_id, position),
-            )
+    def retry(self, job_id: str, position: int, reason: str, not_before: float) -> bool:
+        """The study is tried again after ``not_before``; True as for ``done``."""
+        values = (StudyState.PENDING.value, not_before, reason)
+        return self._record(job_id, position, "not_before = ?, reason = ?", values)
 
-    def fail(self, job_id: str, position: int, now: float, reason: str) -> None:
+    def fail(self, job_id: str, position: int, now: float, reason: str) -> bool:
+        """The study failed for good; True as for ``done``."""
+        values = (StudyState.FAILED.value, now, reason)
+        return self._record(job_id, position, "finished_at = ?, reason = ?", values)
+
+    def _record(self, job_id: str, position: int, columns: str, values: Sequence[Any]) -> bool:
+        """Set the study's state and ``columns``; whether its job has ended cancelled, its manifest written.
+        The job's row is read first, locked in PostgreSQL (before the study's, as claim and adopt do), so
+        that the study is recorded either before the end (the process writing the manifest reads the studies
+        again once the end is recorded, and sees it) or after it (seen here): never missed by both."""
         with self._transaction() as db:
+            job = db.execute(
+                "SELECT state, manifest FROM jobs WHERE job_id = ?" + self.lock_row, (job_id,)
+            ).fetchone()
             db.execute(
-                "UPDATE studies SET state = ?, finished_at = ?, reason = ? WHERE job_id = ? AND position = ?",
-                (StudyState.FAILED.value, now, reason, job_id, position),
+                f"UPDATE studies SET state = ?, {columns} WHERE job_id = ? AND position = ?",
+                (*values, job_id, position),
             )
+        return job is not None and job["state"] == JobState.CANCELLED.value and job["manifest"] is not None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .job_store import JobStore, Session, masked_url
+from .job_store import JobStore, Session
 
 __all__ = ["PostgresJobStore"]
 
@@ -33,7 +33,6 @@ class PostgresJobStore(JobStore):
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
-        self.where = masked_url(url)
         settings: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "application_name": _NAME}
         # The tables first, on a connection of its own: a wrong URL or an unreachable server fails here at
         # once with libpq's reason, where a pool would retry in the background until its timeout.

@@ -24,7 +24,6 @@ class SqliteJobStore(JobStore):
         # The rows name studies: readable by the owner only (SQLite gives its -wal and -shm files the same).
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.path = path
-        self.where = str(path)
         self._lock = threading.Lock()
         # Autocommit mode: each method opens its own transaction (BEGIN IMMEDIATE) and ends it.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -53,8 +52,14 @@ class SqliteJobStore(JobStore):
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
+        """A read transaction (deferred: it takes no write lock), so that the statements of one read see
+        the same moment."""
         with self._lock:
-            yield Session(self._db)
+            self._db.execute("BEGIN")
+            try:
+                yield Session(self._db)
+            finally:
+                self._db.execute("COMMIT")
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

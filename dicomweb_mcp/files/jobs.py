@@ -4,8 +4,10 @@ and the manifest line each study gets. The rows are kept by a job store (files/j
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,12 +19,15 @@ __all__ = [
     "JobProgress",
     "JobSpec",
     "JobState",
+    "JobStatus",
     "StudyRow",
     "StudyState",
     "after_failure",
     "backoff_seconds",
+    "job_from_row",
     "manifest_row",
     "new_job_id",
+    "study_from_row",
 ]
 
 # A job id: what the tools accept, checked before it names a file.
@@ -107,6 +112,48 @@ class JobProgress:
         """At the pace of these studies, the time the ``remaining`` ones take."""
         elapsed = now - self.first_started if self.first_started is not None else 0
         return remaining * elapsed / self.studies if self.studies and elapsed > 0 else None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a job's status reports beside the job's own row, read at once."""
+
+    counts: JobCounts
+    failures: list[StudyRow]  # the first few failed studies, in order
+    pace: JobProgress | None  # of the studies ended lately; None when not asked (a job that has ended)
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    """A job as the job store's ``jobs`` table has it."""
+    spec = JobSpec(row["source"], row["destination"], bool(row["deidentify"]), row["format"])
+    return Job(
+        row["job_id"],
+        JobState(row["state"]),
+        spec,
+        row["total"],
+        row["created_at"],
+        row["finished_at"],
+        row["manifest"],
+        row["owner"],
+        row["lease_until"],
+    )
+
+
+def study_from_row(row: Mapping[str, Any]) -> StudyRow:
+    """A study as the job store's ``studies`` table has it."""
+    return StudyRow(
+        row["job_id"],
+        row["position"],
+        row["study_uid"],
+        StudyState(row["state"]),
+        row["attempts"],
+        row["started_at"],
+        row["finished_at"],
+        row["instances"],
+        row["bytes"],
+        json.loads(row["result"]) if row["result"] else None,
+        row["reason"],
+    )
 
 
 def new_job_id() -> str:

@@ -29,6 +29,8 @@ __all__ = ["MAX_COHORT_STUDIES", "cohort_status", "start_cohort"]
 MAX_COHORT_STUDIES = 10_000
 _LISTED_FAILURES = 5
 _SEARCH_PAGE = 200
+# Rate and time left are those of the studies ended in this window: the current pace, on every replica.
+_PACE_WINDOW = 600.0
 
 
 async def start_cohort(
@@ -89,13 +91,13 @@ async def cohort_status(
         if job_id is None:
             raise none_yet
         raise InvalidInputError(f"There is no cohort job {job_id!r} in the job store.")
-    if cancel:
-        await jobs.cancel(job.job_id)
-    elif wait:
-        await jobs.wait(job.job_id, wait)
-    refreshed = await jobs.db(JobStore.job, job.job_id)
-    assert refreshed is not None
-    return await _status(jobs, refreshed)
+    if cancel or wait:
+        if cancel:
+            await jobs.cancel(job.job_id)
+        else:
+            await jobs.wait(job.job_id, wait)
+        job = await jobs.db(JobStore.job, job.job_id) or job
+    return await _status(jobs, job)
 
 
 async def _jobs(app: ToolContext) -> CohortJobs:
@@ -134,19 +136,17 @@ async def _matching(source: Archive, filters: list[str]) -> list[str]:
         offset += len(result.datasets)
     if not found:
         raise InvalidInputError(f"No study on {source.name!r} matches the filters: nothing to do.")
-    for uid in found:
-        Reference(uid)  # a UID the server sent names files and requests: checked like the caller's
-    return list(found)
+    return _checked(list(found))  # a UID the server sent names files and requests: checked like the caller's
 
 
 async def _status(jobs: CohortJobs, job: Job) -> CohortJobResult:
-    counts = await jobs.counts(job.job_id)
-    failures = await jobs.db(JobStore.failures, job.job_id, _LISTED_FAILURES)
     running = job.state is JobState.RUNNING
-    remaining = counts.pending + counts.running
     now = time.time()
     # From the store, not this process: the same answer from the replica running the job and any other.
-    pace = await jobs.pace(job.job_id) if running else None
+    since = now - _PACE_WINDOW if running else None
+    status = await jobs.db(JobStore.status, job.job_id, _LISTED_FAILURES, since)
+    counts, pace = status.counts, status.pace
+    remaining = counts.pending + counts.running
     rate = pace.rate(now) if pace else None
     left = pace.seconds_left(remaining, now) if pace else None
     note = None
@@ -176,6 +176,6 @@ async def _status(jobs: CohortJobs, job: Job) -> CohortJobResult:
         rate_mb_per_s=round(rate / 1e6, 2) if rate is not None else None,
         seconds_left=round(left) if left is not None else None,
         manifest=job.manifest,
-        failed=[CohortFailure(study_uid=f.study_uid, reason=f.reason or "failed") for f in failures],
+        failed=[CohortFailure(study_uid=f.study_uid, reason=f.reason or "failed") for f in status.failures],
         note=note,
     )

@@ -29,8 +29,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..files.job_store import JobStore, masked_url, open_job_store, sqlite_path
 from ..files.jobs import (
     Job,
-    JobCounts,
-    JobProgress,
     JobSpec,
     JobState,
     StudyRow,
@@ -40,7 +38,7 @@ from ..files.jobs import (
     manifest_row,
     new_job_id,
 )
-from .cohort_steps import cohort_directory, describe_failure, run_study
+from .cohort_steps import cohort_directory, describe_failure, run_study, unexpected
 from .context import ToolContext
 
 __all__ = ["CohortJobs", "StudyEvent", "owner_name", "stopped_here"]
@@ -54,8 +52,6 @@ StudyEvent = Literal["sent", "recorded"]
 Hook = Callable[[StudyEvent, str, int], Awaitable[None]]
 
 
-# Rate and time left are those of the studies ended in this window: the current pace, on every replica.
-_PACE_WINDOW = 600.0
 # How often a status waiting for a job run by another replica looks at the store again.
 _POLL = 1.0
 
@@ -114,6 +110,7 @@ class CohortJobs:
         self.database = self.app.config.jobs_database
         self.path = sqlite_path(self.app.config.download_dir)
         self._store: JobStore | None = None
+        self._opening = anyio.Lock()  # two first calls at once open one store, not two (a pool each)
         self._group: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._ended: dict[str, anyio.Event] = {}
@@ -126,9 +123,11 @@ class CohortJobs:
     async def db(self, method: Callable[..., _T], *args: Any) -> _T:
         """``method`` of the job store (``JobStore.claim``...) run in a worker thread."""
         if self._store is None:
-            self._store = await anyio.to_thread.run_sync(
-                open_job_store, self.database, self.app.config.download_dir
-            )
+            async with self._opening:
+                if self._store is None:
+                    self._store = await anyio.to_thread.run_sync(
+                        open_job_store, self.database, self.app.config.download_dir
+                    )
         return await anyio.to_thread.run_sync(method, self._store, *args)
 
     def has_jobs(self) -> bool:
@@ -232,7 +231,7 @@ class CohortJobs:
                 workers = max(1, min(self.app.config.job_concurrency, job.total))
                 async with anyio.create_task_group() as group:
                     for _ in range(workers):
-                        group.start_soon(self._worker, job)
+                        group.start_soon(self._worker, job, workers)
                 counts = await self.db(JobStore.counts, job_id)
                 if counts.pending == 0 and counts.running == 0:
                     await self._end(job_id, JobState.FINISHED)
@@ -248,7 +247,7 @@ class CohortJobs:
                 except Exception:  # the lease expires by itself
                     log.warning("cohort job %s: its lease could not be released", job_id)
 
-    async def _worker(self, job: Job) -> None:
+    async def _worker(self, job: Job, workers: int) -> None:
         while True:
             now = time.time()
             study = await self.db(JobStore.claim, job.job_id, self.owner, now)
@@ -258,35 +257,31 @@ class CohortJobs:
                     return  # nothing left to start, or the job is no longer this runner's
                 await anyio.sleep(due - now)  # a retried study's backoff
                 continue
-            await self._attempt(job, study)
+            await self._attempt(job, study, workers)
 
-    async def _attempt(self, job: Job, study: StudyRow) -> None:
-        workers = self.app.config.job_concurrency
+    async def _attempt(self, job: Job, study: StudyRow, workers: int) -> None:
+        """Do one study; ``workers``, the job's studies done at once, share the temporary disk."""
         try:
             done = await run_study(self.app, job.job_id, job.spec, study.study_uid, workers)
         except Exception as exc:
             reason, permanent = describe_failure(exc)
-            if (
-                not permanent
-                and not isinstance(exc, OSError | ValueError | RuntimeError)
-                and reason.startswith("unexpected")
-            ):
-                log.error("cohort job %s: unexpected failure", job.job_id, exc_info=exc)
+            if unexpected(exc):
+                log.error("cohort job %s, study %s: %s", job.job_id, study.study_uid, reason, exc_info=exc)
             now = time.time()
             with anyio.CancelScope(shield=True):
                 if after_failure(study.attempts, self.max_attempts, permanent) is StudyState.FAILED:
-                    await self.db(JobStore.fail, job.job_id, study.position, now, reason)
+                    rewrite = await self.db(JobStore.fail, job.job_id, study.position, now, reason)
                 else:
                     wait = backoff_seconds(study.attempts, self.backoff_base, self.backoff_cap)
                     # A throttled server's Retry-After outlasting the backoff is waited for (up to the cap).
                     asked = getattr(exc, "retry_after", None) or 0.0
                     wait = max(wait, min(asked, self.backoff_cap))
-                    await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
+                    rewrite = await self.db(JobStore.retry, job.job_id, study.position, reason, now + wait)
         else:
             await self._hook("sent", job.job_id, study.position)
             # Recorded even when the job is being stopped this instant: the destination has the study.
             with anyio.CancelScope(shield=True):
-                await self.db(
+                rewrite = await self.db(
                     JobStore.done,
                     job.job_id,
                     study.position,
@@ -295,16 +290,11 @@ class CohortJobs:
                     done.bytes,
                     done.row,
                 )
-        with anyio.CancelScope(shield=True):
-            await self._manifest_again_if_ended(job.job_id)
+        if rewrite:
+            # Recorded after another process cancelled the job and wrote its manifest: the manifest is
+            # written again, so that it says what reached the destination.
+            await self._end(job.job_id, JobState.CANCELLED)
         await self._hook("recorded", job.job_id, study.position)
-
-    async def _manifest_again_if_ended(self, job_id: str) -> None:
-        """A study recorded after another process cancelled the job and wrote its manifest: the manifest is
-        written again, so that it says what reached the destination."""
-        now = await self.db(JobStore.job, job_id)
-        if now is not None and now.state is JobState.CANCELLED and now.manifest is not None:
-            await self._end(job_id, JobState.CANCELLED)
 
     async def _hook(self, event: StudyEvent, job_id: str, position: int) -> None:
         if self.on_study is not None:
@@ -331,10 +321,3 @@ class CohortJobs:
     def _write(self, path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.app.store.write_bytes(path, text.encode("utf-8"))
-
-    async def counts(self, job_id: str) -> JobCounts:
-        return await self.db(JobStore.counts, job_id)
-
-    async def pace(self, job_id: str) -> JobProgress:
-        """The studies ended lately, by whichever replica: the job's rate and time left."""
-        return await self.db(JobStore.progress, job_id, time.time() - _PACE_WINDOW)

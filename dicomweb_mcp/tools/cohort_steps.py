@@ -10,11 +10,12 @@ come from the operator's key, so a redone study gets the same new UIDs.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from ..dicom.reference import Reference
 from ..errors import DicomWebError, HTTPStatusError, InvalidInputError, NotFoundError, PolicyError
@@ -22,8 +23,8 @@ from ..files.jobs import JobSpec
 from ..imaging.checks import RenderError
 from ..imaging.volumes import series_to_nifti
 from .context import ToolContext, no_progress
-from .deidentification import SPOOLS, Deidentification, remove_spool
-from .download import Download
+from .deidentification import Deidentification, new_spool, remove_spool
+from .download import Download, download_as_saved
 from .transfer import SPOOL_BYTES, Transfer
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "cohort_directory",
     "describe_failure",
     "run_study",
+    "unexpected",
 ]
 
 # Failures another attempt would meet again: the study is recorded failed at once.
@@ -58,6 +60,12 @@ class StudyFailed(Exception):
 def cohort_directory(app: ToolContext, job_id: str) -> Path:
     """Where a job's manifest and saved studies go: ``{download_dir}/cohorts/{job_id}`` (a checked id)."""
     return app.store.directory() / "cohorts" / job_id
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether a failure is none of those a step is known to meet (a bug, most likely): it is logged with
+    its traceback, and its study recorded failed at once."""
+    return not isinstance(exc, StudyFailed | DicomWebError | OSError)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, bool]:
@@ -148,27 +156,15 @@ async def _download(
 ) -> Download:
     """The study saved under ``directory`` by its (new) UIDs, with its own manifest of files."""
     source = app.archive(spec.source)
-    reference = Reference(study_uid)
-    saved_as = deidentification.reference(reference) if deidentification else reference
-    # De-identified: each file waits in a spool and only its copy, named by new UIDs, reaches the directory.
-    spool = app.store.directory() / SPOOLS[0] / uuid.uuid4().hex if deidentification else None
-    download = Download(
-        source.client,
+    download = await download_as_saved(
+        source,
         app.store,
-        reference,
-        spool or directory,
+        Reference(study_uid),
+        directory,
+        deidentification,
         no_progress,
-        source.config.concurrency,
-        finish=partial(deidentification.apply, target_dir=directory) if deidentification else None,
-        manifest=saved_as.level_file(directory, "manifest"),
-        saved_study_uid=saved_as.study_uid,
         split=False,  # as for a transfer: the job's studies side by side fill the link
     )
-    try:
-        await download.run()
-    finally:
-        if spool is not None:
-            await remove_spool(spool)
     if not download.saved and not (deidentification and deidentification.failures):
         raise StudyFailed(f"{source.name!r} sent no instance of this study", permanent=True)
     return download
@@ -194,9 +190,7 @@ async def _to_volumes(
 ) -> StudyDone:
     """Each image series of the study as a volume under the job's directory; the DICOM files wait in a
     spool removed at the end."""
-    import anyio
-
-    spool = app.store.directory() / SPOOLS[0] / uuid.uuid4().hex
+    spool = new_spool(app.store, "download")
     try:
         download = await _download(app, spec, study_uid, deidentification, spool / "files")
         by_series: dict[str, list[Path]] = {}

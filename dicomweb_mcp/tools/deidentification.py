@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
@@ -21,11 +22,12 @@ from ..config import Config
 from ..dicom.reference import Reference
 from ..errors import NotDicomError
 from ..files.dicomfiles import DicomFile
+from ..files.store import FileStore
 
 if TYPE_CHECKING:
     from ..files.pseudonyms import PseudonymStore
 
-__all__ = ["SPOOLS", "Deidentification", "remove_spool", "sweep_spools"]
+__all__ = ["SPOOLS", "Deidentification", "new_spool", "remove_spool", "sweep_spools"]
 
 # Where source files wait under the download directory: a de-identified retrieve's, a transfer's.
 SPOOLS = (".spool", ".transfer")
@@ -117,6 +119,12 @@ def _pseudonyms(directory: Path) -> PseudonymStore:
     from ..files.pseudonyms import PseudonymStore
 
     return PseudonymStore(directory)
+
+
+def new_spool(store: FileStore, kind: Literal["download", "transfer"]) -> Path:
+    """A new spool's path (made by its first file) under the download directory, in its kind's SPOOLS
+    directory: ``remove_spool`` once done, ``sweep_spools`` after a crash."""
+    return store.directory() / SPOOLS[0 if kind == "download" else 1] / uuid.uuid4().hex
 
 
 async def remove_spool(spool: Path) -> None:

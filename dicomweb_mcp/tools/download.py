@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from ..dicomweb.query import build_query
 from ..errors import DicomWebError, NotDicomError, ProtocolError, local_file_error
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore
-from .context import Progress
+from .context import Archive, Progress
+from .deidentification import Deidentification, new_spool, remove_spool
 
-__all__ = ["NEAR_SERVER_SECONDS", "Download", "Finish", "is_near"]
+__all__ = ["NEAR_SERVER_SECONDS", "Download", "Finish", "download_as_saved", "is_near"]
 
 # What happens to each whole file once saved (de-identified, handed to a store); returns the file kept,
 # None when it was left out (it says why in its own result).
@@ -219,3 +221,40 @@ class Download:
             "files": [f.manifest_entry() for f in self.saved],
         }
         self.store.write_json(self.manifest, data)
+
+
+async def download_as_saved(
+    archive: Archive,
+    store: FileStore,
+    reference: Reference,
+    directory: Path,
+    deidentification: Deidentification | None,
+    progress: Progress,
+    *,
+    transfer_syntax: str = "*",
+    split: bool = True,
+) -> Download:
+    """``reference`` saved under ``directory`` by its UIDs, new ones when de-identified, with its manifest
+    of files. De-identified, each file is written to a spool, de-identified into the directory under its
+    new UIDs (the same in every call), and removed: no file or directory name carries a source UID."""
+    saved_as = deidentification.reference(reference) if deidentification else reference
+    spool = new_spool(store, "download") if deidentification else None
+    download = Download(
+        archive.client,
+        store,
+        reference,
+        spool or directory,
+        progress,
+        archive.config.concurrency,
+        transfer_syntax,
+        finish=partial(deidentification.apply, target_dir=directory) if deidentification else None,
+        manifest=saved_as.level_file(directory, "manifest"),
+        saved_study_uid=saved_as.study_uid,
+        split=split,
+    )
+    try:
+        await download.run()
+    finally:
+        if spool is not None:
+            await remove_spool(spool)
+    return download

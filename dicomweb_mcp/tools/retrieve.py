@@ -3,8 +3,6 @@ that says where they are."""
 
 from __future__ import annotations
 
-import uuid
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +26,8 @@ from .arguments import (
     TransferSyntax,
 )
 from .context import App, Reporter
-from .deidentification import SPOOLS, Deidentification, remove_spool
-from .download import Download
+from .deidentification import Deidentification
+from .download import download_as_saved
 from .results import (
     MAX_LISTED_FILES,
     InstanceMetadata,
@@ -62,31 +60,10 @@ async def retrieve_instances(
     archive = app.archive(server)
     directory = app.store.directory(output_dir)
     deidentification = Deidentification(app.config) if deidentify else None
-    saved_as = reference
-    spool = None
-    if deidentification is not None:
-        # Each file is written to a spool, de-identified into the directory under its new UIDs (the same
-        # in every call), and removed: no file or directory name carries a source UID.
-        saved_as = deidentification.reference(reference)
-        spool = app.store.directory() / SPOOLS[0] / uuid.uuid4().hex
-    download = Download(
-        archive.client,
-        app.store,
-        reference,
-        spool or directory,
-        progress,
-        archive.config.concurrency,
-        transfer_syntax,
-        finish=partial(deidentification.apply, target_dir=directory) if deidentification else None,
-        manifest=saved_as.level_file(directory, "manifest"),
-        saved_study_uid=saved_as.study_uid,
+    download = await download_as_saved(
+        archive, app.store, reference, directory, deidentification, progress, transfer_syntax=transfer_syntax
     )
-    try:
-        await download.run()
-    finally:
-        if spool is not None:
-            await remove_spool(spool)
-    study_directory = Reference(saved_as.study_uid).file(directory)
+    study_directory = Reference(download.saved_study_uid or study_uid).file(directory)
     return RetrieveInstancesResult(
         directory=str(study_directory),
         file_count=len(download.saved),

@@ -10,7 +10,6 @@ same transfer again stores nothing twice: the destination reports the instances 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..errors import DicomWebError, HTTPStatusError
 from ..files.dicomfiles import DicomFile
 from ..files.store import FileStore
 from .context import Archive, Progress
-from .deidentification import SPOOLS, Deidentification, remove_spool
+from .deidentification import Deidentification, new_spool, remove_spool
 from .download import Download, is_near
 from .results import MAX_LISTED_PROBLEMS, TransferCounts, TransferProblem, TransferResult
 
@@ -56,7 +55,7 @@ class Transfer:
     left_out: list[StoreOutcome] = field(default_factory=list)  # not de-identified, so never sent
 
     async def run(self, reference: Reference) -> TransferResult:
-        spool = self.store.directory() / SPOOLS[1] / uuid.uuid4().hex
+        spool = new_spool(self.store, "transfer")
         self._spooled = 0  # bytes on disk, waiting or being sent
         self._released = anyio.Event()
         failure: DicomWebError | None = None

@@ -109,14 +109,7 @@ class Orthanc:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process(process, signal.SIGTERM, 20)
 
     def kill(self) -> None:
         """Stop at once, as a crash would."""
@@ -127,19 +120,35 @@ class Orthanc:
 
     def statistics(self) -> dict[str, Any]:
         """Orthanc's own counts (instances, studies, disk size): what the archive holds, seen from inside."""
-        auth = httpx.BasicAuth(*next(iter(self.users.items()))) if self.users else None
-        response = httpx.get(f"{self.root}/statistics", auth=auth, timeout=10)
+        response = httpx.get(f"{self.root}/statistics", auth=self._auth(), timeout=10)
         response.raise_for_status()
         return dict(response.json())
 
+    def _auth(self) -> httpx.BasicAuth | None:
+        return httpx.BasicAuth(*next(iter(self.users.items()))) if self.users else None
+
     def clear(self) -> None:
         """Delete every study, so that each test starts from an empty archive."""
-        auth = None
-        if self.users:
-            auth = httpx.BasicAuth(*next(iter(self.users.items())))
-        with httpx.Client(base_url=self.root, auth=auth, timeout=30) as http:
+        with httpx.Client(base_url=self.root, auth=self._auth(), timeout=30) as http:
             for study in http.get("/studies").json():
                 http.delete(f"/studies/{study}").raise_for_status()
+
+    def held_studies(self) -> dict[str, tuple[str, int]]:
+        """What the archive holds, by Study Instance UID: the patient ID and the number of instances (two
+        requests, whatever the number of studies)."""
+        with httpx.Client(base_url=self.root, auth=self._auth(), timeout=120) as http:
+            studies = http.get("/studies", params={"expand": "1"}).json()
+            series = http.get("/series", params={"expand": "1"}).json()
+        instances = dict.fromkeys((s["ID"] for s in studies), 0)
+        for one in series:
+            instances[one["ParentStudy"]] += len(one["Instances"])
+        return {
+            s["MainDicomTags"]["StudyInstanceUID"]: (
+                s["PatientMainDicomTags"]["PatientID"],
+                instances[s["ID"]],
+            )
+            for s in studies
+        }
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
@@ -150,6 +159,19 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, stop: signal.Signals, timeout: float) -> None:
+    """Send a server ``stop`` (its own orderly shutdown) by its PID; SIGKILL when it has not ended after
+    ``timeout`` seconds. Nothing when it has ended already."""
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, stop)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def follow_log(stream: IO[bytes], lines: list[str], ready: str, started: threading.Event) -> None:

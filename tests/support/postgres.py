@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.orthanc import follow_log, free_port
+from tests.support.orthanc import follow_log, free_port, stop_process
 
 _START_TIMEOUT = 60.0
 _SUPERUSER = "dicomweb"  # the role initdb makes; trust authentication, so no password
@@ -117,12 +117,6 @@ class Postgres:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            # SIGINT: PostgreSQL's fast shutdown (ends the sessions, then exits).
-            os.kill(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        # SIGINT: PostgreSQL's fast shutdown (ends the sessions, then exits).
+        stop_process(process, signal.SIGINT, 30)
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -55,12 +55,22 @@ def mr_dataset(values: np.ndarray, *, study_uid: str, series_uid: str, **attribu
 
 
 def series(
-    directory: Path, grid: Grid, *, modality: str = "CT", order: str = "shuffled", seed: int = 0, **kw: Any
+    directory: Path,
+    grid: Grid,
+    *,
+    modality: str = "CT",
+    order: str = "shuffled",
+    seed: int = 0,
+    values: np.ndarray | None = None,
+    **kw: Any,
 ) -> list[Path]:
     """One file per slice of ``grid``; the list in ``order``: ``sorted``, ``reversed`` or ``shuffled``.
-    CT stores Hounsfield units from -1000 through its rescale; MR stores values from 1."""
+    ``values`` (slices, rows, columns), else each different: CT stores Hounsfield units from -1000 through
+    its rescale (``slope``, ``intercept`` among ``kw``), MR values from 1."""
     study_uid, series_uid = uid(), uid()
-    values = unique_values(grid, first=-1000 if modality == "CT" else 1)
+    if values is None:
+        values = unique_values(grid, first=-1000 if modality == "CT" else 1)
+    assert values.shape == (grid.slices, grid.rows, grid.columns)
     common = {
         "ImageOrientationPatient": [*grid.row, *grid.column],
         "PixelSpacing": list(grid.pixel_spacing),

@@ -120,6 +120,23 @@ def test_a_retried_study_waits_for_its_time(store: JobStore) -> None:
     assert (counts.done, counts.bytes, counts.instances) == (1, 1000, 6)
 
 
+def test_a_study_recorded_after_the_cancelled_job_s_manifest_says_to_write_it_again(store: JobStore) -> None:
+    """done, retry and fail say, from their own transaction, whether the job ended cancelled with its
+    manifest written: only then has the runner that recorded the study to write the manifest again."""
+    job = store.create("f" * 12, SPEC, UIDS, "me", now=100.0, lease=60)
+    first, second, third = (store.claim(job.job_id, "me", 100.0) for _ in UIDS)
+    assert first is not None and second is not None and third is not None
+    assert store.done(job.job_id, first.position, 101.0, instances=2, size=10, result={}) is False
+    assert store.cancel(job.job_id)
+    # Cancelled, but no manifest yet: whoever writes it reads this study then.
+    assert store.retry(job.job_id, second.position, "HTTP 503", not_before=110.0) is False
+    store.end(job.job_id, JobState.CANCELLED, 102.0, "/manifest.jsonl")
+    assert store.fail(job.job_id, third.position, 103.0, "HTTP 404") is True
+    assert store.done(job.job_id, second.position, 104.0, instances=2, size=10, result={}) is True
+    counts = store.counts(job.job_id)
+    assert (counts.done, counts.failed, counts.pending, counts.running) == (2, 1, 0, 0)
+
+
 def test_a_crashed_owner_s_job_is_adopted_once_its_lease_expires(store: JobStore) -> None:
     job = store.create("c" * 12, SPEC, UIDS, "crashed", now=100.0, lease=60)
     in_flight = store.claim(job.job_id, "crashed", 100.0)
@@ -246,6 +263,26 @@ def test_progress_is_the_pace_of_the_studies_ended_lately(store: JobStore) -> No
     assert progress.seconds_left(1, now=130.0) == 15.0  # two studies in 30 s: one more in 15
     assert store.progress(job.job_id, since=125.0).studies == 1
     assert store.progress(job.job_id, since=200.0).rate(now=200.0) is None
+
+
+def test_a_status_reads_counts_failures_and_pace_at_once(store: JobStore) -> None:
+    job = store.create("b2" * 6, SPEC, UIDS, "me", now=100.0, lease=60)
+    first, second = store.claim(job.job_id, "me", 100.0), store.claim(job.job_id, "me", 110.0)
+    assert first is not None and second is not None
+    store.done(job.job_id, first.position, 120.0, instances=2, size=3000, result={})
+    store.fail(job.job_id, second.position, 130.0, "HTTP 404")
+    status = store.status(job.job_id, failures=5, since=0.0)
+    assert status.counts == store.counts(job.job_id)
+    assert (status.counts.done, status.counts.failed, status.counts.pending, status.counts.bytes) == (
+        1,
+        1,
+        1,
+        3000,
+    )
+    assert [(f.study_uid, f.reason) for f in status.failures] == [(UIDS[1], "HTTP 404")]
+    assert status.pace == store.progress(job.job_id, since=0.0)
+    assert store.status(job.job_id, failures=0, since=None).failures == []
+    assert store.status(job.job_id, failures=5, since=None).pace is None
 
 
 def test_manifest_rows_say_how_each_study_ended() -> None:

@@ -21,7 +21,6 @@ import pytest
 from pydicom.uid import RLELossless
 
 from dicomweb_mcp.imaging.volumes import NiftiVolume, series_to_nifti
-from tests.support.imaging import ct_dataset, save, uid
 from tests.support.volumes import Grid, enhanced, ras_of_pixels, series
 
 
@@ -136,21 +135,7 @@ def test_a_marked_voxel_is_found_where_it_was_put(tmp_path: Path) -> None:
     hu = np.full((grid.slices, grid.rows, grid.columns), 40, dtype=np.int16)
     slice_k, row_r, column_c = 3, 4, 1  # slice 3 from the bottom, row 4, column 1
     hu[slice_k, row_r, column_c] = 1234
-    study, serie = uid(), uid()
-    files = [
-        save(
-            ct_dataset(
-                hu[k],
-                study_uid=study,
-                series_uid=serie,
-                ImagePositionPatient=grid.position(k),
-                ImageOrientationPatient=[*grid.row, *grid.column],
-                PixelSpacing=list(grid.pixel_spacing),
-            ),
-            tmp_path / "in",
-        ).path
-        for k in reversed(range(grid.slices))
-    ]
+    files = series(tmp_path / "in", grid, order="reversed", values=hu)
     data, affine, _ = load(series_to_nifti(files, tmp_path / "out", name="marked"))
     (i, j, k), *others = np.argwhere(data == 1234)
     assert not others
@@ -164,23 +149,8 @@ def test_a_marked_voxel_is_found_where_it_was_put(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("slope", "intercept"), [(1.0, -1024.0), (2.0, -1024.0), (1.0, -8192.0)])
 def test_hounsfield_units_are_preserved_as_int16(tmp_path: Path, slope: float, intercept: float) -> None:
     hu = np.array([[[-1000, -700, 0, 40], [400, 1000, 2000, 3000]]] * 2, dtype=np.int16)
-    study, serie = uid(), uid()
-    files = [
-        save(
-            ct_dataset(
-                hu[k],
-                study_uid=study,
-                series_uid=serie,
-                slope=slope,
-                intercept=intercept,
-                ImagePositionPatient=[0, 0, 3.0 * k],
-                ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-                PixelSpacing=[1, 1],
-            ),
-            tmp_path / "in",
-        ).path
-        for k in range(2)
-    ]
+    grid = Grid(step=(0.0, 0.0, 3.0), pixel_spacing=(1.0, 1.0), rows=2, columns=4, slices=2)
+    files = series(tmp_path / "in", grid, order="sorted", values=hu, slope=slope, intercept=intercept)
     volume = series_to_nifti(files, tmp_path / "out", name="hu")
     data, _, header = load(volume)
     assert volume.data_type == "int16"
